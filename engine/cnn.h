@@ -13,8 +13,8 @@
  * (the node and op for model errors). cnn_err_code() gives the stable machine
  * name (e.g. "invalid_image") that the daemon maps to an HTTP status.
  *
- * Ownership: *_create/*_load return objects the caller frees with the matching
- * *_destroy/*_free. Pointers returned by accessors live as long as their owner.
+ * Ownership: the create and load calls return objects the caller frees with the matching
+ * destroy or free call. Pointers returned by accessors live as long as their owner.
  */
 #ifndef CNN_H
 #define CNN_H
