@@ -1,0 +1,268 @@
+/*
+ * http.c — libmicrohttpd server: start/stop, the per-request state machine,
+ * bounded upload accumulation, response helpers (CORS, Allow, Retry-After),
+ * and the per-request log line and metrics at completion.
+ *
+ * State machine per request (req_t, created on MHD's first callback, freed in
+ * the completion callback): RS_NEW -> (non-classify: answered at once) or
+ * RS_UPLOAD (body chunks counted and stored; over the limit -> connection cut
+ * off) -> upload complete -> RS_QUEUED (connection suspended, job in the
+ * pipeline) -> resumed by http_job_finished() on the loop thread -> answered.
+ * A Content-Length above the limit is refused (413) before any body is read.
+ * Memory: the body buffer grows by doubling and never beyond the body limit.
+ */
+#include "http.h"
+
+#include <netdb.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "handlers.h"
+#include "log.h"
+
+static int origin_allowed(const char *list, const char *origin) {
+  size_t olen = strlen(origin);
+  const char *p = list;
+  while (*p) {
+    while (*p == ' ' || *p == ',') p++;
+    const char *e = p;
+    while (*e && *e != ',') e++;
+    const char *t = e;
+    while (t > p && t[-1] == ' ') t--;
+    size_t n = (size_t)(t - p);
+    if ((n == 1 && *p == '*') || (n == olen && n > 0 && strncmp(p, origin, n) == 0)) return 1;
+    p = e;
+  }
+  return 0;
+}
+
+static void add_cors(req_t *r, struct MHD_Response *resp) {
+  const char *list = r->app->cfg->cors_origins;
+  if (!list || !*list) return;
+  MHD_add_response_header(resp, "Vary", "Origin");
+  const char *origin = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin");
+  if (origin && origin_allowed(list, origin))
+    MHD_add_response_header(resp, "Access-Control-Allow-Origin", origin);
+}
+
+enum MHD_Result http_send(req_t *r, int status, char *body, size_t len, const char *ctype,
+                          const char *allow, int retry_after) {
+  struct MHD_Response *resp =
+      body ? MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE)
+           : MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+  if (!resp) {
+    free(body);
+    return MHD_NO;
+  }
+  if (ctype) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+  if (allow) MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+  if (retry_after > 0) {
+    char ra[16];
+    snprintf(ra, sizeof(ra), "%d", retry_after);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+  }
+  if (atomic_load(&r->app->draining))
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+  add_cors(r, resp);
+  enum MHD_Result rc = MHD_queue_response(r->conn, (unsigned)status, resp);
+  MHD_destroy_response(resp);
+  r->status = status;
+  r->bytes_out = body ? len : 0;
+  r->state = RS_ANSWERED;
+  return rc;
+}
+
+enum MHD_Result http_error(req_t *r, int status, const char *code, const char *fmt, ...) {
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  jout_t j;
+  jout_init(&j);
+  jout_puts(&j, "{\"error\":{\"code\":");
+  jout_str(&j, code);
+  jout_puts(&j, ",\"message\":");
+  jout_str(&j, msg);
+  jout_puts(&j, "}}\n");
+  size_t len;
+  char *body = jout_take(&j, &len);
+  r->err_code = code;
+  const char *allow = status == 405 ? router_allow(r->route) : NULL;
+  return http_send(r, status, body, len, "application/json", allow, status == 503 ? 1 : 0);
+}
+
+static enum MHD_Result req_begin(req_t *r, const char *url, const char *method) {
+  char name[CONFIG_NAME_MAX + 2];
+  router_match(r, url, name, sizeof(name));
+  if (r->route == ROUTE_NONE) return http_error(r, 404, "not_found", "no such path");
+  if (strcmp(method, MHD_HTTP_METHOD_OPTIONS) == 0) return handlers_options(r);
+  if (!router_method_ok(r->route, method))
+    return http_error(r, 405, "method_not_allowed", "%s is not allowed here", r->method);
+  if (r->route == ROUTE_CLASSIFY) {
+    enum MHD_Result rc = handlers_classify_begin(r, name);
+    if (r->state == RS_NEW) r->state = RS_UPLOAD;
+    return rc;
+  }
+  return handlers_get(r);
+}
+
+static int body_append(req_t *r, const char *data, size_t size) {
+  size_t limit = r->app->cfg->body_limit;
+  if (r->body_len + size > r->body_cap) {
+    size_t cap = r->body_cap ? r->body_cap : 65536;
+    while (cap < r->body_len + size) cap *= 2;
+    if (cap > limit) cap = limit;
+    uint8_t *nb = realloc(r->body, cap);
+    if (!nb) return -1;
+    r->body = nb;
+    r->body_cap = cap;
+  }
+  memcpy(r->body + r->body_len, data, size);
+  r->body_len += size;
+  return 0;
+}
+
+static enum MHD_Result req_consume(req_t *r, const char *data, size_t size) {
+  r->bytes_in += size;
+  if (r->bytes_in > r->app->cfg->body_limit) {
+    r->status = 413;
+    r->err_code = "payload_too_large";
+    return MHD_NO; /* cut the client off: no response can be queued mid-body */
+  }
+  if (r->err_code) return MHD_YES; /* already failed: discard up to the limit */
+  int rc = r->is_multipart ? multipart_feed(&r->mp, data, size) : body_append(r, data, size);
+  if (rc < 0) r->err_code = r->mp.oom ? "out_of_memory" : "invalid_multipart";
+  return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls) {
+  req_t *r = *con_cls;
+  if (!r) {
+    app_t *app = cls;
+    r = calloc(1, sizeof(*r));
+    if (!r) return MHD_NO;
+    r->app = app;
+    r->conn = c;
+    r->t_start = job_now_ns();
+    r->ep = EP_OTHER;
+    snprintf(r->method, sizeof(r->method), "%s", method);
+    snprintf(r->path, sizeof(r->path), "%s", url);
+    atomic_fetch_add(&app->in_flight, 1);
+    *con_cls = r;
+    return req_begin(r, url, method);
+  }
+  if (r->state == RS_QUEUED) return handlers_classify_answer(r);
+  if (r->state == RS_ANSWERED) {
+    *upload_size = 0;
+    return MHD_YES;
+  }
+  if (*upload_size) {
+    enum MHD_Result rc = req_consume(r, upload, *upload_size);
+    *upload_size = 0;
+    return rc;
+  }
+  return handlers_classify_submit(r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe) {
+  req_t *r = *con_cls;
+  if (!r) return;
+  *con_cls = NULL;
+  double secs = (double)(job_now_ns() - r->t_start) / 1e9;
+  int status = r->state == RS_ANSWERED ? r->status : (r->status ? r->status : 0);
+  metrics_request(r->ep, r->state == RS_ANSWERED ? status : 0);
+  metrics_observe(H_REQUEST, secs);
+  log_request(&(log_request_t){.method = r->method,
+                               .path = r->path,
+                               .model = r->model ? r->model->conf->name : NULL,
+                               .status = status,
+                               .bytes_in = r->bytes_in,
+                               .bytes_out = r->bytes_out,
+                               .duration_ms = secs * 1e3,
+                               .error = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK
+                                            ? r->err_code
+                                            : (r->err_code ? r->err_code : "connection_closed")});
+  multipart_deinit(&r->mp);
+  free(r->body);
+  atomic_fetch_sub(&r->app->in_flight, 1);
+  free(r);
+}
+
+void http_job_finished(job_t *j) {
+  req_t *r = (req_t *)((char *)j - offsetof(req_t, job));
+  MHD_resume_connection(r->conn);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap) {
+  char msg[512];
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  size_t n = strlen(msg);
+  while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r')) msg[--n] = '\0';
+  log_msg(LOG_DEBUG, "libmicrohttpd: %s", msg);
+}
+
+/* "HOST:PORT" or "[V6]:PORT" -> socket address. */
+static int resolve(const char *listen, struct sockaddr_storage *ss, int *v6) {
+  char host[256];
+  const char *colon = strrchr(listen, ':');
+  size_t hl = (size_t)(colon - listen);
+  if (hl >= sizeof(host)) return -1;
+  memcpy(host, listen, hl);
+  host[hl] = '\0';
+  char *h = host;
+  if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') h = host + 1, host[hl - 1] = '\0';
+  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                           .ai_flags = AI_NUMERICSERV | AI_PASSIVE};
+  struct addrinfo *res = NULL;
+  int rc = getaddrinfo(*h ? h : NULL, colon + 1, &hints, &res);
+  if (rc != 0 || !res) {
+    log_msg(LOG_ERROR, "server.listen: cannot resolve '%s': %s", listen, gai_strerror(rc));
+    return -1;
+  }
+  memcpy(ss, res->ai_addr, res->ai_addrlen);
+  *v6 = res->ai_family == AF_INET6;
+  freeaddrinfo(res);
+  return 0;
+}
+
+struct MHD_Daemon *http_start(app_t *app, int *port_out) {
+  const config_t *cfg = app->cfg;
+  struct sockaddr_storage ss;
+  int v6 = 0;
+  if (resolve(cfg->listen, &ss, &v6) < 0) return NULL;
+  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_ALLOW_SUSPEND_RESUME |
+                   MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
+  struct MHD_Daemon *d = MHD_start_daemon(
+      flags, 0, NULL, NULL, on_request, app, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+      MHD_OPTION_NOTIFY_COMPLETED, on_completed, app, MHD_OPTION_CONNECTION_TIMEOUT,
+      (unsigned)cfg->connection_timeout_s, MHD_OPTION_THREAD_POOL_SIZE,
+      (unsigned)cfg->http_threads, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+      MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
+  if (!d) {
+    log_msg(LOG_ERROR, "cannot listen on %s (address in use or not available?)", cfg->listen);
+    return NULL;
+  }
+  const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+  *port_out = info ? info->port : -1;
+  return d;
+}
+
+void http_quiesce(struct MHD_Daemon *d) {
+  MHD_socket fd = MHD_quiesce_daemon(d);
+  if (fd != MHD_INVALID_SOCKET) close(fd);
+}
+
+void http_stop(struct MHD_Daemon *d) {
+  if (d) MHD_stop_daemon(d);
+}

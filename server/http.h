@@ -1,0 +1,61 @@
+/*
+ * http.h — the libmicrohttpd server and per-request state.
+ *
+ * MHD runs its own polling threads (MHD_USE_INTERNAL_POLLING_THREAD with a
+ * thread pool) and calls http.c's handler; nothing in these threads waits on
+ * decoding or inference: a classify upload suspends its connection and goes
+ * to the pipeline, and http_job_finished() (loop thread) resumes it.
+ */
+#ifndef CLASSIFYD_HTTP_H
+#define CLASSIFYD_HTTP_H
+
+#include <microhttpd.h>
+
+#include "app.h"
+#include "job.h"
+#include "metrics.h"
+#include "multipart.h"
+
+typedef enum {
+  ROUTE_NONE = 0,
+  ROUTE_CLASSIFY,
+  ROUTE_MODELS,
+  ROUTE_HEALTHZ,
+  ROUTE_READYZ,
+  ROUTE_METRICS,
+} route_t;
+
+typedef enum { RS_NEW = 0, RS_UPLOAD, RS_QUEUED, RS_ANSWERED } req_state_t;
+
+typedef struct req {
+  app_t *app;
+  struct MHD_Connection *conn;
+  route_t route;
+  metrics_endpoint_t ep;
+  req_state_t state;
+  char method[16];
+  char path[256];
+  uint64_t t_start, bytes_in, bytes_out, content_length;
+  int status;
+  const char *err_code;
+  model_entry_t *model;
+  int top_k;
+  int is_multipart;
+  multipart_t mp;
+  uint8_t *body; /* raw body, or the chosen multipart part */
+  size_t body_len, body_cap;
+  job_t job;
+} req_t;
+
+struct MHD_Daemon *http_start(app_t *app, int *port_out); /* NULL on failure (logged) */
+void http_quiesce(struct MHD_Daemon *d); /* stop accepting new connections */
+void http_stop(struct MHD_Daemon *d);
+void http_job_finished(job_t *j); /* loop thread: resume the job's connection */
+
+/* Response helpers for handlers.c: take ownership of body (malloc'd). */
+enum MHD_Result http_send(req_t *r, int status, char *body, size_t len, const char *ctype,
+                          const char *allow, int retry_after);
+enum MHD_Result http_error(req_t *r, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+#endif

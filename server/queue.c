@@ -1,0 +1,85 @@
+/*
+ * queue.c — bounded job FIFO with batch pop (see queue.h).
+ *
+ * Design: a fixed ring allocated once, a mutex and one condition variable
+ * (CLOCK_MONOTONIC for the batch window). The bound is a safety net: the
+ * daemon's admission control already keeps fewer jobs waiting than the ring
+ * holds, so a failing push means a broken invariant and is answered with 500.
+ */
+#include "queue.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <time.h>
+
+int queue_init(queue_t *q, int cap) {
+  q->ring = calloc((size_t)cap, sizeof(*q->ring));
+  if (!q->ring) return -1;
+  q->cap = cap;
+  q->head = q->count = q->closed = 0;
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  int rc = pthread_cond_init(&q->cv, &ca);
+  pthread_condattr_destroy(&ca);
+  if (rc != 0 || pthread_mutex_init(&q->mu, NULL) != 0) {
+    if (rc == 0) pthread_cond_destroy(&q->cv);
+    free(q->ring);
+    return -1;
+  }
+  return 0;
+}
+
+void queue_deinit(queue_t *q) {
+  pthread_mutex_destroy(&q->mu);
+  pthread_cond_destroy(&q->cv);
+  free(q->ring);
+  q->ring = NULL;
+}
+
+int queue_push(queue_t *q, job_t *j) {
+  pthread_mutex_lock(&q->mu);
+  int ok = !q->closed && q->count < q->cap;
+  if (ok) {
+    q->ring[(q->head + q->count) % q->cap] = j;
+    q->count++;
+    pthread_cond_signal(&q->cv);
+  }
+  pthread_mutex_unlock(&q->mu);
+  return ok ? 0 : -1;
+}
+
+static int take(queue_t *q, job_t **out, int n, int max) {
+  while (n < max && q->count > 0) {
+    out[n++] = q->ring[q->head];
+    q->head = (q->head + 1) % q->cap;
+    q->count--;
+  }
+  return n;
+}
+
+int queue_pop_batch(queue_t *q, job_t **out, int max, int window_us) {
+  pthread_mutex_lock(&q->mu);
+  while (q->count == 0 && !q->closed) pthread_cond_wait(&q->cv, &q->mu);
+  int n = take(q, out, 0, max);
+  if (n > 0 && n < max && window_us > 0 && !q->closed) {
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_nsec += (long)window_us * 1000;
+    until.tv_sec += until.tv_nsec / 1000000000;
+    until.tv_nsec %= 1000000000;
+    while (n < max && !q->closed) {
+      if (q->count == 0 && pthread_cond_timedwait(&q->cv, &q->mu, &until) == ETIMEDOUT) break;
+      n = take(q, out, n, max);
+    }
+  }
+  pthread_mutex_unlock(&q->mu);
+  return n;
+}
+
+void queue_close(queue_t *q) {
+  pthread_mutex_lock(&q->mu);
+  q->closed = 1;
+  pthread_cond_broadcast(&q->cv);
+  pthread_mutex_unlock(&q->mu);
+}

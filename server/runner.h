@@ -1,0 +1,37 @@
+/*
+ * runner.h — one inference runner thread per model.
+ *
+ * A runner owns one cnn_ctx_t (max_batch images, `threads` engine threads), a
+ * job queue and a pool of input-tensor buffers that decode workers fill. The
+ * runner thread takes up to max_batch queued jobs, drops those past their
+ * deadline (504), runs the rest as ONE cnn_forward batch, fills each job's
+ * top-k and hands every job to cb->done (any thread-safe sink).
+ * runner_destroy() closes the queue, lets the thread drain it, joins, frees.
+ */
+#ifndef CLASSIFYD_RUNNER_H
+#define CLASSIFYD_RUNNER_H
+
+#include "cnn.h"
+#include "job.h"
+
+typedef struct runner runner_t;
+
+typedef struct {
+  void (*taken)(void *arg, int n); /* n jobs left the waiting queue */
+  void (*done)(void *arg, job_t *j);
+  void *arg;
+} runner_cb_t;
+
+typedef struct {
+  int threads, max_batch, batch_window_us, queue_cap;
+} runner_opts_t;
+
+int runner_create(const cnn_model_t *model, const runner_opts_t *o, const runner_cb_t *cb,
+                  runner_t **out, cnn_error_t *err);
+void runner_destroy(runner_t *r);
+int runner_push(runner_t *r, job_t *j); /* -1: queue full or closed */
+/* A tensor buffer for one image (NULL: out of memory); return it with put. */
+float *runner_tensor_get(runner_t *r);
+void runner_tensor_put(runner_t *r, float *t);
+
+#endif
