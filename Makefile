@@ -150,6 +150,17 @@ test: $(DEPS_TEST_STAMP)
 bench: $(BENCHES) test-models
 	$(BUILD)/bench/bench_engine --models $(TEST_MODELS_DIR) --threads 2
 
+# make run: official weights when models/resnet50.onnx and models/googlenet.onnx exist
+# (make models), else calibrated random-weight exports, said plainly at start-up.
+LISTEN ?= 127.0.0.1:8080
+RUN_OFFICIAL := $(and $(wildcard models/resnet50.onnx),$(wildcard models/googlenet.onnx))
+RUN_MODELS := $(if $(RUN_OFFICIAL),models/resnet50.onnx models/googlenet.onnx,\
+              $(TEST_MODELS_DIR)/resnet50.onnx $(TEST_MODELS_DIR)/googlenet.onnx)
+run: $(BUILD)/classifyd $(RUN_MODELS)
+	@$(if $(RUN_OFFICIAL),true,echo "make run: official weights not found (make models);" \
+	  "serving RANDOM-WEIGHT models: their predictions mean nothing" >&2)
+	$(BUILD)/classifyd --listen $(LISTEN) $(foreach m,$(RUN_MODELS),--model $(basename $(notdir $(m)))=$(m))
+
 models: | $(DEPS_TEST_STAMP)
 	$(PYTHON) models/fetch.py --dir models
 
