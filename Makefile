@@ -124,10 +124,17 @@ $(TEST_MODELS_DIR)/%.onnx: models/export.py | $(DEPS_TEST_STAMP)
 	$(PYTHON) models/export.py --arch $* --random 1 --out $@
 test-models: $(TEST_MODELS)
 
-unit: $(BUILD)/tests/unit
-	$(BUILD)/tests/unit --jobs 2
-unit-asan: $(ASAN)/tests/unit
-	ASAN_OPTIONS=detect_leaks=1 $(ASAN)/tests/unit --jobs 2
+# Image-intake test inputs, generated with PIL (tests/image/make_inputs.py).
+TEST_IMAGES := $(BUILD)/test-images
+$(TEST_IMAGES)/.stamp: tests/image/make_inputs.py | $(DEPS_TEST_STAMP)
+	@rm -rf $(TEST_IMAGES) && mkdir -p $(TEST_IMAGES)
+	$(PYTHON) tests/image/make_inputs.py $(TEST_IMAGES) && touch $@
+UNIT_ENV = CNN_TEST_IMAGES=$(abspath $(TEST_IMAGES))
+
+unit: $(BUILD)/tests/unit $(TEST_IMAGES)/.stamp
+	$(UNIT_ENV) $(BUILD)/tests/unit --jobs 2
+unit-asan: $(ASAN)/tests/unit $(TEST_IMAGES)/.stamp
+	$(UNIT_ENV) ASAN_OPTIONS=detect_leaks=1 $(ASAN)/tests/unit --jobs 2
 check-asan: unit-asan
 
 TEST_ENV = BUILD=$(abspath $(BUILD)) MODELS=$(abspath $(TEST_MODELS_DIR)) PYTHON=$(PYTHON)
