@@ -23,6 +23,12 @@ BUILD ?= build
 ARCH ?= native
 PYTHON ?= /usr/bin/python3
 FUZZ_SECONDS ?= 60
+V ?= 0
+ifeq ($(V),0)
+Q := @
+else
+Q :=
+endif
 
 PKGS := libmicrohttpd jansson openblas libturbojpeg libuv libpng libwebp inih \
         libprotobuf-c libsystemd
@@ -76,30 +82,37 @@ $(GEN_C) $(GEN_H) &: $(ONNX_PROTO) | $(DEPS_STAMP)
 define VARIANT
 $(1)/obj/%.o: %.c $(GEN_H) | $(DEPS_STAMP)
 	@mkdir -p $$(@D)
-	$$(CC) $$(CFLAGS_ALL) $(2) $$(CPPFLAGS_ALL) -MMD -MP -c $$< -o $$@
+	@$(if $(Q),echo "  CC      $$@")
+	$(Q)$$(CC) $$(CFLAGS_ALL) $(2) $$(CPPFLAGS_ALL) -MMD -MP -c $$< -o $$@
 
 $(1)/obj/gen/onnx.pb-c.o: $(GEN_C) | $(DEPS_STAMP)
 	@mkdir -p $$(@D)
-	$$(CC) -std=c17 $(2) $$(CPPFLAGS_ALL) -w -c $$< -o $$@
+	@$(if $(Q),echo "  CC      $$@")
+	$(Q)$$(CC) -std=c17 $(2) $$(CPPFLAGS_ALL) -w -c $$< -o $$@
 
 $(1)/libcnn.a: $(patsubst %.c,$(1)/obj/%.o,$(ENGINE_SRCS)) $(1)/obj/gen/onnx.pb-c.o
 	@rm -f $$@
-	ar rcs $$@ $$^
+	@$(if $(Q),echo "  AR      $$@")
+	$(Q)ar rcs $$@ $$^
 
 $(1)/classifyd: $(patsubst %.c,$(1)/obj/%.o,$(SERVER_SRCS)) $(1)/libcnn.a
-	$$(CC) $(2) -o $$@ $$^ $$(LDLIBS_ALL)
+	@$(if $(Q),echo "  LD      $$@")
+	$(Q)$$(CC) $(2) -o $$@ $$^ $$(LDLIBS_ALL)
 
 $(1)/tests/unit: $(patsubst %.c,$(1)/obj/%.o,$(UNIT_SRCS)) $(1)/libcnn.a | $(DEPS_TEST_STAMP)
 	@mkdir -p $$(@D)
-	$$(CC) $(2) -o $$@ $$^ $$(CRIT_LIBS) $$(LDLIBS_ALL)
+	@$(if $(Q),echo "  LD      $$@")
+	$(Q)$$(CC) $(2) -o $$@ $$^ $$(CRIT_LIBS) $$(LDLIBS_ALL)
 
 $(1)/tools/%: $(1)/obj/tests/tools/%.o $(1)/libcnn.a
 	@mkdir -p $$(@D)
-	$$(CC) $(2) -o $$@ $$^ $$(LDLIBS_ALL)
+	@$(if $(Q),echo "  LD      $$@")
+	$(Q)$$(CC) $(2) -o $$@ $$^ $$(LDLIBS_ALL)
 
 $(1)/bench/%: $(1)/obj/tests/bench/%.o $(1)/libcnn.a
 	@mkdir -p $$(@D)
-	$$(CC) $(2) -o $$@ $$^ $$(LDLIBS_ALL)
+	@$(if $(Q),echo "  LD      $$@")
+	$(Q)$$(CC) $(2) -o $$@ $$^ $$(LDLIBS_ALL)
 
 -include $(patsubst %.c,$(1)/obj/%.d,$(ENGINE_SRCS) $(SERVER_SRCS) $(UNIT_SRCS) $(TOOL_SRCS) $(BENCH_SRCS))
 endef
