@@ -185,52 +185,20 @@ def read(path):
         return f.read()
 
 
-def find_predictions(obj):
-    if isinstance(obj, list) and obj and all(isinstance(p, dict) and "index" in p for p in obj):
-        return [(int(p["index"]), float(p.get("probability", p.get("prob", 0)))) for p in obj]
-    if isinstance(obj, dict):
-        for v in obj.values():
-            r = find_predictions(v)
-            if r:
-                return r
-    if isinstance(obj, list):
-        for v in obj:
-            r = find_predictions(v)
-            if r:
-                return r
-    return None
-
-
-def parse_cli(out):
-    try:
-        return find_predictions(json.loads(out))
-    except ValueError:
-        pass
-    preds = []
-    for line in out.splitlines():
-        ints = re.findall(r"(?<![\d.])\d+(?![\d.])", line)
-        floats = re.findall(r"\d+\.\d+(?:e-?\d+)?", line)
-        if ints and floats:
-            preds.append((int(ints[0]), float(floats[-1])))
-    return preds or None
-
-
-CLI_FORMS = [["--model", "{m}", "--top-k", "5", "--json", "{i}"],
-             ["--model", "{m}", "--top-k", "5", "{i}"], ["--model", "{m}", "{i}"]]
-
-
 def cli_predictions(model, image):
-    for form in CLI_FORMS:
-        args = [a.replace("{m}", model).replace("{i}", image) for a in form]
-        try:
-            r = subprocess.run([CLI, "classify", *args], capture_output=True, timeout=120)
-        except subprocess.TimeoutExpired:
-            continue
-        if r.returncode == 0:
-            preds = parse_cli(r.stdout.decode("utf-8", "replace"))
-            if preds:
-                return preds[:5]
-    return None
+    """Top-5 of `classifyd classify --model M --top-k 5 IMAGE` (one JSON object per image)."""
+    try:
+        r = subprocess.run([CLI, "classify", "--model", model, "--top-k", "5", image],
+                           capture_output=True, timeout=300)
+    except subprocess.TimeoutExpired:
+        return None
+    if r.returncode != 0:
+        return None
+    try:
+        obj = json.loads(r.stdout.decode().splitlines()[0])
+        return [(int(p["index"]), float(p["probability"])) for p in obj["predictions"]]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
 
 
 def same_predictions(a, b):
