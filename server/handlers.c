@@ -10,6 +10,7 @@
  */
 #include "handlers.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,9 +47,12 @@ void router_match(req_t *r, const char *url, char *name, size_t namelen) {
   const char *n = url + pl, *slash = strchr(n, '/');
   if (!slash || slash == n || strcmp(slash, "/classify") != 0) return;
   size_t len = (size_t)(slash - n);
-  if (len >= namelen) len = namelen - 1; /* too long to be a model: still unknown */
-  memcpy(name, n, len);
-  name[len] = '\0';
+  if (len >= namelen) {
+    snprintf(name, namelen, "/"); /* too long to be a model; '/' never names one */
+  } else {
+    memcpy(name, n, len);
+    name[len] = '\0';
+  }
   r->route = ROUTE_CLASSIFY;
   r->ep = EP_CLASSIFY;
 }

@@ -561,7 +561,8 @@ def main():
                 d.proc.kill()
                 d.proc.wait(10)
         asan = [d.log_path for d in daemons if "ERROR: AddressSanitizer" in d.text()
-                or "runtime error:" in d.text() or "LeakSanitizer" in d.text()]
+                or "runtime error:" in d.text() or "LeakSanitizer" in d.text()
+                or "WARNING: ThreadSanitizer" in d.text()]
         check("no sanitizer reports in daemon logs", not asan, asan)
     print(f"integration: {passed} passed, {failed} failed")
     return 1 if failed else 0
