@@ -99,18 +99,27 @@ enum MHD_Result http_error(req_t *r, int status, const char *code, const char *f
   return http_send(r, status, body, len, "application/json", allow, status == 503 ? 1 : 0);
 }
 
+/* Everything but a classify upload is answered on MHD's second call, once the
+ * request is complete: answering on the first call would make MHD close the
+ * connection (no keep-alive). A classify request may be refused on the first
+ * call (bad parameters, Content-Length over the limit) precisely so that its
+ * body is never read. */
 static enum MHD_Result req_begin(req_t *r, const char *url, const char *method) {
-  char name[CONFIG_NAME_MAX + 2];
-  router_match(r, url, name, sizeof(name));
-  if (r->route == ROUTE_NONE) return http_error(r, 404, "not_found", "no such path");
-  if (strcmp(method, MHD_HTTP_METHOD_OPTIONS) == 0) return handlers_options(r);
-  if (!router_method_ok(r->route, method))
-    return http_error(r, 405, "method_not_allowed", "%s is not allowed here", r->method);
-  if (r->route == ROUTE_CLASSIFY) {
-    enum MHD_Result rc = handlers_classify_begin(r, name);
+  router_match(r, url, r->model_name, sizeof(r->model_name));
+  if (r->route == ROUTE_CLASSIFY && strcmp(method, MHD_HTTP_METHOD_POST) == 0) {
+    enum MHD_Result rc = handlers_classify_begin(r, r->model_name);
     if (r->state == RS_NEW) r->state = RS_UPLOAD;
     return rc;
   }
+  r->state = RS_DEFERRED;
+  return MHD_YES;
+}
+
+static enum MHD_Result req_answer_deferred(req_t *r) {
+  if (r->route == ROUTE_NONE) return http_error(r, 404, "not_found", "no such path");
+  if (strcmp(r->method, MHD_HTTP_METHOD_OPTIONS) == 0) return handlers_options(r);
+  if (!router_method_ok(r->route, r->method))
+    return http_error(r, 405, "method_not_allowed", "%s is not allowed here", r->method);
   return handlers_get(r);
 }
 
@@ -162,6 +171,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return req_begin(r, url, method);
   }
   if (r->state == RS_QUEUED) return handlers_classify_answer(r);
+  if (r->state == RS_DEFERRED) { /* discard any body, bounded by the body limit */
+    r->bytes_in += *upload_size;
+    if (r->bytes_in > r->app->cfg->body_limit) return MHD_NO;
+    if (*upload_size == 0) return req_answer_deferred(r);
+    *upload_size = 0;
+    return MHD_YES;
+  }
   if (r->state == RS_ANSWERED) {
     *upload_size = 0;
     return MHD_YES;

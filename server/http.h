@@ -25,7 +25,7 @@ typedef enum {
   ROUTE_METRICS,
 } route_t;
 
-typedef enum { RS_NEW = 0, RS_UPLOAD, RS_QUEUED, RS_ANSWERED } req_state_t;
+typedef enum { RS_NEW = 0, RS_DEFERRED, RS_UPLOAD, RS_QUEUED, RS_ANSWERED } req_state_t;
 
 typedef struct req {
   app_t *app;
@@ -35,6 +35,7 @@ typedef struct req {
   req_state_t state;
   char method[16];
   char path[256];
+  char model_name[CONFIG_NAME_MAX + 2]; /* from /models/NAME/classify */
   uint64_t t_start, bytes_in, bytes_out, content_length;
   int status;
   const char *err_code;
