@@ -222,7 +222,10 @@ def main(argv=None):
     else:
         if not os.path.isfile(a.weights):
             sys.exit(f"export: {a.weights}: no such file")
-        model = build_model(a.arch, weights=a.weights)
+        try:
+            model = build_model(a.arch, weights=a.weights)
+        except Exception as e:  # torch.load/load_state_dict raise many types on bad files
+            sys.exit(f"export: {a.weights}: not {a.arch} weights: {str(e).splitlines()[0]}")
         text = " ".join(x for x in (a.source, f"file {os.path.basename(a.weights)}",
                                     f"sha256 {sha256_file(a.weights)}") if x)
     meta = metadata(a.arch, a.name or a.arch, a.random is not None, text)
