@@ -1,0 +1,140 @@
+/*
+ * graph.h — the engine's internal graph: values, nodes and the model that owns them.
+ *
+ * Loading goes ONNX protobuf -> graph (onnx_load.c, onnx_tensor.c) -> per-op checks
+ * and shape inference (graph_ops.c) -> rewrites (graph_fuse.c: BatchNorm folded into
+ * Conv, residual Add and Relu fused into the Conv epilogue) -> memory plan
+ * (graph_plan.c). After that the graph is read-only and shared by every context
+ * (ctx.c), which owns only the arena, the scratch and the thread pool.
+ *
+ * Batching: every runtime value is derived from the single image input and carries
+ * the batch in dims[0]. Shapes are stored per image (dims[0] == 1); a forward of n
+ * images scales dims[0] and every runtime size by n. Constants never carry a batch.
+ * Ops that would mix images (reshaping, slicing or concatenating along axis 0) are
+ * refused at load with an error naming the node.
+ *
+ * Storage: a runtime value either owns a slot in the arena (root) or aliases its
+ * root (Reshape, Flatten, Unsqueeze, Identity, Dropout: same bytes, new shape).
+ * Plan offsets are per image, in floats; a context for max_batch B multiplies them
+ * by B, which keeps the plan valid because every runtime size scales by B.
+ */
+#ifndef CNN_GRAPH_H
+#define CNN_GRAPH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cnn.h"
+#include "kernels.h"
+
+#define GRAPH_MAX_DIMS 8
+#define GRAPH_MAX_INPUTS 64
+
+typedef enum { DT_FLOAT = 1, DT_INT64 = 7 } graph_dtype_t;
+
+typedef enum { VAL_RUNTIME, VAL_CONST, VAL_INPUT } graph_val_kind_t;
+
+typedef struct {
+  char *name;
+  graph_val_kind_t kind;
+  graph_dtype_t dtype;
+  int known;                      /* shape inferred (or given, for constants) */
+  int ndim;
+  int64_t dims[GRAPH_MAX_DIMS];   /* per image for runtime values */
+  float *f;                       /* VAL_CONST float data, owned */
+  int64_t *i64;                   /* VAL_CONST int64 data, owned */
+  int producer;                   /* node index, -1 for constants and the input */
+  int alias_of;                   /* value whose storage this one shares, or -1 */
+  int last_use;                   /* last node index reading it (INT32_MAX: graph output) */
+  int64_t offset;                 /* plan: arena offset of the root, floats per image */
+  int param;                      /* initializer counted as a model parameter */
+} graph_value_t;
+
+typedef enum {
+  OP_CONV, OP_BATCHNORM, OP_RELU, OP_MAXPOOL, OP_AVGPOOL, OP_GLOBALAVGPOOL, OP_ADD, OP_MUL,
+  OP_CONCAT, OP_FLATTEN, OP_RESHAPE, OP_GEMM, OP_MATMUL, OP_SOFTMAX, OP_LRN, OP_IDENTITY,
+  OP_DROPOUT, OP_CONSTANT, OP_GATHER, OP_UNSQUEEZE, OP_SLICE, OP__COUNT
+} graph_op_t;
+
+typedef struct {
+  graph_op_t op;
+  char *name;       /* ONNX node name or "#index" */
+  const char *type; /* ONNX op_type as spelled in the file's node, e.g. "Conv" */
+  int nin;
+  int in[GRAPH_MAX_INPUTS]; /* value indices, -1 for an omitted optional input */
+  int out;                  /* value index of output 0 */
+  int dead;                 /* removed by a rewrite; skipped when running */
+  union {
+    struct {
+      kern_conv_t k;
+      int residual; /* value fused as the residual, or -1 */
+      int h, w, oh, ow;
+    } conv;
+    struct {
+      kern_pool_t k;
+      int ceil_mode;
+      int h, w, oh, ow;
+    } pool;
+    struct {
+      float eps;
+      float *scale, *shift; /* owned: folded inference form */
+    } bn;
+    struct {
+      int axis;
+    } axis; /* Concat, Flatten, Softmax (see softmax_coerce), Gather */
+    struct {
+      int trans_a, trans_b;
+      float alpha, beta;
+    } gemm;
+    struct {
+      int size;
+      float alpha, beta, bias;
+    } lrn;
+    struct {
+      int64_t starts[GRAPH_MAX_DIMS], steps[GRAPH_MAX_DIMS];
+    } slice;
+  } a;
+  int softmax_coerce; /* opset < 13: Softmax over the flattened dims from axis on */
+  int auto_pad;       /* Conv/pools: 0 NOTSET, 1 VALID, 2 SAME_UPPER, 3 SAME_LOWER */
+  int kernel_shape[2]; /* Conv/pools: from the attribute, 0 when absent */
+  int64_t macs;       /* multiply-accumulates per image */
+  int64_t *idx;       /* Gather: indices made non-negative, owned */
+  size_t nidx;
+} graph_node_t;
+
+struct cnn_model {
+  cnn_model_info_t info;
+  graph_value_t *vals;
+  int nvals, cap_vals;
+  graph_node_t *nodes;
+  int nnodes, cap_nodes;
+  int input;              /* value index of the image input */
+  int output;             /* value index of the graph output */
+  int opset;
+  int64_t plan_floats;    /* arena size per image, floats */
+  char *dir;              /* folder external data must stay in, or NULL */
+  /* info storage */
+  char *name, *arch, *path;
+  char **labels;
+};
+
+/* ---- building (graph.c) ---- */
+int graph_add_value(cnn_model_t *m, const char *name, cnn_error_t *err);
+int graph_find_value(const cnn_model_t *m, const char *name);
+int graph_add_node(cnn_model_t *m, cnn_error_t *err);
+int64_t graph_numel(const graph_value_t *v); /* per image for runtime values */
+void graph_free(cnn_model_t *m);
+
+/* ---- passes ---- */
+int graph_infer(cnn_model_t *m, cnn_error_t *err);         /* graph_infer.c */
+int graph_infer_tensor_op(cnn_model_t *m, graph_node_t *n, cnn_error_t *err); /* graph_infer_tensor.c */
+int graph_is_runtime(const graph_value_t *v);
+int graph_fuse(cnn_model_t *m, cnn_error_t *err);          /* graph_fuse.c */
+int graph_plan(cnn_model_t *m, cnn_error_t *err);          /* graph_plan.c */
+int graph_root(const cnn_model_t *m, int v);               /* follow alias_of */
+
+/* Error helper naming the node: "node 'conv1' (Conv): <msg>". */
+int graph_node_error(cnn_error_t *err, int code, const graph_node_t *n, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+#endif

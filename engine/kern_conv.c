@@ -1,0 +1,152 @@
+/*
+ * kern_conv.c — 2-D convolution as im2col + sgemm with a fused epilogue.
+ *
+ * For each image, out[Cout, cols] = W[Cout, K] x col[K, cols] with cols = oh*ow and
+ * K = cin*kh*kw. Threads never wait on each other inside a conv:
+ *  - column split (the usual case): the n*cols output columns are divided between
+ *    threads; each lowers its own columns, block by block, into its scratch and
+ *    multiplies them, writing straight into the strided output (ldc = cols);
+ *  - row split (few columns per thread, e.g. 7x7 maps at batch 1): each thread
+ *    takes a range of output channels and all columns. The lowering is then done
+ *    by every thread (cheap next to the GEMM), but each thread packs only its share
+ *    of W, where a column split would make every thread pack all of W.
+ * A 1x1, stride-1, unpadded conv multiplies the input directly (no lowering).
+ * Column blocks are capped so that K x block stays a few MB (CONV_COL_FLOATS);
+ * kern_conv2d_scratch_floats returns exactly that K x block.
+ *
+ * Bias, residual and ReLU are applied right after each block's sgemm, in one pass
+ * over that block while it is still in cache.
+ *
+ * OpenBLAS must be single-threaded (cnn_blas_single_thread); each thread's sgemm
+ * is independent. No allocation here: scratch comes from kern_ctx_t.
+ */
+#include <cblas.h>
+
+#include "kern_internal.h"
+
+enum {
+  CONV_COL_FLOATS = 1 << 19,  /* lowered block budget per thread: 2 MB */
+  CONV_BLOCK_MIN = 64,        /* never lower fewer columns than this per block */
+  CONV_ROWSPLIT_COLS = 160,   /* below this many columns per thread, split rows */
+  CONV_ROW_ALIGN = 16         /* row-split boundaries fall on multiples of this */
+};
+
+typedef struct {
+  const kern_ctx_t *kc;
+  const kern_conv_t *p;
+  const float *in, *residual;
+  float *out;
+  int n, h, w, ow;
+  size_t cols, kdim, block, in_img, out_img;
+  int direct;
+} conv_job_t;
+
+static int conv__direct(const kern_conv_t *p) {
+  return p->kh == 1 && p->kw == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_t == 0 &&
+         p->pad_l == 0 && p->pad_b == 0 && p->pad_r == 0;
+}
+
+static size_t conv__block(size_t kdim, size_t cols) {
+  size_t b = CONV_COL_FLOATS / (kdim ? kdim : 1);
+  if (b < CONV_BLOCK_MIN) b = CONV_BLOCK_MIN;
+  return b < cols ? b : cols;
+}
+
+int kern_conv_prepare(kern_conv_t *p) {
+  p->packed = NULL;
+  return 0;
+}
+
+void kern_conv_release(kern_conv_t *p) { p->packed = NULL; }
+
+size_t kern_conv2d_scratch_floats(const kern_conv_t *p, int h, int w, int oh, int ow,
+                                  int nthreads) {
+  if (conv__direct(p)) return 0;
+  size_t kdim = (size_t)p->cin * (size_t)p->kh * (size_t)p->kw;
+  return kdim * conv__block(kdim, (size_t)oh * (size_t)ow);
+}
+
+/* y = act(y + bias + residual) over rows [r0, r1) x nc columns of a block. */
+static void conv__epilogue(const kern_conv_t *p, float *c, const float *res, int r0, int r1,
+                           size_t nc, size_t ldc) {
+  for (int r = r0; r < r1; r++, c += ldc) {
+    float b = p->bias ? p->bias[r] : 0.0f;
+    if (res) {
+      for (size_t j = 0; j < nc; j++) c[j] += b + res[j];
+      res += ldc;
+    } else if (b != 0.0f) {
+      for (size_t j = 0; j < nc; j++) c[j] += b;
+    }
+    if (p->relu)
+      for (size_t j = 0; j < nc; j++) c[j] = c[j] > 0.0f ? c[j] : 0.0f;
+  }
+}
+
+/* Output channels [r0, r1) x columns [c0, c1) of image img. */
+static void conv__block_run(const conv_job_t *j, int img, int r0, int r1, size_t c0,
+                            size_t c1, float *scratch) {
+  const kern_conv_t *p = j->p;
+  const float *in = j->in + (size_t)img * j->in_img;
+  const float *b;
+  size_t ldb;
+  if (j->direct) {
+    b = in + c0;
+    ldb = j->cols;
+  } else {
+    kern_im2col(p, in, j->h, j->w, j->ow, c0, c1, scratch);
+    b = scratch;
+    ldb = c1 - c0;
+  }
+  size_t off = (size_t)img * j->out_img + (size_t)r0 * j->cols + c0;
+  float *c = j->out + off;
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, (int)(c1 - c0), (int)j->kdim,
+              1.0f, p->weight + (size_t)r0 * j->kdim, (int)j->kdim, b, (int)ldb, 0.0f, c,
+              (int)j->cols);
+  if (p->bias || j->residual || p->relu)
+    conv__epilogue(p, c, j->residual ? j->residual + off : NULL, r0, r1, c1 - c0, j->cols);
+}
+
+static void conv__by_cols(void *arg, int tid, int nt) {
+  const conv_job_t *j = arg;
+  size_t b, e;
+  pool_split((size_t)j->n * j->cols, tid, nt, &b, &e);
+  for (size_t pos = b; pos < e;) {
+    int img = (int)(pos / j->cols);
+    size_t c0 = pos % j->cols, c1 = c0 + j->block;
+    if (c1 > j->cols) c1 = j->cols;
+    if (c1 - c0 > e - pos) c1 = c0 + (e - pos);
+    conv__block_run(j, img, 0, j->p->cout, c0, c1, j->kc->scratch ? j->kc->scratch[tid] : NULL);
+    pos += c1 - c0;
+  }
+}
+
+static void conv__by_rows(void *arg, int tid, int nt) {
+  const conv_job_t *j = arg;
+  size_t units = ((size_t)j->p->cout + CONV_ROW_ALIGN - 1) / CONV_ROW_ALIGN, b, e;
+  pool_split(units, tid, nt, &b, &e);
+  int r0 = (int)(b * CONV_ROW_ALIGN), r1 = (int)(e * CONV_ROW_ALIGN);
+  if (r1 > j->p->cout) r1 = j->p->cout;
+  if (r0 >= r1) return;
+  for (int img = 0; img < j->n; img++)
+    for (size_t c0 = 0; c0 < j->cols; c0 += j->block) {
+      size_t c1 = c0 + j->block < j->cols ? c0 + j->block : j->cols;
+      conv__block_run(j, img, r0, r1, c0, c1, j->kc->scratch ? j->kc->scratch[tid] : NULL);
+    }
+}
+
+void kern_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *in, int n, int h,
+                 int w, float *out, int oh, int ow, const float *residual) {
+  conv_job_t j = {.kc = kc, .p = p, .in = in, .residual = residual, .out = out, .n = n,
+                  .h = h, .w = w, .ow = ow};
+  j.cols = (size_t)oh * (size_t)ow;
+  j.kdim = (size_t)p->cin * (size_t)p->kh * (size_t)p->kw;
+  j.block = conv__block(j.kdim, j.cols);
+  j.in_img = (size_t)p->cin * (size_t)h * (size_t)w;
+  j.out_img = (size_t)p->cout * j.cols;
+  j.direct = conv__direct(p);
+  if (j.cols == 0 || n <= 0 || p->cout <= 0) return;
+  int nt = kern_threads(kc);
+  int rows = nt > 1 && (size_t)n * j.cols / (size_t)nt < CONV_ROWSPLIT_COLS &&
+             p->cout >= nt * CONV_ROW_ALIGN;
+  pool_run(kc->pool, rows ? conv__by_rows : conv__by_cols, &j);
+}

@@ -1,0 +1,81 @@
+/*
+ * kern_gemm.c — ONNX Gemm and MatMul on top of single-threaded cblas_sgemm.
+ *
+ * The output is split between threads by rows when M is the larger side and by
+ * columns otherwise (a classifier head at batch 1 is M = 1, N = 1000). Each
+ * thread first writes beta*C broadcast into its block of Y, then accumulates
+ * alpha*op(A)op(B) into it with sgemm (beta 1), so C is read once and Y is
+ * written by exactly one thread. No allocation.
+ */
+#include <cblas.h>
+
+#include "kern_internal.h"
+
+enum { GEMM_COL_ALIGN = 16 };
+
+typedef struct {
+  int ta, tb, m, n, k;
+  float alpha, beta;
+  const float *a, *b, *c;
+  int c_rows, c_cols;
+  float *y;
+} gemm_job_t;
+
+/* Y[r0:r1, n0:n1] = beta * C broadcast; returns the sgemm beta to use next. */
+static float gemm__init_c(const gemm_job_t *j, int r0, int r1, int n0, int n1) {
+  if (!j->c || j->beta == 0.0f) return 0.0f;
+  for (int r = r0; r < r1; r++) {
+    const float *crow = j->c + (j->c_rows == 1 ? 0 : (size_t)r * (size_t)j->c_cols);
+    float *yrow = j->y + (size_t)r * (size_t)j->n;
+    if (j->c_cols == 1)
+      for (int col = n0; col < n1; col++) yrow[col] = j->beta * crow[0];
+    else
+      for (int col = n0; col < n1; col++) yrow[col] = j->beta * crow[col];
+  }
+  return 1.0f;
+}
+
+static void gemm__block(const gemm_job_t *j, int r0, int r1, int n0, int n1) {
+  if (r0 >= r1 || n0 >= n1) return;
+  float beta = gemm__init_c(j, r0, r1, n0, n1);
+  /* op(A) rows r0.. and op(B) columns n0.. as sub-matrices of the originals */
+  const float *a = j->ta ? j->a + r0 : j->a + (size_t)r0 * (size_t)j->k;
+  const float *b = j->tb ? j->b + (size_t)n0 * (size_t)j->k : j->b + n0;
+  int lda = j->ta ? j->m : j->k, ldb = j->tb ? j->k : j->n;
+  if (j->k == 0) {
+    for (int r = r0; r < r1 && beta == 0.0f; r++)
+      for (int col = n0; col < n1; col++) j->y[(size_t)r * (size_t)j->n + col] = 0.0f;
+    return;
+  }
+  cblas_sgemm(CblasRowMajor, j->ta ? CblasTrans : CblasNoTrans,
+              j->tb ? CblasTrans : CblasNoTrans, r1 - r0, n1 - n0, j->k, j->alpha, a, lda, b,
+              ldb, beta, j->y + (size_t)r0 * (size_t)j->n + n0, j->n);
+}
+
+static void gemm__task(void *arg, int tid, int nt) {
+  const gemm_job_t *j = arg;
+  size_t b, e;
+  if (j->m >= j->n) {
+    pool_split((size_t)j->m, tid, nt, &b, &e);
+    gemm__block(j, (int)b, (int)e, 0, j->n);
+  } else {
+    size_t units = ((size_t)j->n + GEMM_COL_ALIGN - 1) / GEMM_COL_ALIGN;
+    pool_split(units, tid, nt, &b, &e);
+    int n0 = (int)(b * GEMM_COL_ALIGN), n1 = (int)(e * GEMM_COL_ALIGN);
+    gemm__block(j, 0, j->m, n0, n1 < j->n ? n1 : j->n);
+  }
+}
+
+void kern_gemm(const kern_ctx_t *kc, int trans_a, int trans_b, int m, int n, int k,
+               float alpha, const float *a, const float *b, float beta, const float *c,
+               int c_rows, int c_cols, float *y) {
+  gemm_job_t j = {trans_a, trans_b, m, n, k, alpha, beta, a, b, c, c_rows, c_cols, y};
+  if (m <= 0 || n <= 0) return;
+  pool_run(kc->pool, gemm__task, &j);
+}
+
+void kern_matmul(const kern_ctx_t *kc, const float *a, int batch, int m, int k,
+                 const float *bmat, int n, float *y) {
+  /* the batched A matrices are contiguous, so this is one (batch*M) x K product */
+  kern_gemm(kc, 0, 0, batch * m, n, k, 1.0f, a, bmat, 0.0f, NULL, 0, 0, y);
+}

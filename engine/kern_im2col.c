@@ -1,0 +1,75 @@
+/*
+ * kern_im2col.c — lowering a block of convolution output columns to a matrix.
+ *
+ * For one image, column j of the lowered matrix is output position j (row-major
+ * over oh x ow) and row k = (ci, ky, kx) holds the input value that kernel tap
+ * meets there (0 in the padding). A block [c0, c1) of columns is written densely
+ * as a K x (c1 - c0) row-major matrix, so each conv thread lowers only the columns
+ * it multiplies, into its own scratch. Rows are filled run by run along an output
+ * row: the taps falling in the left padding, the valid middle (a plain copy at
+ * stride 1) and the right padding, which keeps the inner loops branch-free.
+ */
+#include "kern_internal.h"
+
+#include <string.h>
+
+typedef struct {
+  const kern_conv_t *p;
+  int h, w, ow;
+} im2col_geom_t;
+
+/* Output x range [*lo, *hi) whose tap kx lands inside the input row. */
+static void im2col__valid_x(const im2col_geom_t *g, int kx, int *lo, int *hi) {
+  int sw = g->p->stride_w, off = kx - g->p->pad_l; /* ix = ox*sw + off */
+  int a = off >= 0 ? 0 : (-off + sw - 1) / sw;
+  int b = g->w - off <= 0 ? 0 : (g->w - off + sw - 1) / sw;
+  *lo = a < g->ow ? a : g->ow;
+  *hi = b < g->ow ? b : g->ow;
+  if (*hi < *lo) *hi = *lo;
+}
+
+/* Output row oy, columns [x0, x1), tap (ky, kx) whose valid x range is [lo, hi). */
+static float *im2col__run(const im2col_geom_t *g, const float *plane, int oy, int x0, int x1,
+                          int ky, int kx, int lo, int hi, float *dst) {
+  int iy = oy * g->p->stride_h - g->p->pad_t + ky;
+  if (iy < 0 || iy >= g->h) {
+    memset(dst, 0, sizeof *dst * (size_t)(x1 - x0));
+    return dst + (x1 - x0);
+  }
+  int a = lo < x0 ? x0 : (lo > x1 ? x1 : lo);
+  int b = hi > x1 ? x1 : (hi < a ? a : hi);
+  int sw = g->p->stride_w;
+  const float *base = plane + (ptrdiff_t)iy * g->w + kx - g->p->pad_l; /* base[ox*sw] */
+  for (int x = x0; x < a; x++) *dst++ = 0.0f;
+  if (sw == 1) {
+    memcpy(dst, base + a, sizeof *dst * (size_t)(b - a));
+    dst += b - a;
+  } else {
+    for (int x = a; x < b; x++) *dst++ = base[(ptrdiff_t)x * sw];
+  }
+  for (int x = b; x < x1; x++) *dst++ = 0.0f;
+  return dst;
+}
+
+void kern_im2col(const kern_conv_t *p, const float *img, int h, int w, int ow, size_t c0,
+                 size_t c1, float *col) {
+  im2col_geom_t g = {p, h, w, ow};
+  size_t hw = (size_t)h * (size_t)w;
+  for (int ci = 0; ci < p->cin; ci++) {
+    const float *plane = img + (size_t)ci * hw;
+    for (int ky = 0; ky < p->kh; ky++) {
+      for (int kx = 0; kx < p->kw; kx++) {
+        int lo, hi;
+        im2col__valid_x(&g, kx, &lo, &hi);
+        float *dst = col;
+        for (size_t pos = c0; pos < c1;) {
+          int oy = (int)(pos / (size_t)ow), x0 = (int)(pos % (size_t)ow);
+          int x1 = (size_t)(ow - x0) < c1 - pos ? ow : x0 + (int)(c1 - pos);
+          dst = im2col__run(&g, plane, oy, x0, x1, ky, kx, lo, hi, dst);
+          pos += (size_t)(x1 - x0);
+        }
+        col += c1 - c0;
+      }
+    }
+  }
+}

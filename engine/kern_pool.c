@@ -1,0 +1,111 @@
+/*
+ * kern_pool.c — max, average and global average pooling, float32 NCHW.
+ *
+ * Work is split across threads by (n*c) planes; each output value reads its
+ * window clipped to the input. Window bounds are computed per output row and
+ * column, so the inner loops carry no padding tests. In ceil mode a window may
+ * run past the padded input: those positions are ignored, and with
+ * count_include_pad the divisor counts padding but not positions beyond it.
+ */
+#include <float.h>
+
+#include "kern_internal.h"
+
+typedef struct {
+  const kern_pool_t *p;
+  const float *in;
+  float *out;
+  int h, w, oh, ow;
+  size_t planes;
+  int avg;
+} pool_job_t;
+
+/* Clip window [o*s - pad, +k) to [0, len) and to the padded range [-pad, len+pad2). */
+static void pool__span(int o, int s, int k, int pad, int pad2, int len, int *a, int *b,
+                       int *padded) {
+  int lo = o * s - pad, hi = lo + k;
+  *padded = (hi < len + pad2 ? hi : len + pad2) - lo;
+  *a = lo < 0 ? 0 : lo;
+  *b = hi > len ? len : hi;
+}
+
+static float pool__max_window(const float *x, int w, int y0, int y1, int x0, int x1) {
+  float m = -FLT_MAX;
+  for (int y = y0; y < y1; y++)
+    for (int xx = x0; xx < x1; xx++) m = x[y * w + xx] > m ? x[y * w + xx] : m;
+  return m;
+}
+
+static float pool__sum_window(const float *x, int w, int y0, int y1, int x0, int x1) {
+  float s = 0.0f;
+  for (int y = y0; y < y1; y++)
+    for (int xx = x0; xx < x1; xx++) s += x[y * w + xx];
+  return s;
+}
+
+static void pool__plane(const pool_job_t *j, const float *x, float *y) {
+  const kern_pool_t *p = j->p;
+  for (int oy = 0; oy < j->oh; oy++) {
+    int y0, y1, ny;
+    pool__span(oy, p->stride_h, p->kh, p->pad_t, p->pad_b, j->h, &y0, &y1, &ny);
+    for (int ox = 0; ox < j->ow; ox++) {
+      int x0, x1, nx;
+      pool__span(ox, p->stride_w, p->kw, p->pad_l, p->pad_r, j->w, &x0, &x1, &nx);
+      float v;
+      if (!j->avg) {
+        v = (y1 > y0 && x1 > x0) ? pool__max_window(x, j->w, y0, y1, x0, x1) : 0.0f;
+      } else {
+        int cnt = p->count_include_pad ? ny * nx : (y1 - y0) * (x1 - x0);
+        v = cnt > 0 ? pool__sum_window(x, j->w, y0, y1, x0, x1) / (float)cnt : 0.0f;
+      }
+      *y++ = v;
+    }
+  }
+}
+
+static void pool__task(void *arg, int tid, int nt) {
+  const pool_job_t *j = arg;
+  size_t b, e, in_plane = (size_t)j->h * j->w, out_plane = (size_t)j->oh * j->ow;
+  pool_split(j->planes, tid, nt, &b, &e);
+  for (size_t i = b; i < e; i++) pool__plane(j, j->in + i * in_plane, j->out + i * out_plane);
+}
+
+static void pool__run(const kern_ctx_t *kc, const kern_pool_t *p, const float *in, int n,
+                      int c, int h, int w, float *out, int oh, int ow, int avg) {
+  pool_job_t j = {p, in, out, h, w, oh, ow, (size_t)n * (size_t)c, avg};
+  pool_run(kc->pool, pool__task, &j);
+}
+
+void kern_maxpool2d(const kern_ctx_t *kc, const kern_pool_t *p, const float *in, int n, int c,
+                    int h, int w, float *out, int oh, int ow) {
+  pool__run(kc, p, in, n, c, h, w, out, oh, ow, 0);
+}
+
+void kern_avgpool2d(const kern_ctx_t *kc, const kern_pool_t *p, const float *in, int n, int c,
+                    int h, int w, float *out, int oh, int ow) {
+  pool__run(kc, p, in, n, c, h, w, out, oh, ow, 1);
+}
+
+typedef struct {
+  const float *in;
+  float *out;
+  size_t planes, hw;
+} gap_job_t;
+
+static void gap__task(void *arg, int tid, int nt) {
+  const gap_job_t *j = arg;
+  size_t b, e;
+  pool_split(j->planes, tid, nt, &b, &e);
+  for (size_t i = b; i < e; i++) {
+    const float *x = j->in + i * j->hw;
+    float s = 0.0f;
+    for (size_t k = 0; k < j->hw; k++) s += x[k];
+    j->out[i] = j->hw ? s / (float)j->hw : 0.0f;
+  }
+}
+
+void kern_global_avgpool(const kern_ctx_t *kc, const float *in, int n, int c, size_t hw,
+                         float *out) {
+  gap_job_t j = {in, out, (size_t)n * (size_t)c, hw};
+  pool_run(kc->pool, gap__task, &j);
+}

@@ -1,0 +1,171 @@
+/*
+ * pool.c — fixed team of worker threads running one data-parallel task at a time.
+ *
+ * Design: a task is published by bumping the generation counter `gen` (release)
+ * after storing fn/arg; workers notice the new generation (acquire), run their tid
+ * and decrement `remaining`; the worker that brings it to zero wakes the caller.
+ * The caller runs tid 0 itself, so a 2-thread pool has one worker.
+ *
+ * Waiting: a worker first polls `gen` for a short, bounded time (POOL_SPIN pause
+ * iterations, a few tens of microseconds) because inside a forward pass the next
+ * task follows within microseconds and a futex wake-up costs about as much as a
+ * small kernel; after that it sleeps on the `wake` condition variable, so an idle
+ * pool burns no CPU. The caller waits for `remaining` the same way. `sleepers` is
+ * read and written under `mu`, and so are the gen bump and the zero-remaining
+ * signal, so no wake-up can be lost.
+ *
+ * Ownership: pool_create allocates; pool_destroy joins the workers and frees.
+ * A pool is driven by one thread at a time (not reentrant).
+ */
+#include "pool.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#include "cnn.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define POOL_PAUSE() _mm_pause()
+#else
+#define POOL_PAUSE() ((void)0)
+#endif
+
+enum { POOL_SPIN = 4000 };
+
+struct pool;
+typedef struct {
+  struct pool *pool;
+  int tid;
+} pool_worker_t;
+
+struct pool {
+  int n;
+  pthread_t *threads;
+  pool_worker_t *workers;
+  pthread_mutex_t mu;
+  pthread_cond_t wake; /* workers: a new generation or quit */
+  pthread_cond_t done; /* caller: remaining reached zero */
+  int sleepers;        /* workers blocked on `wake`; under mu */
+  int waiting;         /* caller blocked on `done`; under mu */
+  pool_task_cb fn;
+  void *arg;
+  atomic_uint gen;
+  atomic_int remaining;
+  atomic_int quit;
+};
+
+/* Spin briefly, then sleep until gen != seen. Returns the new generation. */
+static unsigned pool__await_gen(struct pool *p, unsigned seen) {
+  for (int i = 0; i < POOL_SPIN; i++) {
+    unsigned g = atomic_load_explicit(&p->gen, memory_order_acquire);
+    if (g != seen) return g;
+    POOL_PAUSE();
+  }
+  pthread_mutex_lock(&p->mu);
+  p->sleepers++;
+  while (atomic_load_explicit(&p->gen, memory_order_acquire) == seen)
+    pthread_cond_wait(&p->wake, &p->mu);
+  p->sleepers--;
+  pthread_mutex_unlock(&p->mu);
+  return atomic_load_explicit(&p->gen, memory_order_acquire);
+}
+
+static void *pool__worker_main(void *argp) {
+  pool_worker_t *w = argp;
+  struct pool *p = w->pool;
+  unsigned seen = 0;
+  for (;;) {
+    seen = pool__await_gen(p, seen);
+    if (atomic_load_explicit(&p->quit, memory_order_acquire)) break;
+    p->fn(p->arg, w->tid, p->n);
+    if (atomic_fetch_sub_explicit(&p->remaining, 1, memory_order_acq_rel) == 1) {
+      pthread_mutex_lock(&p->mu);
+      if (p->waiting) pthread_cond_signal(&p->done);
+      pthread_mutex_unlock(&p->mu);
+    }
+  }
+  return NULL;
+}
+
+/* Bump the generation under the lock so a worker about to sleep cannot miss it. */
+static void pool__publish(struct pool *p) {
+  pthread_mutex_lock(&p->mu);
+  atomic_fetch_add_explicit(&p->gen, 1, memory_order_acq_rel);
+  if (p->sleepers) pthread_cond_broadcast(&p->wake);
+  pthread_mutex_unlock(&p->mu);
+}
+
+static void pool__stop(struct pool *p, int started) {
+  atomic_store_explicit(&p->quit, 1, memory_order_release);
+  pool__publish(p);
+  for (int i = 0; i < started; i++) pthread_join(p->threads[i], NULL);
+  pthread_cond_destroy(&p->done);
+  pthread_cond_destroy(&p->wake);
+  pthread_mutex_destroy(&p->mu);
+  free(p->threads);
+  free(p->workers);
+  free(p);
+}
+
+int pool_create(int nthreads, pool_t **out) {
+  *out = NULL;
+  if (nthreads < 1) return CNN_EINVAL;
+  struct pool *p = calloc(1, sizeof *p);
+  if (!p) return CNN_ENOMEM;
+  p->n = nthreads;
+  p->threads = calloc((size_t)nthreads, sizeof *p->threads);
+  p->workers = calloc((size_t)nthreads, sizeof *p->workers);
+  pthread_mutex_init(&p->mu, NULL);
+  pthread_cond_init(&p->wake, NULL);
+  pthread_cond_init(&p->done, NULL);
+  atomic_init(&p->gen, 0);
+  atomic_init(&p->remaining, 0);
+  atomic_init(&p->quit, 0);
+  if (!p->threads || !p->workers) {
+    pool__stop(p, 0);
+    return CNN_ENOMEM;
+  }
+  for (int i = 1; i < nthreads; i++) {
+    p->workers[i - 1] = (pool_worker_t){p, i};
+    if (pthread_create(&p->threads[i - 1], NULL, pool__worker_main, &p->workers[i - 1])) {
+      pool__stop(p, i - 1);
+      return CNN_ENOMEM;
+    }
+  }
+  *out = p;
+  return 0;
+}
+
+void pool_destroy(pool_t *p) {
+  if (p) pool__stop(p, p->n - 1);
+}
+
+int pool_threads(const pool_t *p) { return p ? p->n : 1; }
+
+static void pool__await_done(struct pool *p) {
+  for (int i = 0; i < POOL_SPIN; i++) {
+    if (atomic_load_explicit(&p->remaining, memory_order_acquire) == 0) return;
+    POOL_PAUSE();
+  }
+  pthread_mutex_lock(&p->mu);
+  p->waiting = 1;
+  while (atomic_load_explicit(&p->remaining, memory_order_acquire) != 0)
+    pthread_cond_wait(&p->done, &p->mu);
+  p->waiting = 0;
+  pthread_mutex_unlock(&p->mu);
+}
+
+void pool_run(pool_t *p, pool_task_cb fn, void *arg) {
+  if (!p || p->n == 1) {
+    fn(arg, 0, 1);
+    return;
+  }
+  p->fn = fn;
+  p->arg = arg;
+  atomic_store_explicit(&p->remaining, p->n - 1, memory_order_relaxed);
+  pool__publish(p);
+  fn(arg, 0, p->n);
+  pool__await_done(p);
+}

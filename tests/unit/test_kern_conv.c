@@ -1,0 +1,87 @@
+/* test_kern_conv.c — kern_conv2d against the 7-loop double-precision reference.
+ *
+ * Tolerance: |got - ref| <= 1e-5 * mag + 1e-6, where mag is the sum of the absolute
+ * values of all terms of that output (|w*x|, |bias|, |residual|). A float32 sum of K
+ * terms has a worst-case error of about K * 6e-8 * mag and a typical one far below
+ * (sgemm's blocked sums); 1e-5 is ~170 ulps of mag, loose enough for any order of
+ * summation yet far below the O(mag) error of a wrong index, tap or padding. */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+
+#include "cnn.h"
+#include "ref.h"
+
+typedef struct {
+  int n, cin, cout, h, w, kh, kw, sh, sw, pt, pl, pb, pr, bias, relu, residual, threads;
+} conv_case_t;
+
+static void conv_check(ref_rng_t *rng, const conv_case_t *c) {
+  int oh = (c->h + c->pt + c->pb - c->kh) / c->sh + 1;
+  int ow = (c->w + c->pl + c->pr - c->kw) / c->sw + 1;
+  cr_assert(oh > 0 && ow > 0);
+  size_t nin = (size_t)c->n * c->cin * c->h * c->w, nout = (size_t)c->n * c->cout * oh * ow;
+  float *in = ref_random(rng, nin, -1, 1);
+  float *wt = ref_random(rng, (size_t)c->cout * c->cin * c->kh * c->kw, -1, 1);
+  float *bias = c->bias ? ref_random(rng, (size_t)c->cout, -1, 1) : NULL;
+  float *res = c->residual ? ref_random(rng, nout, -2, 2) : NULL;
+  float *out = ref_random(rng, nout, 100, 200); /* garbage the kernel must overwrite */
+  double *want = malloc(nout * sizeof *want), *mag = malloc(nout * sizeof *mag);
+  kern_conv_t p = {c->cin, c->cout, c->kh, c->kw, c->sh, c->sw, c->pt, c->pl, c->pb, c->pr,
+                   wt, bias, c->relu, NULL};
+  cr_assert_eq(kern_conv_prepare(&p), 0);
+  ref_kctx_t t;
+  ref_kctx_init(&t, c->threads, kern_conv2d_scratch_floats(&p, c->h, c->w, oh, ow, c->threads));
+  kern_conv2d(&t.kc, &p, in, c->n, c->h, c->w, out, oh, ow, res);
+  ref_conv2d(&p, in, c->n, c->h, c->w, oh, ow, res, want, mag);
+  long bad = ref_mismatch(out, want, mag, nout, 1e-5, 1e-6);
+  cr_assert_eq(bad, -1,
+               "n%d %d->%d %dx%d k%dx%d s%d,%d pad %d,%d,%d,%d b%d r%d res%d t%d: out[%ld]=%g want %g",
+               c->n, c->cin, c->cout, c->h, c->w, c->kh, c->kw, c->sh, c->sw, c->pt, c->pl,
+               c->pb, c->pr, c->bias, c->relu, c->residual, c->threads, bad,
+               bad >= 0 ? out[bad] : 0.0, bad >= 0 ? want[bad] : 0.0);
+  kern_conv_release(&p);
+  ref_kctx_deinit(&t);
+  free(in), free(wt), free(bias), free(res), free(out), free(want), free(mag);
+}
+
+Test(kern_conv, random_shapes) {
+  ref_rng_t rng = {0x9E3779B97F4A7C15ull};
+  static const int ks[] = {1, 3, 5, 7};
+  cnn_blas_single_thread();
+  for (int i = 0; i < 120; i++) {
+    conv_case_t c;
+    c.kh = ks[ref_randint(&rng, 0, 3)];
+    c.kw = ref_randint(&rng, 0, 4) ? c.kh : ks[ref_randint(&rng, 0, 3)];
+    c.sh = ref_randint(&rng, 1, 2);
+    c.sw = ref_randint(&rng, 0, 3) ? c.sh : 3 - c.sh;
+    c.pt = ref_randint(&rng, 0, c.kh / 2 + 1), c.pb = ref_randint(&rng, 0, c.kh / 2);
+    c.pl = ref_randint(&rng, 0, c.kw / 2), c.pr = ref_randint(&rng, 0, c.kw / 2 + 1);
+    c.h = ref_randint(&rng, 1, 19), c.w = ref_randint(&rng, 1, 19);
+    if (c.h + c.pt + c.pb < c.kh) c.h = c.kh;
+    if (c.w + c.pl + c.pr < c.kw) c.w = c.kw;
+    c.n = ref_randint(&rng, 1, 3);
+    c.cin = ref_randint(&rng, 1, 9), c.cout = ref_randint(&rng, 1, 40);
+    c.bias = ref_randint(&rng, 0, 1), c.relu = ref_randint(&rng, 0, 1);
+    c.residual = ref_randint(&rng, 0, 1), c.threads = ref_randint(&rng, 1, 3);
+    conv_check(&rng, &c);
+  }
+}
+
+Test(kern_conv, resnet_like_layers) {
+  ref_rng_t rng = {12345};
+  cnn_blas_single_thread();
+  static const conv_case_t cases[] = {
+      /* n cin cout  h  w kh kw sh sw pt pl pb pr bias relu res thr */
+      {1, 3, 16, 33, 31, 7, 7, 2, 2, 3, 3, 3, 3, 1, 1, 0, 2},     /* stem */
+      {2, 16, 24, 15, 15, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 2},    /* direct 1x1 + residual */
+      {1, 24, 32, 14, 14, 1, 1, 2, 2, 0, 0, 0, 0, 1, 0, 0, 3},    /* strided shortcut */
+      {1, 64, 48, 40, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 2},    /* several col blocks */
+      {1, 64, 48, 40, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1},    /* same, one thread */
+      {1, 32, 40, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2},      /* row split, ragged */
+      {1, 32, 40, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 0, 0, 0, 3},      /* row split, 3 thr */
+      {3, 32, 36, 5, 5, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 2},      /* row split, batch */
+      {2, 5, 7, 9, 11, 5, 3, 2, 1, 2, 0, 1, 2, 1, 1, 1, 2},       /* asymmetric */
+      {1, 1024, 20, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 0, 2},    /* K > block budget */
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) conv_check(&rng, &cases[i]);
+}

@@ -1,0 +1,94 @@
+/* test_pool.c — the thread pool: every tid runs exactly once per run, for many runs
+ * and 1..4 threads, across the spin and the sleep paths; destroy joins cleanly. */
+#include <criterion/criterion.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pool.h"
+
+typedef struct {
+  atomic_int hits[8];
+  atomic_int bad_n;
+  int expect_n;
+} count_job_t;
+
+static void count_task(void *arg, int tid, int n) {
+  count_job_t *j = arg;
+  if (n != j->expect_n || tid < 0 || tid >= n) atomic_fetch_add(&j->bad_n, 1);
+  else atomic_fetch_add(&j->hits[tid], 1);
+}
+
+static void run_many(int threads, int runs, int pause_us) {
+  pool_t *p;
+  cr_assert_eq(pool_create(threads, &p), 0);
+  cr_assert_eq(pool_threads(p), threads);
+  count_job_t j;
+  memset(&j, 0, sizeof j);
+  j.expect_n = threads;
+  for (int r = 0; r < runs; r++) {
+    pool_run(p, count_task, &j);
+    for (int t = 0; t < threads; t++) /* complete on return: each tid counted r+1 times */
+      cr_assert_eq(atomic_load(&j.hits[t]), r + 1, "run %d tid %d", r, t);
+    if (pause_us) usleep((useconds_t)pause_us);
+  }
+  cr_assert_eq(atomic_load(&j.bad_n), 0);
+  pool_destroy(p);
+}
+
+Test(pool, every_tid_once_per_run_back_to_back) {
+  for (int t = 1; t <= 4; t++) run_many(t, 2000, 0);
+}
+
+Test(pool, every_tid_once_per_run_with_sleeps) {
+  /* pauses longer than the spin phase exercise the condition-variable path */
+  for (int t = 1; t <= 4; t++) run_many(t, 30, 2000);
+}
+
+typedef struct {
+  atomic_int sum;
+} slow_job_t;
+
+static void slow_task(void *arg, int tid, int n) {
+  slow_job_t *j = arg;
+  if (tid == n - 1) usleep(3000); /* the caller must wait for the slowest worker */
+  atomic_fetch_add(&j->sum, tid + 1);
+}
+
+Test(pool, run_waits_for_slow_worker) {
+  pool_t *p;
+  cr_assert_eq(pool_create(3, &p), 0);
+  for (int r = 0; r < 5; r++) {
+    slow_job_t j = {0};
+    pool_run(p, slow_task, &j);
+    cr_assert_eq(atomic_load(&j.sum), 6);
+  }
+  pool_destroy(p);
+}
+
+Test(pool, create_destroy_cycles_and_bad_args) {
+  for (int i = 0; i < 50; i++) {
+    pool_t *p;
+    cr_assert_eq(pool_create(1 + i % 4, &p), 0);
+    pool_destroy(p); /* idle workers, some never ran a task: must join */
+  }
+  pool_t *p = (pool_t *)&p;
+  cr_assert_lt(pool_create(0, &p), 0);
+  cr_assert_null(p);
+  pool_destroy(NULL);
+}
+
+Test(pool, split_covers_range) {
+  for (size_t total = 0; total < 40; total++)
+    for (int n = 1; n <= 5; n++) {
+      size_t next = 0;
+      for (int t = 0; t < n; t++) {
+        size_t b, e;
+        pool_split(total, t, n, &b, &e);
+        cr_assert_eq(b, next);
+        cr_assert(e >= b && e - b <= total / (size_t)n + 1);
+        next = e;
+      }
+      cr_assert_eq(next, total);
+    }
+}
