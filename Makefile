@@ -23,6 +23,12 @@ BUILD ?= build
 ARCH ?= native
 PYTHON ?= /usr/bin/python3
 FUZZ_SECONDS ?= 60
+V ?= 0
+ifeq ($(V),0)
+Q := @
+else
+Q :=
+endif
 
 PKGS := libmicrohttpd jansson openblas libturbojpeg libuv libpng libwebp inih \
         libprotobuf-c libsystemd
@@ -52,7 +58,7 @@ BENCH_SRCS := $(wildcard tests/bench/*.c)
 FUZZ_SRCS := $(wildcard tests/fuzz/*.c)
 
 .PHONY: all deps deps-test test check-asan unit unit-asan bench run models clean \
-        fuzz fuzz-smoke test-models test-diff test-cli test-integration format
+        fuzz fuzz-smoke bench-decode test-models test-diff test-cli test-integration format
 .DEFAULT_GOAL := all
 
 # ---- dependencies -----------------------------------------------------------------
@@ -76,30 +82,37 @@ $(GEN_C) $(GEN_H) &: $(ONNX_PROTO) | $(DEPS_STAMP)
 define VARIANT
 $(1)/obj/%.o: %.c $(GEN_H) | $(DEPS_STAMP)
 	@mkdir -p $$(@D)
-	$$(CC) $$(CFLAGS_ALL) $(2) $$(CPPFLAGS_ALL) -MMD -MP -c $$< -o $$@
+	@$(if $(Q),echo "  CC      $$@")
+	$(Q)$$(CC) $$(CFLAGS_ALL) $(2) $$(CPPFLAGS_ALL) -MMD -MP -c $$< -o $$@
 
 $(1)/obj/gen/onnx.pb-c.o: $(GEN_C) | $(DEPS_STAMP)
 	@mkdir -p $$(@D)
-	$$(CC) -std=c17 $(2) $$(CPPFLAGS_ALL) -w -c $$< -o $$@
+	@$(if $(Q),echo "  CC      $$@")
+	$(Q)$$(CC) -std=c17 $(2) $$(CPPFLAGS_ALL) -w -c $$< -o $$@
 
 $(1)/libcnn.a: $(patsubst %.c,$(1)/obj/%.o,$(ENGINE_SRCS)) $(1)/obj/gen/onnx.pb-c.o
 	@rm -f $$@
-	ar rcs $$@ $$^
+	@$(if $(Q),echo "  AR      $$@")
+	$(Q)ar rcs $$@ $$^
 
 $(1)/classifyd: $(patsubst %.c,$(1)/obj/%.o,$(SERVER_SRCS)) $(1)/libcnn.a
-	$$(CC) $(2) -o $$@ $$^ $$(LDLIBS_ALL)
+	@$(if $(Q),echo "  LD      $$@")
+	$(Q)$$(CC) $(2) -o $$@ $$^ $$(LDLIBS_ALL)
 
 $(1)/tests/unit: $(patsubst %.c,$(1)/obj/%.o,$(UNIT_SRCS)) $(1)/libcnn.a | $(DEPS_TEST_STAMP)
 	@mkdir -p $$(@D)
-	$$(CC) $(2) -o $$@ $$^ $$(CRIT_LIBS) $$(LDLIBS_ALL)
+	@$(if $(Q),echo "  LD      $$@")
+	$(Q)$$(CC) $(2) -o $$@ $$^ $$(CRIT_LIBS) $$(LDLIBS_ALL)
 
 $(1)/tools/%: $(1)/obj/tests/tools/%.o $(1)/libcnn.a
 	@mkdir -p $$(@D)
-	$$(CC) $(2) -o $$@ $$^ $$(LDLIBS_ALL)
+	@$(if $(Q),echo "  LD      $$@")
+	$(Q)$$(CC) $(2) -o $$@ $$^ $$(LDLIBS_ALL)
 
 $(1)/bench/%: $(1)/obj/tests/bench/%.o $(1)/libcnn.a
 	@mkdir -p $$(@D)
-	$$(CC) $(2) -o $$@ $$^ $$(LDLIBS_ALL)
+	@$(if $(Q),echo "  LD      $$@")
+	$(Q)$$(CC) $(2) -o $$@ $$^ $$(LDLIBS_ALL)
 
 -include $(patsubst %.c,$(1)/obj/%.d,$(ENGINE_SRCS) $(SERVER_SRCS) $(UNIT_SRCS) $(TOOL_SRCS) $(BENCH_SRCS))
 endef
@@ -124,10 +137,17 @@ $(TEST_MODELS_DIR)/%.onnx: models/export.py | $(DEPS_TEST_STAMP)
 	$(PYTHON) models/export.py --arch $* --random 1 --out $@
 test-models: $(TEST_MODELS)
 
-unit: $(BUILD)/tests/unit
-	$(BUILD)/tests/unit --jobs 2
-unit-asan: $(ASAN)/tests/unit
-	ASAN_OPTIONS=detect_leaks=1 $(ASAN)/tests/unit --jobs 2
+# Image-intake test inputs, generated with PIL (tests/image/make_inputs.py).
+TEST_IMAGES := $(BUILD)/test-images
+$(TEST_IMAGES)/.stamp: tests/image/make_inputs.py | $(DEPS_TEST_STAMP)
+	@rm -rf $(TEST_IMAGES) && mkdir -p $(TEST_IMAGES)
+	$(PYTHON) tests/image/make_inputs.py $(TEST_IMAGES) && touch $@
+UNIT_ENV = CNN_TEST_IMAGES=$(abspath $(TEST_IMAGES))
+
+unit: $(BUILD)/tests/unit $(TEST_IMAGES)/.stamp
+	$(UNIT_ENV) $(BUILD)/tests/unit --jobs 2
+unit-asan: $(ASAN)/tests/unit $(TEST_IMAGES)/.stamp
+	$(UNIT_ENV) ASAN_OPTIONS=detect_leaks=1 $(ASAN)/tests/unit --jobs 2
 check-asan: unit-asan
 
 TEST_ENV = BUILD=$(abspath $(BUILD)) MODELS=$(abspath $(TEST_MODELS_DIR)) PYTHON=$(PYTHON)
@@ -141,6 +161,7 @@ test-integration: $(BUILD)/classifyd test-models
 
 test: $(DEPS_TEST_STAMP)
 	$(MAKE) unit unit-asan
+	$(MAKE) fuzz-smoke
 	$(MAKE) test-diff
 	$(MAKE) test-cli
 	@if [ -x tests/integration/run.sh ]; then $(MAKE) test-integration; fi
@@ -149,6 +170,9 @@ test: $(DEPS_TEST_STAMP)
 # ---- benchmarks, run, models, fuzz ---------------------------------------------------------
 bench: $(BENCHES) test-models
 	$(BUILD)/bench/bench_engine --models $(TEST_MODELS_DIR) --threads 2
+
+bench-decode: $(BUILD)/bench/bench_decode
+	$(BUILD)/bench/bench_decode ../shared/data
 
 models: | $(DEPS_TEST_STAMP)
 	$(PYTHON) models/fetch.py --dir models
@@ -162,6 +186,15 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(ENGINE_SRCS) $(GEN_C) | $(DEPS_TEST_STAMP)
 fuzz: $(FUZZERS)
 	@for f in $(FUZZERS); do n=$$(basename $$f); mkdir -p $(BUILD)/corpus/$$n; \
 	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(BUILD)/corpus/$$n tests/fuzz/corpus/$$n || exit 1; done
+
+# Each fuzzer for FUZZ_SMOKE_SECONDS, starting from its seed corpus plus the
+# regression inputs of past crashes (all replayed first; any crash fails).
+FUZZ_SMOKE_SECONDS ?= 20
+fuzz-smoke: $(FUZZERS)
+	@for f in $(FUZZERS); do n=$$(basename $$f); mkdir -p $(BUILD)/corpus-smoke/$$n tests/fuzz/regress/$$n; \
+	  $$f -max_total_time=$(FUZZ_SMOKE_SECONDS) -rss_limit_mb=2048 -print_final_stats=1 \
+	    $(BUILD)/corpus-smoke/$$n tests/fuzz/corpus/$$n tests/fuzz/regress/$$n 2>&1 | tail -n 12; \
+	  [ $${PIPESTATUS[0]} -eq 0 ] || { echo "fuzz-smoke: $$n failed"; exit 1; }; done
 
 format:
 	clang-format -i engine/*.[ch] server/*.[ch] tests/*/*.c

@@ -66,20 +66,29 @@ size_t kern_conv2d_scratch_floats(const kern_conv_t *p, int h, int w, int oh, in
   return kdim * conv__block(kdim, (size_t)oh * (size_t)ow);
 }
 
+/* c[j] = act(c[j] + b + res[j]) in one vectorizable loop per variant. */
+static void conv__epi_row(float *c, const float *res, float b, size_t nc, int relu) {
+  if (res && relu)
+    for (size_t j = 0; j < nc; j++) {
+      float v = c[j] + b + res[j];
+      c[j] = v > 0.0f ? v : 0.0f;
+    }
+  else if (res)
+    for (size_t j = 0; j < nc; j++) c[j] += b + res[j];
+  else if (relu)
+    for (size_t j = 0; j < nc; j++) {
+      float v = c[j] + b;
+      c[j] = v > 0.0f ? v : 0.0f;
+    }
+  else
+    for (size_t j = 0; j < nc; j++) c[j] += b;
+}
+
 /* y = act(y + bias + residual) over rows [r0, r1) x nc columns of a block. */
 static void conv__epilogue(const kern_conv_t *p, float *c, const float *res, int r0, int r1,
                            size_t nc, size_t ldc) {
-  for (int r = r0; r < r1; r++, c += ldc) {
-    float b = p->bias ? p->bias[r] : 0.0f;
-    if (res) {
-      for (size_t j = 0; j < nc; j++) c[j] += b + res[j];
-      res += ldc;
-    } else if (b != 0.0f) {
-      for (size_t j = 0; j < nc; j++) c[j] += b;
-    }
-    if (p->relu)
-      for (size_t j = 0; j < nc; j++) c[j] = c[j] > 0.0f ? c[j] : 0.0f;
-  }
+  for (int r = r0; r < r1; r++, c += ldc, res = res ? res + ldc : NULL)
+    conv__epi_row(c, res, p->bias ? p->bias[r] : 0.0f, nc, p->relu);
 }
 
 /* Output channels [r0, r1) x columns [c0, c1) of image img. */

@@ -14,12 +14,6 @@
 #include "error.h"
 #include "model_internal.h"
 
-void cnn_preprocess_default(cnn_preprocess_t *pp) {
-  static const cnn_preprocess_t def = {256, 224, 224, {0.485f, 0.456f, 0.406f},
-                                       {0.229f, 0.224f, 0.225f}, 0, 1.0f / 255.0f};
-  *pp = def;
-}
-
 static const char *meta_get(const Onnx__ModelProto *mp, const char *key) {
   for (size_t i = 0; i < mp->n_metadata_props; i++) {
     const Onnx__StringStringEntryProto *e = mp->metadata_props[i];

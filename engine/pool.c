@@ -32,7 +32,7 @@
 #define POOL_PAUSE() ((void)0)
 #endif
 
-enum { POOL_SPIN = 4000 };
+enum { POOL_SPIN = 2000 }; /* ~30-50 us of pause; 0 gives pure condvar waits */
 
 struct pool;
 typedef struct {

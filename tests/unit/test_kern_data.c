@@ -76,4 +76,5 @@ Test(kern_data, slice_steps) {
       ref_kctx_deinit(&t);
       free(out), free(want);
     }
+  free(in);
 }

@@ -36,11 +36,11 @@ static void run_many(int threads, int runs, int pause_us) {
   pool_destroy(p);
 }
 
-Test(pool, every_tid_once_per_run_back_to_back) {
+Test(pool, every_tid_once_per_run_back_to_back, .timeout = 60) {
   for (int t = 1; t <= 4; t++) run_many(t, 2000, 0);
 }
 
-Test(pool, every_tid_once_per_run_with_sleeps) {
+Test(pool, every_tid_once_per_run_with_sleeps, .timeout = 60) {
   /* pauses longer than the spin phase exercise the condition-variable path */
   for (int t = 1; t <= 4; t++) run_many(t, 30, 2000);
 }
@@ -55,7 +55,7 @@ static void slow_task(void *arg, int tid, int n) {
   atomic_fetch_add(&j->sum, tid + 1);
 }
 
-Test(pool, run_waits_for_slow_worker) {
+Test(pool, run_waits_for_slow_worker, .timeout = 60) {
   pool_t *p;
   cr_assert_eq(pool_create(3, &p), 0);
   for (int r = 0; r < 5; r++) {
@@ -66,7 +66,7 @@ Test(pool, run_waits_for_slow_worker) {
   pool_destroy(p);
 }
 
-Test(pool, create_destroy_cycles_and_bad_args) {
+Test(pool, create_destroy_cycles_and_bad_args, .timeout = 60) {
   for (int i = 0; i < 50; i++) {
     pool_t *p;
     cr_assert_eq(pool_create(1 + i % 4, &p), 0);
@@ -78,7 +78,7 @@ Test(pool, create_destroy_cycles_and_bad_args) {
   pool_destroy(NULL);
 }
 
-Test(pool, split_covers_range) {
+Test(pool, split_covers_range, .timeout = 60) {
   for (size_t total = 0; total < 40; total++)
     for (int n = 1; n <= 5; n++) {
       size_t next = 0;

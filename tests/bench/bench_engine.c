@@ -1,0 +1,112 @@
+/*
+ * bench_engine.c — engine latency and throughput, for `make bench`.
+ *
+ *   bench_engine --models DIR [--threads N] [--seconds S] [--archs a,b,c]
+ *
+ * For each model (default resnet50, googlenet, resnet18 from DIR/NAME.onnx) and
+ * batch sizes 1 and 8: load time, warm-up, then forwards for about S seconds
+ * (at least 10 runs), printing p50/p99 latency per batch and images per second
+ * (batch size / p50). Input is fixed pseudo-random data; the engine's speed does
+ * not depend on values. Prints a markdown table.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cnn.h"
+
+static double now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+static double pct(double *v, int n, double p) {
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  int i = (int)(p * (n - 1) + 0.5);
+  return v[i];
+}
+
+static int bench_batch(const char *name, cnn_ctx_t *ctx, const cnn_model_info_t *info, int batch,
+                       double seconds) {
+  size_t per = (size_t)info->in_c * info->in_h * info->in_w;
+  float *in = malloc(per * (size_t)batch * sizeof *in);
+  float *out = malloc((size_t)info->num_classes * (size_t)batch * sizeof *out);
+  enum { MAX_RUNS = 100000 };
+  double *lat = malloc(MAX_RUNS * sizeof *lat);
+  if (!in || !out || !lat) return -1;
+  unsigned s = 12345;
+  for (size_t i = 0; i < per * (size_t)batch; i++) s = s * 1103515245u + 12345u, in[i] = (float)((s >> 8) & 0xffff) / 32768.0f - 1.0f;
+  cnn_error_t err;
+  for (int i = 0; i < 2; i++)
+    if (cnn_forward(ctx, in, batch, out, &err)) return fprintf(stderr, "%s\n", err.msg), -1;
+  int n = 0;
+  double start = now_ms();
+  while (n < MAX_RUNS && (n < 10 || now_ms() - start < seconds * 1e3)) {
+    double t = now_ms();
+    cnn_forward(ctx, in, batch, out, &err);
+    lat[n++] = now_ms() - t;
+  }
+  double p50 = pct(lat, n, 0.5), p99 = pct(lat, n, 0.99);
+  printf("| %-10s | %5d | %9.2f | %9.2f | %8.1f | %5d |\n", name, batch, p50, p99, batch * 1e3 / p50, n);
+  fflush(stdout);
+  free(in), free(out), free(lat);
+  return 0;
+}
+
+static int bench_model(const char *dir, const char *arch, int threads, double seconds) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s.onnx", dir, arch);
+  cnn_model_t *m;
+  cnn_error_t err;
+  double t0 = now_ms();
+  if (cnn_model_load(path, &m, &err)) {
+    fprintf(stderr, "bench: %s\n", err.msg);
+    return -1;
+  }
+  double load_ms = now_ms() - t0;
+  cnn_ctx_t *ctx;
+  if (cnn_ctx_create(m, 8, threads, &ctx, &err)) {
+    fprintf(stderr, "bench: %s\n", err.msg);
+    cnn_model_destroy(m);
+    return -1;
+  }
+  const cnn_model_info_t *info = cnn_model_info(m);
+  fprintf(stderr, "%s: loaded in %.0f ms, %.1f M params, %.2f GMAC/image, weights %zu MiB, arena(b8) %zu MiB\n",
+          arch, load_ms, info->params / 1e6, info->macs / 1e9, info->weight_bytes >> 20,
+          cnn_ctx_arena_bytes(ctx) >> 20);
+  int rc = bench_batch(arch, ctx, info, 1, seconds);
+  if (!rc) rc = bench_batch(arch, ctx, info, 8, seconds);
+  cnn_ctx_destroy(ctx);
+  cnn_model_destroy(m);
+  return rc;
+}
+
+int main(int argc, char **argv) {
+  const char *dir = "build/models", *archs = "resnet50,googlenet,resnet18";
+  int threads = 2;
+  double seconds = 5.0;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!strcmp(argv[i], "--models")) dir = argv[i + 1];
+    else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--seconds")) seconds = atof(argv[i + 1]);
+    else if (!strcmp(argv[i], "--archs")) archs = argv[i + 1];
+    else return fprintf(stderr, "usage: bench_engine --models DIR [--threads N] [--seconds S] [--archs a,b]\n"), 2;
+  }
+  if (threads < 1 || threads > 256 || seconds <= 0) return fprintf(stderr, "bench: bad arguments\n"), 2;
+  printf("classifyd engine, %d threads\n\n", threads);
+  printf("| model      | batch | p50 ms    | p99 ms    | img/s    | runs  |\n");
+  printf("|------------|-------|-----------|-----------|----------|-------|\n");
+  char list[512];
+  snprintf(list, sizeof list, "%s", archs);
+  int rc = 0;
+  for (char *save, *a = strtok_r(list, ",", &save); a; a = strtok_r(NULL, ",", &save))
+    rc |= bench_model(dir, a, threads, seconds) != 0;
+  return rc;
+}
