@@ -166,7 +166,7 @@ static int slice_axis(int64_t dim, int64_t st, int64_t en, int64_t step, int64_t
     en = en < 0 ? 0 : (en > dim ? dim : en);
     *len = en > st ? (en - st + step - 1) / step : 0;
   } else {
-    st = st < 0 ? -1 : (st > dim - 1 ? dim - 1 : st);
+    st = st < 0 ? 0 : (st > dim - 1 ? dim - 1 : st);
     en = en < -1 ? -1 : (en > dim - 1 ? dim - 1 : en);
     *len = st > en ? (st - en + (-step) - 1) / (-step) : 0;
   }
