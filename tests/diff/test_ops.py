@@ -737,6 +737,15 @@ def _(g):
     return concat(g, [flatten(g, a), flatten(g, b), flatten(g, c)], 1)
 
 
+@case("Slice negative step with start < -dim: the spec clamps start to 0 (numpy: empty)")
+def _(g):
+    # ONNX Slice: starts are clamped into [0, dim-1] for negative steps, so [-100:MIN:-1]
+    # on an axis of 11 keeps element 0 (Python slicing would give an empty result).
+    s = g.node("Slice", [g.x, g.ints([-100]), g.ints([INT64_MIN]), g.ints([2]), g.ints([-1])],
+               g.x.ref[:, :, 0:1])
+    return concat(g, [s, slice_(g, g.x, [4], [INT64_MIN], [2], [-1])], 2)
+
+
 @case("Slice opset 13 with no axes/steps inputs (leading axes incl. batch 0:INT64_MAX)")
 def _(g):
     return slice_(g, g.x, [0, 1, 2], [INT64_MAX, 3, -1])
