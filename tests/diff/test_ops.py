@@ -663,8 +663,7 @@ def _(g):
     return g.node("Dropout", [i], c.ref)
 
 
-@case("Dropout opset 13 with training_mode = false (bool initializer)", opset=13,
-      known=r"unsupported data type BOOL")
+@case("Dropout opset 13 with training_mode = false (bool initializer)", opset=13)
 def _(g):
     c = conv(g, g.x, 4, 3)
     tm = g.init(np.array(False), "tm")
