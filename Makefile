@@ -152,7 +152,7 @@ check-asan: unit-asan
 
 TEST_ENV = BUILD=$(abspath $(BUILD)) MODELS=$(abspath $(TEST_MODELS_DIR)) PYTHON=$(PYTHON)
 
-test-diff: $(TOOLS) test-models
+test-diff: $(TOOLS) $(TOOLS_ASAN) $(BUILD)/classifyd test-models
 	$(TEST_ENV) $(PYTHON) tests/diff/run_all.py
 test-cli: $(BUILD)/classifyd $(ASAN)/classifyd $(TOOLS_ASAN) test-models
 	$(TEST_ENV) tests/cli/run.sh

@@ -178,8 +178,10 @@ static int infer_binary(cnn_model_t *m, graph_node_t *n, cnn_error_t *err) {
       return BAD(CNN_EMODEL_INVALID, "shapes of '%s' and '%s' do not broadcast", a->name, b->name);
     d[i] = da > db ? da : db;
   }
-  const graph_value_t *rt = graph_is_runtime(a) ? a : b;
-  if (rt->ndim != nd || d[0] != 1)
+  /* Every runtime operand must keep the batch on axis 0 of the result: a runtime
+   * operand of lower rank would broadcast its batch against another axis. */
+  if ((graph_is_runtime(a) && a->ndim != nd) || (graph_is_runtime(b) && b->ndim != nd) ||
+      d[0] != 1)
     return BAD(CNN_EMODEL_UNSUPPORTED, "broadcast would mix images of a batch");
   set_out(m, n, nd, d);
   return 0;

@@ -7,6 +7,7 @@
  * Applied to a constant they fold into a new constant. None of these ops may move
  * data across the batch axis: the result's dims[0] must stay the image index.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,6 +57,8 @@ static int infer_flatten(cnn_model_t *m, graph_node_t *n, cnn_error_t *err) {
   graph_value_t *x = in_val(m, n, 0);
   int ax = norm_axis(n->a.axis.axis, x->ndim);
   if (ax < 0 || ax > x->ndim) return BAD(CNN_EMODEL_INVALID, "axis out of range");
+  if (ax == 0 && graph_is_runtime(x)) /* [1, N*K]: the batch would join the features */
+    return BAD(CNN_EMODEL_UNSUPPORTED, "axis 0 would merge the batch into the features");
   int64_t d[2] = {1, 1};
   for (int i = 0; i < x->ndim; i++) d[i < ax ? 0 : 1] *= x->dims[i];
   return alias_out(m, n, 2, d, err);
@@ -163,7 +166,7 @@ static int slice_axis(int64_t dim, int64_t st, int64_t en, int64_t step, int64_t
     en = en < 0 ? 0 : (en > dim ? dim : en);
     *len = en > st ? (en - st + step - 1) / step : 0;
   } else {
-    st = st < 0 ? -1 : (st > dim - 1 ? dim - 1 : st);
+    st = st < 0 ? 0 : (st > dim - 1 ? dim - 1 : st);
     en = en < -1 ? -1 : (en > dim - 1 ? dim - 1 : en);
     *len = st > en ? (st - en + (-step) - 1) / (-step) : 0;
   }
@@ -191,6 +194,10 @@ static int infer_slice(cnn_model_t *m, graph_node_t *n, cnn_error_t *err) {
     int a = norm_axis(axes ? (int)axes[i] : i, x->ndim);
     int64_t step = steps ? steps[i] : 1;
     if (a < 0 || a >= x->ndim || done[a] || step == 0) return BAD(CNN_EMODEL_INVALID, "bad axis or step");
+    /* The batch size is unknown here: only the whole-axis idiom [0:INT_MAX:1] keeps
+     * every image (per-image clamping against dims[0] == 1 would accept [0:1]). */
+    if (a == 0 && (st[i] != 0 || en[i] < INT32_MAX || step != 1))
+      return BAD(CNN_EMODEL_UNSUPPORTED, "slicing the batch axis");
     done[a] = 1;
     slice_axis(x->dims[a], st[i], en[i], step, &n->a.slice.starts[a], &o->dims[a]);
     n->a.slice.steps[a] = step;

@@ -94,6 +94,7 @@ static void summarize(cnn_model_t *m) {
 
 static int build(cnn_model_t *m, const uint8_t *data, size_t len, const char *stem,
                  cnn_error_t *err) {
+  if (len == 0) return cnn_error_set(err, CNN_EMODEL_INVALID, "empty file");
   Onnx__ModelProto *mp = onnx__model_proto__unpack(NULL, len, data);
   if (!mp)
     return cnn_error_set(err, CNN_EMODEL_INVALID,

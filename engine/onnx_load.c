@@ -114,10 +114,10 @@ static int load_output(cnn_model_t *m, const Onnx__GraphProto *g, cnn_error_t *e
 }
 
 int onnx_graph_build(cnn_model_t *m, const Onnx__ModelProto *mp, cnn_error_t *err) {
+  const Onnx__GraphProto *g = mp->graph;
+  if (!g) return cnn_error_set(err, CNN_EMODEL_INVALID, "model has no graph (empty or truncated file?)");
   int rc = read_opset(m, mp, err);
   if (rc) return rc;
-  const Onnx__GraphProto *g = mp->graph;
-  if (!g) return cnn_error_set(err, CNN_EMODEL_INVALID, "model has no graph");
   if (g->n_sparse_initializer)
     return cnn_error_set(err, CNN_EMODEL_UNSUPPORTED, "sparse initializers");
   if ((rc = load_initializers(m, g, err)) || (rc = load_input(m, g, err)) ||

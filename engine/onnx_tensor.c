@@ -1,8 +1,8 @@
 /*
  * onnx_tensor.c — ONNX TensorProto (initializers, Constant values) -> graph constant.
  *
- * Accepts FLOAT and INT64 tensors (INT32 is widened to INT64, for index and shape
- * inputs); data from raw_data, float_data/int64_data/int32_data, or an external
+ * Accepts FLOAT and INT64 tensors (INT32 and BOOL are widened to INT64, for index,
+ * shape and flag inputs); data from raw_data, float_data/int64_data/int32_data, or an external
  * file. Everything is checked against the declared shape before it is copied:
  * element counts must match exactly and sizes may not overflow. External files must
  * resolve (after symlinks) inside the model's own folder.
@@ -133,18 +133,20 @@ static int tensor_fill(const cnn_model_t *m, const Onnx__TensorProto *t, graph_v
   size_t need = (size_t)n * (v->dtype == DT_FLOAT ? 4 : 8);
   void *dst = v->dtype == DT_FLOAT ? (void *)v->f : (void *)v->i64;
   if (t->has_data_location && t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL) {
-    if (t->data_type == 6)
-      return cnn_error_set(err, CNN_EMODEL_UNSUPPORTED, "tensor '%s': external INT32 data",
+    if (t->data_type == 6 || t->data_type == 9)
+      return cnn_error_set(err, CNN_EMODEL_UNSUPPORTED, "tensor '%s': external INT32/BOOL data",
                            v->name);
     return read_external(m, t, v->name, dst, need, err);
   }
   if (t->has_raw_data) {
-    size_t esz = t->data_type == 6 ? 4 : (v->dtype == DT_FLOAT ? 4 : 8);
+    size_t esz = t->data_type == 9 ? 1 : t->data_type == 6 ? 4 : (v->dtype == DT_FLOAT ? 4 : 8);
     if (t->raw_data.len != (size_t)n * esz)
       return cnn_error_set(err, CNN_EMODEL_INVALID,
                            "tensor '%s': raw_data has %zu bytes, shape needs %zu", v->name,
                            t->raw_data.len, (size_t)n * esz);
-    if (t->data_type == 6) {
+    if (t->data_type == 9) {
+      for (int64_t i = 0; i < n; i++) v->i64[i] = t->raw_data.data[i] != 0;
+    } else if (t->data_type == 6) {
       for (int64_t i = 0; i < n; i++) {
         int32_t x;
         memcpy(&x, t->raw_data.data + 4 * i, 4);
@@ -155,25 +157,24 @@ static int tensor_fill(const cnn_model_t *m, const Onnx__TensorProto *t, graph_v
     }
     return 0;
   }
-  size_t have = v->dtype == DT_FLOAT ? t->n_float_data
-                : t->data_type == 6  ? t->n_int32_data
-                                     : t->n_int64_data;
+  int narrow = t->data_type == 6 || t->data_type == 9; /* INT32 and BOOL use int32_data */
+  size_t have = v->dtype == DT_FLOAT ? t->n_float_data : narrow ? t->n_int32_data : t->n_int64_data;
   if (have != (size_t)n)
     return cnn_error_set(err, CNN_EMODEL_INVALID, "tensor '%s': %zu values, shape needs %lld",
                          v->name, have, (long long)n);
   if (v->dtype == DT_FLOAT && n) memcpy(dst, t->float_data, need);
   if (v->dtype == DT_INT64 && t->data_type == 7 && n) memcpy(dst, t->int64_data, need);
-  if (t->data_type == 6)
-    for (int64_t i = 0; i < n; i++) v->i64[i] = t->int32_data[i];
+  if (narrow)
+    for (int64_t i = 0; i < n; i++) v->i64[i] = t->data_type == 9 ? t->int32_data[i] != 0 : t->int32_data[i];
   return 0;
 }
 
 int onnx_tensor_to_value(cnn_model_t *m, const Onnx__TensorProto *t, int vi, cnn_error_t *err) {
   graph_value_t *v = &m->vals[vi];
   int dt = t->has_data_type ? t->data_type : 0;
-  if (dt != 1 && dt != 7 && dt != 6)
+  if (dt != 1 && dt != 7 && dt != 6 && dt != 9)
     return cnn_error_set(err, CNN_EMODEL_UNSUPPORTED,
-                         "tensor '%s': unsupported data type %s (float32 and int64 only)",
+                         "tensor '%s': unsupported data type %s (float32, int64, int32, bool only)",
                          v->name, dtype_name(dt));
   int rc = tensor_shape(t, v, err);
   if (rc) return rc;
