@@ -12,6 +12,7 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -315,6 +316,30 @@ def test_endpoints(d, imgs):
     check("CORS: allowed origin echoed", h.get("Access-Control-Allow-Origin") == "https://example.com")
 
 
+def test_keepalive(d, imgs):
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", d.port, timeout=60)
+    statuses = []
+    try:
+        c.request("GET", "/healthz")
+        r = c.getresponse(); r.read(); statuses.append(r.status)
+        sock = c.sock
+        c.request("POST", "/classify?top_k=1", body=read(imgs["jpg"]))
+        r = c.getresponse(); r.read(); statuses.append(r.status)
+        c.request("GET", "/nope")
+        r = c.getresponse(); r.read(); statuses.append(r.status)
+        reused = c.sock is sock and sock is not None
+        c.request("HEAD", "/models")
+        r = c.getresponse(); head_body = r.read(); statuses.append(r.status)
+    except (OSError, http.client.HTTPException) as e:
+        reused, head_body = False, repr(e)
+    finally:
+        c.close()
+    check("keep-alive: one connection serves GET, POST, 404, HEAD", reused and statuses == [200, 200, 404, 200],
+          statuses)
+    check("HEAD has no body", head_body == b"", head_body)
+
+
 def test_errors(d, imgs):
     print("errors")
     cases = [
@@ -538,6 +563,7 @@ def main():
             print(f"integration: missing {p} (run make test-models)")
             print("integration: 0 passed, 1 failed")
             return 1
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # still run the cleanup below
     imgs = make_images()
     try:
         test_config()
@@ -547,6 +573,7 @@ def main():
         if check("main daemon ready", d.wait_ready()):
             test_endpoints(d, imgs)
             test_errors(d, imgs)
+            test_keepalive(d, imgs)
             test_concurrency(d, imgs)
         check("main daemon exits 0 on SIGTERM", d.stop() == 0)
         test_queue_full(imgs)
@@ -564,6 +591,10 @@ def main():
                 or "runtime error:" in d.text() or "LeakSanitizer" in d.text()
                 or "WARNING: ThreadSanitizer" in d.text()]
         check("no sanitizer reports in daemon logs", not asan, asan)
+    if failed:
+        print(f"integration: daemon logs kept in {TMP}")
+    else:
+        shutil.rmtree(TMP, ignore_errors=True)
     print(f"integration: {passed} passed, {failed} failed")
     return 1 if failed else 0
 
