@@ -20,6 +20,7 @@ import os
 import re
 import sys
 import tempfile
+import zlib
 
 import numpy as np
 import onnx
@@ -53,18 +54,53 @@ def reference_model(meta):
 
 
 def generated_images(d):
+    """Colour types and formats users upload, each compared with PyTorch on PIL's decode.
+
+    The CMYK JPEG (PIL writes Adobe-inverted CMYK), the palette PNG with a tRNS chunk,
+    the lossy WebP and the EXIF-rotated "phone photo" (landscape pixels with orientation
+    6, so PIL's exif_transpose makes it portrait) are the cases issue 3 names.
+    """
     g = np.random.default_rng(5)
     smooth = lambda w, h: Image.fromarray(g.integers(0, 256, (6, 8, 3), dtype=np.uint8)) \
         .resize((w, h), Image.BICUBIC)
     out = []
-    for name, img, fmt in (("gen_rgb_640x427.jpg", smooth(640, 427), "JPEG"),
-                           ("gen_gray_301x517.png", smooth(301, 517).convert("L"), "PNG"),
-                           ("gen_rgba_260x260.png", smooth(260, 260).convert("RGBA"), "PNG"),
-                           ("gen_small_97x61.jpg", smooth(97, 61), "JPEG")):
+    pal = smooth(333, 250).convert("P", palette=Image.ADAPTIVE, colors=64)
+    pal.info["transparency"] = 3
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to display
+    cases = (("gen_rgb_640x427.jpg", smooth(640, 427), "JPEG", {"quality": 90}),
+             ("gen_gray_301x517.png", smooth(301, 517).convert("L"), "PNG", {}),
+             ("gen_rgba_260x260.png", smooth(260, 260).convert("RGBA"), "PNG", {}),
+             ("gen_small_97x61.jpg", smooth(97, 61), "JPEG", {"quality": 90}),
+             ("gen_cmyk_400x300.jpg", smooth(400, 300).convert("CMYK"), "JPEG", {"quality": 92}),
+             ("gen_palette_trns_333x250.png", pal, "PNG", {"transparency": 3}),
+             ("gen_lossy_350x262.webp", smooth(350, 262), "WEBP", {"quality": 80}),
+             ("gen_phone_exif6_640x480.jpg", smooth(640, 480), "JPEG",
+              {"quality": 90, "exif": exif.tobytes()}))
+    for name, img, fmt, opts in cases:
         path = os.path.join(d, name)
-        img.save(path, fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+        img.save(path, fmt, **opts)
         out.append(path)
     return out
+
+
+def refusals(t, cli, model_path, d):
+    """A GIF and a decompression bomb are refused with their codes, exit status 1."""
+    gif = os.path.join(d, "anim.gif")
+    Image.new("RGB", (32, 32), (200, 10, 10)).save(gif)
+    bomb = os.path.join(d, "bomb.png")  # 1.2 KB file declaring 60000 x 60000 pixels
+    Image.new("L", (1000, 1)).save(bomb)
+    with open(bomb, "r+b") as f:
+        data = bytearray(f.read())
+        data[16:24] = (60000).to_bytes(4, "big") * 2
+        crc = zlib.crc32(bytes(data[12:29])) & 0xFFFFFFFF
+        data[29:33] = crc.to_bytes(4, "big")
+        f.seek(0)
+        f.write(data)
+    for path, code in ((gif, "unsupported_media_type"), (bomb, "image_too_large")):
+        p = run([cli, "classify", "--model", model_path, path])
+        t.check(p.returncode == 1 and code in p.stderr and not p.stdout.strip(),
+                f"{os.path.basename(path)} refused as {code}: {describe(p)}")
 
 
 def image_list(t, d):
@@ -135,6 +171,7 @@ def main():
                 t.fail(f"{name}: no answer line")
                 continue
             check_image(t, name, answers[path], torch_probs(model, path), labels)
+        refusals(t, cli, model_path, d)
     return t.finish()
 
 
