@@ -174,16 +174,22 @@ bench: $(BENCHES) test-models
 bench-decode: $(BUILD)/bench/bench_decode
 	$(BUILD)/bench/bench_decode ../shared/data
 
-# make run: official weights when models/resnet50.onnx and models/googlenet.onnx exist
-# (make models), else calibrated random-weight exports, said plainly at start-up.
+# make run: official weights (models/resnet50.onnx, models/googlenet.onnx; fetched and
+# converted by models/fetch.py when they are missing and the download works), else
+# calibrated random-weight exports, said plainly at start-up.
 LISTEN ?= 127.0.0.1:8080
-RUN_OFFICIAL := $(and $(wildcard models/resnet50.onnx),$(wildcard models/googlenet.onnx))
-RUN_MODELS := $(if $(RUN_OFFICIAL),models/resnet50.onnx models/googlenet.onnx,\
-              $(TEST_MODELS_DIR)/resnet50.onnx $(TEST_MODELS_DIR)/googlenet.onnx)
-run: $(BUILD)/classifyd $(RUN_MODELS)
-	@$(if $(RUN_OFFICIAL),true,echo "make run: official weights not found (make models);" \
-	  "serving RANDOM-WEIGHT models: their predictions mean nothing" >&2)
-	$(BUILD)/classifyd --listen $(LISTEN) $(foreach m,$(RUN_MODELS),--model $(basename $(notdir $(m)))=$(m))
+RUN_ARCHS := resnet50 googlenet
+RUN_RANDOM := $(patsubst %,$(TEST_MODELS_DIR)/%.onnx,$(RUN_ARCHS))
+run: $(BUILD)/classifyd | $(DEPS_TEST_STAMP)
+	@missing=0; for a in $(RUN_ARCHS); do [ -f models/$$a.onnx ] || missing=1; done; \
+	if [ $$missing = 1 ]; then $(PYTHON) models/fetch.py --dir models $(addprefix --arch ,$(RUN_ARCHS)) || true; fi
+	@if [ -f models/resnet50.onnx ] && [ -f models/googlenet.onnx ]; then \
+	  set -x; exec $(BUILD)/classifyd --listen $(LISTEN) $(foreach a,$(RUN_ARCHS),--model $(a)=models/$(a).onnx); \
+	else \
+	  $(MAKE) --no-print-directory $(RUN_RANDOM) && \
+	  echo "make run: official weights not available; serving RANDOM-WEIGHT models: their predictions mean nothing" >&2 && \
+	  set -x && exec $(BUILD)/classifyd --listen $(LISTEN) $(foreach a,$(RUN_ARCHS),--model $(a)=$(TEST_MODELS_DIR)/$(a).onnx); \
+	fi
 
 models: | $(DEPS_TEST_STAMP)
 	$(PYTHON) models/fetch.py --dir models
