@@ -202,21 +202,20 @@ def test_notify():
     n = NotifyListener()
     env = dict(os.environ, NOTIFY_SOCKET=n.path, WATCHDOG_USEC="2000000")
     cfg = write("notify.conf", conf([("r50", R50), ("googlenet", GNET), ("r18", R18)]))
-    at_ready = {}
+    at_ready, seen, started = {}, threading.Event(), threading.Event()
 
-    def on_msg(t, m):
-        if "READY=1" in m.split("\n") and "log" not in at_ready:
+    def on_msg(t, m):  # on the listener thread, before the next datagram is read
+        if "READY=1" in m.split("\n") and not seen.is_set() and started.wait(60):
             at_ready["log"] = d.text()
             at_ready["models"] = d.models()
+            seen.set()
 
     n.on_msg = on_msg
     d = Daemon(["--config", cfg], env=env)
+    started.set()
     if not check("daemon started", d.port, d.text()):
         return n.close()
-    deadline = time.time() + 120
-    while time.time() < deadline and not n.times("READY=1"):
-        time.sleep(0.05)
-    check("READY=1 received", n.times("READY=1"), n.msgs)
+    check("READY=1 received", seen.wait(120), n.msgs)
     log, models = at_ready.get("log", ""), at_ready.get("models")
     check("READY=1 only after every model is loaded (log)",
           all(f"model {m} loaded" in log for m in ("r50", "googlenet", "r18")), log[-800:])
