@@ -8,6 +8,7 @@
 #   make models     download official weights (checked) and export ONNX; offline: see models/
 #   make check-asan the unit tests under AddressSanitizer + UBSan only
 #   make fuzz       libFuzzer targets (FUZZ_SECONDS each)
+#   make install    binary, config, systemd units, models folder (PREFIX, DESTDIR); make uninstall
 #
 # Layout: engine/ -> build/libcnn.a; server/ -> build/classifyd; tests/unit/ -> one
 # Criterion binary; tests/tools/*.c, tests/bench/*.c -> one binary each. The ASan
@@ -58,7 +59,8 @@ BENCH_SRCS := $(wildcard tests/bench/*.c)
 FUZZ_SRCS := $(wildcard tests/fuzz/*.c)
 
 .PHONY: all deps deps-test test check-asan unit unit-asan bench run models clean \
-        fuzz fuzz-smoke bench-decode test-models test-diff test-cli test-integration format
+        fuzz fuzz-smoke bench-decode test-models test-diff test-cli test-integration format \
+        install uninstall test-systemd
 .DEFAULT_GOAL := all
 
 # ---- dependencies -----------------------------------------------------------------
@@ -159,12 +161,16 @@ test-cli: $(BUILD)/classifyd $(ASAN)/classifyd $(TOOLS_ASAN) test-models
 test-integration: $(BUILD)/classifyd test-models
 	$(TEST_ENV) tests/integration/run.sh
 
+test-systemd: $(BUILD)/classifyd $(ASAN)/classifyd test-models
+	$(TEST_ENV) tests/systemd/run.sh
+
 test: $(DEPS_TEST_STAMP)
 	$(MAKE) unit unit-asan
 	$(MAKE) fuzz-smoke
 	$(MAKE) test-diff
 	$(MAKE) test-cli
 	@if [ -x tests/integration/run.sh ]; then $(MAKE) test-integration; fi
+	$(MAKE) test-systemd
 	@echo "make test: all suites passed"
 
 # ---- benchmarks, run, models, fuzz ---------------------------------------------------------
@@ -212,6 +218,43 @@ fuzz-smoke: $(FUZZERS)
 	  $$f -max_total_time=$(FUZZ_SMOKE_SECONDS) -rss_limit_mb=2048 -print_final_stats=1 \
 	    $(BUILD)/corpus-smoke/$$n tests/fuzz/corpus/$$n tests/fuzz/regress/$$n 2>&1 | tail -n 12; \
 	  [ $${PIPESTATUS[0]} -eq 0 ] || { echo "fuzz-smoke: $$n failed"; exit 1; }; done
+
+# ---- install ----------------------------------------------------------------------------
+# The units and the config name their paths for PREFIX=/usr/local; install rewrites them.
+# An existing config is never overwritten, and uninstall keeps one that was edited.
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+SYSCONFDIR ?= $(PREFIX)/etc
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+DATADIR ?= $(PREFIX)/share/classifyd
+DOCDIR ?= $(PREFIX)/share/doc/classifyd
+INSTALL_MODELS := $(wildcard models/*.onnx)
+INSTALL_SED = -e 's|/usr/local/bin|$(BINDIR)|g' -e 's|/usr/local/etc|$(SYSCONFDIR)|g' \
+              -e 's|/usr/local/share/doc/classifyd|$(DOCDIR)|g' -e 's|^path = models/|path = $(DATADIR)/models/|'
+CONF_DST = $(DESTDIR)$(SYSCONFDIR)/classifyd/classifyd.conf
+install: $(BUILD)/classifyd
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/classifyd $(DESTDIR)$(UNITDIR) \
+	  $(DESTDIR)$(DATADIR)/models $(DESTDIR)$(DOCDIR)
+	install -m 755 $(BUILD)/classifyd $(DESTDIR)$(BINDIR)/classifyd
+	for u in classifyd.service classifyd.socket; do sed $(INSTALL_SED) systemd/$$u > $(BUILD)/$$u && \
+	  install -m 644 $(BUILD)/$$u $(DESTDIR)$(UNITDIR)/$$u || exit 1; done
+	sed $(INSTALL_SED) conf/classifyd.conf > $(BUILD)/classifyd.conf
+	@if [ -e $(CONF_DST) ]; then echo "install: keeping existing $(CONF_DST)"; \
+	else install -m 644 $(BUILD)/classifyd.conf $(CONF_DST); fi
+	install -m 644 README.md $(DESTDIR)$(DOCDIR)/README.md
+	$(if $(INSTALL_MODELS),install -m 644 $(INSTALL_MODELS) $(DESTDIR)$(DATADIR)/models/)
+	@if [ -d web ]; then cp -R web $(DESTDIR)$(DATADIR)/web; fi
+	@echo "installed; models go in $(DATADIR)/models (see $(SYSCONFDIR)/classifyd/classifyd.conf)"
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/classifyd $(DESTDIR)$(UNITDIR)/classifyd.service \
+	  $(DESTDIR)$(UNITDIR)/classifyd.socket $(DESTDIR)$(DOCDIR)/README.md \
+	  $(addprefix $(DESTDIR)$(DATADIR)/models/,$(notdir $(INSTALL_MODELS)))
+	rm -rf $(DESTDIR)$(DATADIR)/web
+	@sed $(INSTALL_SED) conf/classifyd.conf | if cmp -s - $(CONF_DST); then rm -f $(CONF_DST); \
+	elif [ -e $(CONF_DST) ]; then echo "uninstall: keeping edited $(CONF_DST)"; fi
+	-rmdir $(DESTDIR)$(DATADIR)/models $(DESTDIR)$(DATADIR) $(DESTDIR)$(DOCDIR) \
+	  $(DESTDIR)$(SYSCONFDIR)/classifyd 2>/dev/null
 
 format:
 	clang-format -i engine/*.[ch] server/*.[ch] tests/*/*.c

@@ -2,8 +2,11 @@
  * app.h — the daemon's shared state, handed to every HTTP callback.
  *
  * Set up once by daemon.c before the HTTP server starts; afterwards only the
- * atomics change. The configuration, registry entries and pipeline outlive
- * the HTTP server.
+ * atomics and the model slot change. cfg holds the start-up settings (those a
+ * reload does not change: listen, limits, CORS, queue length); the models and
+ * the engine settings come from the current generation in `models`, which a
+ * request references for its whole life (modelset.h). The configuration, the
+ * slot and the pipeline outlive the HTTP server.
  */
 #ifndef CLASSIFYD_APP_H
 #define CLASSIFYD_APP_H
@@ -11,12 +14,12 @@
 #include <stdatomic.h>
 
 #include "config.h"
-#include "models.h"
+#include "modelset.h"
 #include "pipeline.h"
 
 typedef struct {
   const config_t *cfg;
-  registry_t *reg;
+  modelset_slot_t *models;
   pipeline_t *pipe;
   atomic_int draining;  /* SIGTERM received: answer with Connection: close */
   atomic_long in_flight; /* requests between first callback and completion */

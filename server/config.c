@@ -319,21 +319,12 @@ static int ini_cb(void *user, const char *section, const char *key, const char *
   return 1;
 }
 
-static int config_read_file(config_t *c, const char *path) {
+static int config_read_file(config_t *c, const char *path, char *err, size_t n) {
   ini_ctx_t x = {.c = c};
   int rc = ini_parse(path, ini_cb, &x);
-  if (x.failed) {
-    fprintf(stderr, "classifyd: %s: %s\n", path, x.err);
-    return -1;
-  }
-  if (rc == -1) {
-    fprintf(stderr, "classifyd: config: cannot open '%s': %s\n", path, strerror(errno));
-    return -1;
-  }
-  if (rc != 0) {
-    fprintf(stderr, "classifyd: config: %s:%d: syntax error\n", path, rc);
-    return -1;
-  }
+  if (x.failed) return snprintf(err, n, "%.300s: %s", path, x.err), -1;
+  if (rc == -1) return fail(err, n, "config: cannot open '%.300s': %s", path, strerror(errno));
+  if (rc != 0) return snprintf(err, n, "config: %.300s:%d: syntax error", path, rc), -1;
   return 0;
 }
 
@@ -488,25 +479,85 @@ static int validate_listen(const config_t *c, char *err, size_t n) {
   return 0;
 }
 
-int config_load(config_t *c, int argc, char **argv) {
+int config_parse(config_t *c, int argc, char **argv, char *err, size_t n) {
   struct option opts[N_SETTINGS + 6];
-  char err[768];
   const char *file = NULL;
   build_options(opts);
-  if (scan_first(argc, argv, opts, &file)) {
-    config_usage(stdout);
-    return 1;
-  }
+  if (scan_first(argc, argv, opts, &file)) return 1;
   config_defaults(c);
-  if (!c->listen || !c->cors_origins) {
-    fprintf(stderr, "classifyd: out of memory\n");
+  if (!c->listen || !c->cors_origins) return fail(err, n, "out of memory%s%s", "", "");
+  if (file && config_read_file(c, file, err, n) < 0) return -1;
+  if (apply_flags(c, argc, argv, opts, err, n) < 0 || validate_models(c, err, n) < 0 ||
+      validate_listen(c, err, n) < 0)
     return -1;
-  }
-  if (file && config_read_file(c, file) < 0) return -1;
-  if (apply_flags(c, argc, argv, opts, err, sizeof(err)) < 0 ||
-      validate_models(c, err, sizeof(err)) < 0 || validate_listen(c, err, sizeof(err)) < 0) {
-    fprintf(stderr, "classifyd: invalid setting: %s\n", err);
-    return -1;
+  return 0;
+}
+
+int config_load(config_t *c, int argc, char **argv) {
+  char err[1024];
+  int rc = config_parse(c, argc, argv, err, sizeof(err));
+  if (rc == 1) config_usage(stdout);
+  if (rc < 0) fprintf(stderr, "classifyd: invalid setting: %s\n", err);
+  return rc;
+}
+
+static int copy_str(char **dst, const char *src) {
+  *dst = src ? strdup(src) : NULL;
+  return (src && !*dst) ? -1 : 0;
+}
+
+int config_copy(config_t *dst, const config_t *src) {
+  *dst = *src;
+  dst->listen = dst->cors_origins = NULL;
+  for (int i = 0; i < src->n_models; i++) dst->models[i].path = dst->models[i].labels = NULL;
+  int bad = copy_str(&dst->listen, src->listen) | copy_str(&dst->cors_origins, src->cors_origins);
+  for (int i = 0; i < src->n_models; i++)
+    bad |= copy_str(&dst->models[i].path, src->models[i].path) |
+           copy_str(&dst->models[i].labels, src->models[i].labels);
+  if (!bad) return 0;
+  config_free(dst);
+  return -1;
+}
+
+static int setting_differs(const setting_t *s, const config_t *a, const config_t *b) {
+  const char *pa = (const char *)a + s->off, *pb = (const char *)b + s->off;
+  if (s->type == T_STR) return strcmp(*(char *const *)pa, *(char *const *)pb) != 0;
+  if (s->off == OFF(body_limit)) return a->body_limit != b->body_limit;
+  if (s->off == OFF(max_pixels)) return a->max_pixels != b->max_pixels;
+  return *(const int *)pa != *(const int *)pb;
+}
+
+/* Settings a reload applies: they are read when a model generation is built. */
+static int setting_reloadable(const setting_t *s) {
+  return s->off == OFF(threads) || s->off == OFF(max_batch) || s->off == OFF(batch_window_us);
+}
+
+static size_t setting_size(const setting_t *s) {
+  if (s->type == T_STR) return sizeof(char *);
+  if (s->off == OFF(body_limit)) return sizeof(size_t);
+  if (s->off == OFF(max_pixels)) return sizeof(int64_t);
+  return sizeof(int);
+}
+
+int config_keep_startup(config_t *next, const config_t *running, char *changed, size_t n) {
+  size_t used = 0;
+  if (n) changed[0] = '\0';
+  for (size_t i = 0; i < N_SETTINGS; i++) {
+    const setting_t *s = &settings[i];
+    if (setting_reloadable(s) || !setting_differs(s, next, running)) continue;
+    if (used < n)
+      used += (size_t)snprintf(changed + used, n - used, "%s%s.%s", used ? ", " : "", s->section,
+                               s->key);
+    char *dst = (char *)next + s->off;
+    const char *src = (const char *)running + s->off;
+    if (s->type != T_STR) {
+      memcpy(dst, src, setting_size(s));
+      continue;
+    }
+    char *copy = strdup(*(char *const *)src);
+    if (!copy) return -1;
+    free(*(char **)dst);
+    *(char **)dst = copy;
   }
   return 0;
 }

@@ -62,6 +62,15 @@ typedef struct {
 } config_t;
 
 int config_load(config_t *c, int argc, char **argv);
+/* config_load without printing: 0, 1 (--help asked), or -1 with the message in err. */
+int config_parse(config_t *c, int argc, char **argv, char *err, size_t errlen);
+/* Deep copy (0, or -1 out of memory with dst left empty); free dst with config_free. */
+int config_copy(config_t *dst, const config_t *src);
+/* For a reload: every setting that only takes effect at start-up (all but [model.*],
+ * engine.threads, engine.max_batch, engine.batch_window_us) is set back in `next` to its
+ * value in `running`; the names of those that differed go to `changed` (comma-separated,
+ * "" when none). Returns 0, or -1 out of memory. */
+int config_keep_startup(config_t *next, const config_t *running, char *changed, size_t n);
 void config_free(config_t *c);
 void config_usage(FILE *out);
 /* Apply one "section.key = value"; returns 0 or -1 with a message in err. */

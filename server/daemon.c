@@ -1,16 +1,26 @@
 /*
- * daemon.c — start-up, model loading, graceful drain and shutdown.
+ * daemon.c — start-up, model loading, reload, graceful drain and shutdown.
  *
  * Threads: the main thread runs the libuv loop (signals, pipeline hand-offs,
- * drain timer); MHD runs its own I/O threads; the libuv pool decodes; one
- * runner thread per model infers; one loader thread loads the models after the
- * socket is bound, so /healthz answers at once and /readyz turns 200 when every
- * model is ready. Shutdown (first SIGTERM/SIGINT, or a model failing to load):
+ * drain timer, systemd watchdog); MHD runs its own I/O threads; the libuv pool
+ * decodes; one runner thread per model infers; one loader thread at a time
+ * builds models: at start-up it loads generation 1 (already installed, so
+ * /healthz answers at once and /readyz turns 200 when every model is ready);
+ * on SIGHUP it re-reads the configuration (same flags, same file), loads a
+ * new generation beside the serving one and swaps it in (modelset.h). A
+ * reload that fails (bad file, bad config) frees what it built, logs why,
+ * counts classifyd_reload_failures_total and leaves the old generation
+ * serving. SIGHUPs arriving while the loader runs are folded into one more
+ * reload after it. systemd: READY=1 once generation 1 is loaded, RELOADING=1
+ * then READY=1 around each reload, STATUS= at each step, STOPPING=1 when the
+ * drain starts (notify.h).
+ * Shutdown (first SIGTERM/SIGINT, or a model failing to load at start-up):
  * stop accepting (MHD_quiesce_daemon), keep answering what is in flight and
  * queued until nothing is left or drain_timeout passes, then stop MHD, the
- * runners and the loop in that order. Exit 0 after a clean drain; 1 when a
- * model failed to load, the socket could not be bound or the drain timed out;
- * 2 for invalid configuration (before anything is bound).
+ * loader and the loop; the last generation is freed after MHD stopped. Exit 0
+ * after a clean drain; 1 when a model failed to load at start-up, the socket
+ * could not be bound or the drain timed out; 2 for invalid configuration
+ * (before anything is bound).
  */
 #include "daemon.h"
 
@@ -21,21 +31,26 @@
 #include "app.h"
 #include "http.h"
 #include "log.h"
+#include "notify.h"
 #include "signals.h"
 
 typedef struct {
-  config_t cfg;
-  registry_t reg;
+  config_t cfg; /* start-up settings; each generation has its own copy */
+  int argc;
+  char **argv;
+  modelset_slot_t slot;
   pipeline_t pipe;
   app_t app;
   uv_loop_t loop;
   signals_t sig;
+  notify_watchdog_t wd;
   uv_timer_t drain_timer;
   uv_async_t loader_async;
   uv_thread_t loader;
-  int loader_started, draining, finished, exit_code;
-  atomic_int loader_stop, loader_result; /* result: 0 running, 1 all loaded, -1 failed */
-  char loader_err[768];
+  int loader_started, loader_reload, reload_pending, ready_sent, draining, finished, exit_code;
+  atomic_int loader_stop, loader_result; /* result: 1 done, 0 stopped, -1 failed */
+  char loader_err[1024];
+  unsigned long last_id;
   uint64_t drain_start;
   struct MHD_Daemon *mhd;
 } daemon_t;
@@ -53,21 +68,86 @@ static void log_model(const model_entry_t *m) {
                       "(answers carry \"untrained\": true)", m->conf->name);
 }
 
+typedef struct {
+  daemon_t *d;
+  modelset_t *s;
+} progress_t;
+
+static void load_progress(void *arg, int i, const char *name) {
+  progress_t *p = arg;
+  if (i > 0) log_model(&p->s->reg.m[i - 1]);
+  notify_send("STATUS=%s model %d/%d (%s)", p->d->loader_reload ? "reloading: loading" : "loading",
+              i + 1, p->s->reg.n, name);
+}
+
+/* Loads s; 1 loaded, 0 stopped, -1 failed (message in d->loader_err). */
+static int load_set(daemon_t *d, modelset_t *s) {
+  runner_cb_t cb = pipeline_runner_cb(&d->pipe);
+  progress_t p = {d, s};
+  int rc = modelset_load(s, &cb, &d->loader_stop, load_progress, &p, d->loader_err,
+                         sizeof(d->loader_err));
+  if (rc == 0 && s->reg.n > 0) log_model(&s->reg.m[s->reg.n - 1]);
+  return rc == 0 ? 1 : rc > 0 ? 0 : -1;
+}
+
+/* The new generation's settings: flags and file read again, start-up-only
+ * settings kept (with a warning naming those that changed). */
+static modelset_t *reload_prepare(daemon_t *d) {
+  config_t next;
+  char changed[512];
+  int rc = config_parse(&next, d->argc, d->argv, d->loader_err, sizeof(d->loader_err));
+  if (rc != 0) {
+    if (rc > 0) snprintf(d->loader_err, sizeof(d->loader_err), "--help in the arguments");
+    config_free(&next);
+    return NULL;
+  }
+  if (config_keep_startup(&next, &d->cfg, changed, sizeof(changed)) < 0) {
+    config_free(&next);
+    snprintf(d->loader_err, sizeof(d->loader_err), "out of memory");
+    return NULL;
+  }
+  if (*changed)
+    log_msg(LOG_WARN, "reload: %s changed; these take effect only at restart (kept as running)",
+            changed);
+  modelset_t *s = modelset_create(&next, d->last_id + 1);
+  if (!s) snprintf(d->loader_err, sizeof(d->loader_err), "out of memory");
+  return s;
+}
+
 static void loader_main(void *arg) {
   daemon_t *d = arg;
-  runner_opts_t o = {.threads = d->cfg.threads, .max_batch = d->cfg.max_batch,
-                     .batch_window_us = d->cfg.batch_window_us, .queue_cap = d->cfg.queue_length};
-  runner_cb_t cb = pipeline_runner_cb(&d->pipe);
-  int result = 1;
-  for (int i = 0; i < d->reg.n && !atomic_load(&d->loader_stop); i++) {
-    if (models_load_one(&d->reg.m[i], &o, &cb, d->loader_err, sizeof(d->loader_err)) < 0) {
-      result = -1;
-      break;
+  int result;
+  if (!d->loader_reload) {
+    modelset_t *s = modelset_slot_get(&d->slot);
+    result = load_set(d, s);
+    modelset_unref(s);
+  } else {
+    modelset_t *s = reload_prepare(d);
+    result = s ? load_set(d, s) : -1;
+    if (result == 1) {
+      modelset_t *old = modelset_slot_swap(&d->slot, s);
+      log_msg(LOG_INFO, "reload: generation %lu serving %d model(s); generation %lu is freed "
+                        "once its %ld in-flight reference(s) finish",
+              s->id, s->reg.n, old->id, atomic_load(&old->refs) - 1);
+      modelset_unref(old);
+    } else {
+      modelset_unref(s);
     }
-    log_model(&d->reg.m[i]);
   }
   atomic_store(&d->loader_result, result);
   uv_async_send(&d->loader_async);
+}
+
+static int loader_start(daemon_t *d, int reload) {
+  d->loader_reload = reload;
+  atomic_store(&d->loader_result, 0);
+  if (reload) notify_send("RELOADING=1\nSTATUS=reloading the configuration");
+  if (uv_thread_create(&d->loader, loader_main, d) != 0) {
+    log_msg(LOG_ERROR, "cannot start the model loader thread");
+    return -1;
+  }
+  d->loader_started = 1;
+  return 0;
 }
 
 static void finish(daemon_t *d) {
@@ -79,6 +159,7 @@ static void finish(daemon_t *d) {
   d->loader_started = 0;
   uv_close((uv_handle_t *)&d->drain_timer, NULL);
   uv_close((uv_handle_t *)&d->loader_async, NULL);
+  notify_watchdog_close(&d->wd);
   signals_close(&d->sig);
   pipeline_close(&d->pipe);
 }
@@ -104,27 +185,92 @@ static void begin_drain(void *arg) {
   d->draining = 1;
   atomic_store(&d->app.draining, 1);
   if (d->mhd) http_quiesce(d->mhd);
+  notify_send("STOPPING=1\nSTATUS=draining: %ld request(s) in flight",
+              atomic_load(&d->app.in_flight));
   d->drain_start = job_now_ns();
   uv_timer_start(&d->drain_timer, drain_check, 0, 10);
 }
 
+static void on_reload(void *arg) {
+  daemon_t *d = arg;
+  if (d->draining) {
+    log_msg(LOG_WARN, "SIGHUP while shutting down: ignored");
+  } else if (d->loader_started || !d->ready_sent) {
+    d->reload_pending = 1;
+    log_msg(LOG_INFO, "reload: models are loading; reloading again once they are done");
+  } else if (loader_start(d, 1) < 0) {
+    metrics_reload(0);
+  }
+}
+
+static void announce(daemon_t *d, const char *what) {
+  modelset_t *s = modelset_slot_get(&d->slot);
+  char names[512] = "";
+  size_t used = 0;
+  for (int i = 0; i < s->reg.n && used < sizeof(names); i++)
+    used += (size_t)snprintf(names + used, sizeof(names) - used, "%s%s", i ? ", " : "",
+                             s->reg.m[i].conf->name);
+  log_msg(LOG_INFO, "%s: generation %lu, %d model(s) loaded: %s", what, s->id, s->reg.n, names);
+  notify_send("READY=1\nSTATUS=serving %d model(s), generation %lu: %s", s->reg.n, s->id, names);
+  d->last_id = s->id > d->last_id ? s->id : d->last_id;
+  modelset_unref(s);
+}
+
+static void reload_done(daemon_t *d, int r) {
+  if (r == 1) {
+    metrics_reload(1);
+    announce(d, "reload applied");
+  } else if (r < 0) {
+    metrics_reload(0);
+    log_msg(LOG_ERROR, "reload failed, still serving the previous models: %s", d->loader_err);
+    modelset_t *s = modelset_slot_get(&d->slot);
+    notify_send("READY=1\nSTATUS=reload failed (%.300s); serving generation %lu", d->loader_err,
+                s->id);
+    modelset_unref(s);
+  }
+}
+
 static void loader_done(uv_async_t *a) {
   daemon_t *d = a->data;
+  if (!d->loader_started) return;
+  uv_thread_join(&d->loader);
+  d->loader_started = 0;
   int r = atomic_load(&d->loader_result);
-  if (r == 1 && !d->draining) {
-    log_msg(LOG_INFO, "ready: %d model(s) loaded", d->reg.n);
+  if (d->loader_reload) {
+    reload_done(d, r);
+  } else if (r == 1 && !d->draining) {
+    d->ready_sent = 1;
+    announce(d, "ready");
   } else if (r < 0) {
     log_msg(LOG_ERROR, "%s", d->loader_err);
     d->exit_code = 1;
     begin_drain(d);
   }
+  if (d->reload_pending && d->ready_sent && !d->draining) {
+    d->reload_pending = 0;
+    if (loader_start(d, 1) < 0) metrics_reload(0);
+  }
+}
+
+static int setup_models(daemon_t *d) {
+  config_t first;
+  if (config_copy(&first, &d->cfg) < 0) return -1;
+  modelset_t *s = modelset_create(&first, 1);
+  if (!s) return -1;
+  d->last_id = 1;
+  if (modelset_slot_init(&d->slot, s) < 0) {
+    modelset_unref(s);
+    return -1;
+  }
+  d->app.models = &d->slot;
+  return 0;
 }
 
 static int setup_loop(daemon_t *d) {
   char n[16];
   snprintf(n, sizeof(n), "%d", d->cfg.workers);
   setenv("UV_THREADPOOL_SIZE", n, 1);
-  if (uv_loop_init(&d->loop) < 0 || registry_init(&d->reg, &d->cfg) < 0) return -1;
+  if (uv_loop_init(&d->loop) < 0) return -1;
   cnn_image_limits_t lim;
   cnn_image_limits_default(&lim);
   lim.max_pixels = d->cfg.max_pixels;
@@ -132,28 +278,29 @@ static int setup_loop(daemon_t *d) {
   if (pipeline_init(&d->pipe, &d->loop, d->cfg.queue_length, &lim, http_job_finished) < 0)
     return -1;
   d->app.cfg = &d->cfg;
-  d->app.reg = &d->reg;
   d->app.pipe = &d->pipe;
-  if (signals_start(&d->sig, &d->loop, begin_drain, d) < 0) return -1;
+  if (signals_start(&d->sig, &d->loop, begin_drain, on_reload, d) < 0) return -1;
   if (uv_async_init(&d->loop, &d->loader_async, loader_done) < 0) return -1;
   d->loader_async.data = d;
   if (uv_timer_init(&d->loop, &d->drain_timer) < 0) return -1;
   d->drain_timer.data = d;
-  return 0;
+  return notify_watchdog_start(&d->wd, &d->loop) < 0 ? -1 : 0;
 }
 
 static int serve(daemon_t *d) {
-  int port = -1;
-  d->mhd = http_start(&d->app, &port);
+  int port = -1, fd = notify_listen_fd();
+  if (fd == -2) return 1;
+  d->mhd = http_start(&d->app, fd, &port);
   if (!d->mhd) return 1;
-  log_msg(LOG_INFO, "classifyd listening on %s (port %d), %d model(s), default %s", d->cfg.listen,
-          port, d->reg.n, d->reg.m[d->reg.def].conf->name);
-  if (uv_thread_create(&d->loader, loader_main, d) != 0) {
-    log_msg(LOG_ERROR, "cannot start the model loader thread");
+  registry_t *reg = &d->slot.cur->reg;
+  log_msg(LOG_INFO, "classifyd listening on %s (port %d)%s, %d model(s), default %s",
+          fd >= 0 ? "socket-activated-fd" : d->cfg.listen, port,
+          fd >= 0 ? " [socket activation: server.listen ignored]" : "", reg->n,
+          reg->m[reg->def].conf->name);
+  notify_send("STATUS=listening on port %d; loading %d model(s)", port, reg->n);
+  if (loader_start(d, 0) < 0) {
     d->exit_code = 1;
     begin_drain(d);
-  } else {
-    d->loader_started = 1;
   }
   uv_run(&d->loop, UV_RUN_DEFAULT);
   http_stop(d->mhd);
@@ -169,16 +316,18 @@ int daemon_main(int argc, char **argv) {
     config_free(&d->cfg);
     return rc > 0 ? 0 : 2;
   }
+  d->argc = argc;
+  d->argv = argv;
   log_init((log_level_t)d->cfg.log_level, d->cfg.log_json);
   metrics_init();
-  if (setup_loop(d) < 0) {
+  if (setup_models(d) < 0 || setup_loop(d) < 0) {
     log_msg(LOG_ERROR, "cannot initialise the event loop");
     return 1;
   }
   int code = serve(d);
   if (!d->finished) finish(d);
   uv_run(&d->loop, UV_RUN_DEFAULT); /* let the close callbacks run */
-  registry_deinit(&d->reg);
+  modelset_slot_deinit(&d->slot);    /* MHD is stopped: this was the last reference */
   pipeline_deinit(&d->pipe);
   if (uv_loop_close(&d->loop) != 0) log_msg(LOG_WARN, "event loop closed with handles open");
   config_free(&d->cfg);

@@ -105,47 +105,55 @@ enum MHD_Result handlers_options(req_t *r) {
   return rc;
 }
 
-static int app_ready(app_t *a, char *why, size_t n) {
-  int loaded = registry_ready_count(a->reg);
+static int app_ready(app_t *a, registry_t *reg, char *why, size_t n) {
+  int loaded = registry_ready_count(reg);
   if (atomic_load(&a->draining)) return snprintf(why, n, "shutting down"), 0;
-  if (loaded < a->reg->n)
-    return snprintf(why, n, "%d of %d models loaded", loaded, a->reg->n), 0;
+  if (loaded < reg->n) return snprintf(why, n, "%d of %d models loaded", loaded, reg->n), 0;
   if (pipeline_depth(a->pipe) >= a->pipe->capacity) return snprintf(why, n, "queue full"), 0;
   return 1;
 }
 
+static void render_metrics(app_t *a, modelset_t *g, jout_t *j) {
+  metrics_gauges_t m = {.queue_depth = pipeline_depth(a->pipe),
+                        .queue_capacity = a->pipe->capacity,
+                        .in_flight = atomic_load(&a->in_flight),
+                        .models_loaded = registry_ready_count(&g->reg),
+                        .models_configured = g->reg.n,
+                        .generation = (long)g->id};
+  metrics_render(j, &m);
+}
+
+/* GET endpoints; those that read the models hold a reference to the generation
+ * only while the answer is built. */
 enum MHD_Result handlers_get(req_t *r) {
   jout_t j;
   jout_init(&j);
   char why[128];
   app_t *a = r->app;
-  switch (r->route) {
-  case ROUTE_HEALTHZ:
+  if (r->route == ROUTE_HEALTHZ) {
     jout_puts(&j, "{\"status\":\"ok\"}\n");
     return send_json(r, 200, &j);
-  case ROUTE_READYZ:
-    if (!app_ready(a, why, sizeof(why))) return http_error(r, 503, "not_ready", "%s", why);
-    jout_puts(&j, "{\"status\":\"ready\"}\n");
-    return send_json(r, 200, &j);
-  case ROUTE_MODELS:
-    registry_json(a->reg, &j, a->cfg->max_batch);
-    jout_puts(&j, "\n");
-    return send_json(r, 200, &j);
-  case ROUTE_METRICS: {
-    metrics_gauges_t g = {.queue_depth = pipeline_depth(a->pipe),
-                          .queue_capacity = a->pipe->capacity,
-                          .in_flight = atomic_load(&a->in_flight),
-                          .models_loaded = registry_ready_count(a->reg),
-                          .models_configured = a->reg->n};
-    metrics_render(&j, &g);
-    size_t len;
-    char *body = jout_take(&j, &len);
-    if (!body) return http_error(r, 500, "internal_error", "out of memory");
-    return http_send(r, 200, body, len, "text/plain; version=0.0.4; charset=utf-8", NULL, 0);
   }
-  default:
+  if (r->route != ROUTE_READYZ && r->route != ROUTE_MODELS && r->route != ROUTE_METRICS)
     return http_error(r, 404, "not_found", "no such path");
+  modelset_t *g = modelset_slot_get(a->models);
+  int ready = r->route == ROUTE_READYZ && app_ready(a, &g->reg, why, sizeof(why));
+  if (r->route == ROUTE_MODELS) {
+    registry_json(&g->reg, &j, g->cfg.max_batch, g->id);
+    jout_printf(&j, "\n");
+  } else if (r->route == ROUTE_METRICS) {
+    render_metrics(a, g, &j);
   }
+  modelset_unref(g);
+  if (r->route == ROUTE_READYZ) {
+    if (!ready) return http_error(r, 503, "not_ready", "%s", why);
+    jout_puts(&j, "{\"status\":\"ready\"}\n");
+  }
+  if (r->route != ROUTE_METRICS) return send_json(r, 200, &j);
+  size_t len;
+  char *body = jout_take(&j, &len);
+  if (!body) return http_error(r, 500, "internal_error", "out of memory");
+  return http_send(r, 200, body, len, "text/plain; version=0.0.4; charset=utf-8", NULL, 0);
 }
 
 /* Strict 1..1000; returns -1 on anything else. */
@@ -175,8 +183,9 @@ enum MHD_Result handlers_classify_begin(req_t *r, const char *path_model) {
   app_t *a = r->app;
   const char *name = *path_model ? path_model
                                  : MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "model");
-  model_entry_t *m = (name && *name) ? registry_find(a->reg, name, strlen(name))
-                                     : &a->reg->m[a->reg->def];
+  if (!r->gen) r->gen = modelset_slot_get(a->models); /* released when the request ends */
+  registry_t *reg = &r->gen->reg;
+  model_entry_t *m = (name && *name) ? registry_find(reg, name, strlen(name)) : &reg->m[reg->def];
   if (!m) return http_error(r, 404, "model_not_found", "no model named '%.64s'", name);
   r->model = m;
   const char *k = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "top_k");

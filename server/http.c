@@ -13,7 +13,9 @@
  */
 #include "http.h"
 
+#include <arpa/inet.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -211,6 +213,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                                             : (r->err_code ? r->err_code : "connection_closed")});
   multipart_deinit(&r->mp);
   free(r->body);
+  modelset_unref(r->gen);
   atomic_fetch_sub(&r->app->in_flight, 1);
   free(r);
 }
@@ -252,25 +255,39 @@ static int resolve(const char *listen, struct sockaddr_storage *ss, int *v6) {
   return 0;
 }
 
-struct MHD_Daemon *http_start(app_t *app, int *port_out) {
+static int socket_port(int fd) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof(ss);
+  if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) return -1;
+  if (ss.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+  if (ss.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+  return 0;
+}
+
+struct MHD_Daemon *http_start(app_t *app, int listen_fd, int *port_out) {
   const config_t *cfg = app->cfg;
   struct sockaddr_storage ss;
   int v6 = 0;
-  if (resolve(cfg->listen, &ss, &v6) < 0) return NULL;
+  if (listen_fd < 0 && resolve(cfg->listen, &ss, &v6) < 0) return NULL;
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_ALLOW_SUSPEND_RESUME |
                    MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
+  struct MHD_OptionItem where[2] = {
+      listen_fd >= 0 ? (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, listen_fd, NULL}
+                     : (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &ss},
+      {MHD_OPTION_END, 0, NULL}};
   struct MHD_Daemon *d = MHD_start_daemon(
-      flags, 0, NULL, NULL, on_request, app, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-      MHD_OPTION_NOTIFY_COMPLETED, on_completed, app, MHD_OPTION_CONNECTION_TIMEOUT,
-      (unsigned)cfg->connection_timeout_s, MHD_OPTION_THREAD_POOL_SIZE,
-      (unsigned)cfg->http_threads, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-      MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
+      flags, 0, NULL, NULL, on_request, app, MHD_OPTION_NOTIFY_COMPLETED, on_completed, app,
+      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout_s,
+      MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads, MHD_OPTION_EXTERNAL_LOGGER,
+      mhd_log, NULL, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_ARRAY, where,
+      MHD_OPTION_END);
   if (!d) {
-    log_msg(LOG_ERROR, "cannot listen on %s (address in use or not available?)", cfg->listen);
+    log_msg(LOG_ERROR, "cannot listen on %s (address in use or not available?)",
+            listen_fd >= 0 ? "the socket-activated fd" : cfg->listen);
     return NULL;
   }
   const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-  *port_out = info ? info->port : -1;
+  *port_out = listen_fd >= 0 ? socket_port(listen_fd) : info ? info->port : -1;
   return d;
 }
 

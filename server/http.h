@@ -39,6 +39,7 @@ typedef struct req {
   uint64_t t_start, bytes_in, bytes_out, content_length;
   int status;
   const char *err_code;
+  modelset_t *gen; /* the generation `model` belongs to, referenced until freed */
   model_entry_t *model;
   int top_k;
   int is_multipart;
@@ -48,7 +49,9 @@ typedef struct req {
   job_t job;
 } req_t;
 
-struct MHD_Daemon *http_start(app_t *app, int *port_out); /* NULL on failure (logged) */
+/* listen_fd >= 0: serve that listening socket (socket activation) instead of
+ * binding server.listen. NULL on failure (logged). */
+struct MHD_Daemon *http_start(app_t *app, int listen_fd, int *port_out);
 void http_quiesce(struct MHD_Daemon *d); /* stop accepting new connections */
 void http_stop(struct MHD_Daemon *d);
 void http_job_finished(job_t *j); /* loop thread: resume the job's connection */

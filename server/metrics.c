@@ -52,6 +52,16 @@ typedef struct {
 static atomic_ullong requests[EP_COUNT][N_CODES + 1];
 static hist_t hists[H_COUNT];
 static double start_time;
+static atomic_ullong reloads_ok, reloads_failed;
+static atomic_int last_reload_ok = 1;
+static atomic_llong last_reload_time;
+
+void metrics_reload(int ok) {
+  atomic_fetch_add(ok ? &reloads_ok : &reloads_failed, 1);
+  atomic_store(&last_reload_ok, ok);
+  atomic_store(&last_reload_time, (long long)time(NULL));
+}
+
 
 void metrics_init(void) {
   struct timespec ts;
@@ -116,6 +126,23 @@ static void gauge(jout_t *o, const char *name, const char *type, const char *hel
   jout_printf(o, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
 }
 
+static void render_reloads(jout_t *o, long generation) {
+  gauge(o, "classifyd_reloads_total", "counter", "Configuration reloads applied (SIGHUP)",
+        (double)atomic_load(&reloads_ok));
+  gauge(o, "classifyd_reload_failures_total", "counter",
+        "Configuration reloads that failed; the previous models kept serving",
+        (double)atomic_load(&reloads_failed));
+  gauge(o, "classifyd_last_reload_successful", "gauge",
+        "1 if the last reload (or the start-up) succeeded, else 0",
+        (double)atomic_load(&last_reload_ok));
+  gauge(o, "classifyd_last_reload_timestamp_seconds", "gauge",
+        "Unix time of the last reload attempt (0: none yet)",
+        (double)atomic_load(&last_reload_time));
+  gauge(o, "classifyd_model_generation", "gauge",
+        "Generation of the served model set: 1 at start-up, +1 per applied reload",
+        (double)generation);
+}
+
 static long count_fds(void) {
   DIR *d = opendir("/proc/self/fd");
   if (!d) return -1;
@@ -162,5 +189,6 @@ void metrics_render(jout_t *o, const metrics_gauges_t *g) {
   gauge(o, "classifyd_models_loaded", "gauge", "Models loaded and ready", (double)g->models_loaded);
   gauge(o, "classifyd_models_configured", "gauge", "Models configured",
         (double)g->models_configured);
+  render_reloads(o, g->generation);
   render_process(o);
 }

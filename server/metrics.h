@@ -25,13 +25,15 @@ typedef enum {
 typedef enum { H_REQUEST = 0, H_QUEUE, H_PREPROCESS, H_INFERENCE, H_BATCH, H_COUNT } metrics_hist_t;
 
 typedef struct {
-  long queue_depth, queue_capacity, in_flight, models_loaded, models_configured;
+  long queue_depth, queue_capacity, in_flight, models_loaded, models_configured, generation;
 } metrics_gauges_t;
 
 void metrics_init(void); /* records the process start time */
 void metrics_request(metrics_endpoint_t ep, int status);
 void metrics_observe(metrics_hist_t h, double value); /* seconds, or images for H_BATCH */
 const char *metrics_endpoint_name(metrics_endpoint_t ep);
+/* A configuration reload ended: ok = 1 applied, 0 failed (old models kept). */
+void metrics_reload(int ok);
 void metrics_render(jout_t *out, const metrics_gauges_t *g);
 
 #endif

@@ -180,8 +180,8 @@ static void entry_json(const model_entry_t *m, jout_t *o, int max_batch) {
               i->untrained ? "true" : "false");
 }
 
-void registry_json(registry_t *r, jout_t *o, int max_batch) {
-  jout_puts(o, "{\"default\":");
+void registry_json(registry_t *r, jout_t *o, int max_batch, unsigned long generation) {
+  jout_printf(o, "{\"generation\":%lu,\"default\":", generation);
   jout_str(o, r->m[r->def].conf->name);
   jout_puts(o, ",\"models\":[");
   for (int k = 0; k < r->n; k++) {

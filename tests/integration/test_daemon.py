@@ -462,13 +462,9 @@ def test_deadline(imgs):
     check("deadline daemon exits 0", d.stop() == 0)
 
 
-def test_sigterm(imgs):
-    print("SIGTERM during load")
-    d = Daemon("--model", "r18=" + R18, "--log-format", "json")
-    if not check("drain daemon ready", d.wait_ready()):
-        return
-    data = read(imgs["png"])
-    n = 12
+def load_in_flight(d, data, n):
+    """n classify requests on their own connections; returns (threads, results) once every
+    one is uploaded and in flight or queued (the metrics request itself counts one)."""
     results = [None] * n
 
     def one(i):
@@ -477,12 +473,26 @@ def test_sigterm(imgs):
     threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
     for t in threads:
         t.start()
-    deadline = time.time() + 30
-    while time.time() < deadline:  # every request uploaded and queued or running
+    deadline = time.time() + 60
+    while time.time() < deadline:
         s, _ = get_metrics(d)
         if metric(s, "classifyd_requests_in_flight") >= n + 1:
-            break
+            return threads, results, True
         time.sleep(0.02)
+    return threads, results, False
+
+
+def test_sigterm(imgs):
+    print("SIGTERM with 50 requests in flight or queued")
+    d = Daemon("--model", "r18=" + R18, "--log-format", "json", "--threads", "1", "--max-batch", "1",
+               "--queue-length", "64", "--drain-timeout", "120")
+    if not check("drain daemon ready", d.wait_ready()):
+        return
+    n = 50
+    threads, results, loaded = load_in_flight(d, read(imgs["png"]), n)
+    check(f"{n} requests in flight or queued before SIGTERM", loaded)
+    s, _ = get_metrics(d)
+    waiting = metric(s, "classifyd_queue_depth")
     d.proc.send_signal(signal.SIGTERM)
     time.sleep(0.2)
     refused = request(d.url + "/healthz", timeout=5)[0] == 0
@@ -493,7 +503,7 @@ def test_sigterm(imgs):
     except subprocess.TimeoutExpired:
         rc = None
     codes = [r[0] if r else None for r in results]
-    check("every accepted request answered 200 after SIGTERM", codes == [200] * n, codes)
+    check(f"all {n} answered 200 after SIGTERM ({waiting:.0f} were still queued)", codes == [200] * n, codes)
     check("new connections refused while draining", refused)
     check("exit code 0 after drain", rc == 0, rc)
     lines = [l for l in d.text().splitlines() if l.strip()]
@@ -505,6 +515,29 @@ def test_sigterm(imgs):
     except ValueError:
         ok = False
     check("log_format=json: every line is JSON with the request fields", ok, lines[:2])
+
+
+def test_second_sigterm(imgs):
+    print("a second SIGTERM forces the exit")
+    d = Daemon("--model", "r18=" + R18, "--threads", "1", "--max-batch", "1", "--drain-timeout", "300")
+    if not check("daemon ready", d.wait_ready()):
+        return
+    threads, results, loaded = load_in_flight(d, read(imgs["png"]), 50)
+    check("50 requests in flight or queued", loaded)
+    d.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.1)
+    t0 = time.time()
+    d.proc.send_signal(signal.SIGTERM)
+    try:
+        rc = d.proc.wait(30)
+    except subprocess.TimeoutExpired:
+        rc = None
+    took = time.time() - t0
+    for t in threads:
+        t.join(120)
+    unanswered = sum(1 for r in results if not r or r[0] != 200)
+    check(f"second SIGTERM: exit 1 at once ({took:.2f} s, {unanswered} requests cut off)",
+          rc == 1 and took < 5 and "second SIGTERM" in d.text(), (rc, took, d.text()[-300:]))
 
 
 def expect_config_error(args, setting, cfg_text=None):
@@ -580,6 +613,7 @@ def main():
         test_deadline(imgs)
         test_config_file(imgs)
         test_sigterm(imgs)
+        test_second_sigterm(imgs)
     except Exception as e:  # a crash of the driver is a failure, never a pass
         check("test driver", False, repr(e))
     finally:

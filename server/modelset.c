@@ -1,0 +1,90 @@
+/*
+ * modelset.c — generations of served models and the current-generation slot
+ * (see modelset.h for the contract).
+ *
+ * Why a mutex in modelset_slot_get: reading `cur` and incrementing its count
+ * must be one step, or a swap plus the last unref could free the generation
+ * between the two. The critical section is two loads and an add, so request
+ * threads never wait on a reload: loading happens before the swap, freeing
+ * after it, both outside the lock. Counts are atomics so unref needs no lock.
+ * Invariants: a generation reachable from the slot has refs >= 1; every job in
+ * a runner queue belongs to a request that holds a reference to the runner's
+ * generation, so when the count reaches zero every runner queue is empty and
+ * registry_deinit() only joins idle threads.
+ */
+#include "modelset.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+modelset_t *modelset_create(config_t *cfg, unsigned long id) {
+  modelset_t *s = calloc(1, sizeof(*s));
+  if (!s) {
+    config_free(cfg);
+    return NULL;
+  }
+  s->cfg = *cfg;
+  memset(cfg, 0, sizeof(*cfg));
+  s->id = id;
+  atomic_init(&s->refs, 1);
+  if (registry_init(&s->reg, &s->cfg) < 0) {
+    config_free(&s->cfg);
+    free(s);
+    return NULL;
+  }
+  return s;
+}
+
+void modelset_ref(modelset_t *s) { atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed); }
+
+void modelset_unref(modelset_t *s) {
+  if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1) return;
+  int loaded = registry_ready_count(&s->reg);
+  registry_deinit(&s->reg);
+  if (loaded) log_msg(LOG_INFO, "generation %lu freed (%d model(s))", s->id, loaded);
+  config_free(&s->cfg);
+  free(s);
+}
+
+int modelset_load(modelset_t *s, const runner_cb_t *cb, atomic_int *stop,
+                  void (*progress)(void *arg, int i, const char *name), void *arg, char *err,
+                  size_t n) {
+  const config_t *c = &s->cfg;
+  runner_opts_t o = {.threads = c->threads, .max_batch = c->max_batch,
+                     .batch_window_us = c->batch_window_us, .queue_cap = c->queue_length};
+  for (int i = 0; i < s->reg.n; i++) {
+    if (atomic_load(stop)) return 1;
+    if (progress) progress(arg, i, s->reg.m[i].conf->name);
+    if (models_load_one(&s->reg.m[i], &o, cb, err, n) < 0) return -1;
+  }
+  return 0;
+}
+
+int modelset_slot_init(modelset_slot_t *slot, modelset_t *first) {
+  slot->cur = first;
+  return pthread_mutex_init(&slot->mu, NULL) == 0 ? 0 : -1;
+}
+
+modelset_t *modelset_slot_get(modelset_slot_t *slot) {
+  pthread_mutex_lock(&slot->mu);
+  modelset_t *s = slot->cur;
+  modelset_ref(s);
+  pthread_mutex_unlock(&slot->mu);
+  return s;
+}
+
+modelset_t *modelset_slot_swap(modelset_slot_t *slot, modelset_t *next) {
+  pthread_mutex_lock(&slot->mu);
+  modelset_t *old = slot->cur;
+  slot->cur = next;
+  pthread_mutex_unlock(&slot->mu);
+  return old;
+}
+
+void modelset_slot_deinit(modelset_slot_t *slot) {
+  modelset_unref(slot->cur);
+  slot->cur = NULL;
+  pthread_mutex_destroy(&slot->mu);
+}
