@@ -49,6 +49,8 @@ GEN_DIR := $(BUILD)/gen
 ONNX_PROTO := /usr/include/onnx/onnx.proto
 GEN_C := $(GEN_DIR)/onnx/onnx.pb-c.c
 GEN_H := $(GEN_DIR)/onnx/onnx.pb-c.h
+WEB_FILES := $(sort $(wildcard web/*))
+GEN_WEB := $(GEN_DIR)/web_assets.h
 
 ENGINE_SRCS := $(wildcard engine/*.c)
 SERVER_SRCS := $(wildcard server/*.c)
@@ -58,7 +60,8 @@ BENCH_SRCS := $(wildcard tests/bench/*.c)
 FUZZ_SRCS := $(wildcard tests/fuzz/*.c)
 
 .PHONY: all deps deps-test test check-asan unit unit-asan bench run models clean \
-        fuzz fuzz-smoke bench-decode test-models test-diff test-cli test-integration format
+        fuzz fuzz-smoke bench-decode test-models test-diff test-cli test-integration format \
+        test-browser
 .DEFAULT_GOAL := all
 
 # ---- dependencies -----------------------------------------------------------------
@@ -78,12 +81,19 @@ $(GEN_C) $(GEN_H) &: $(ONNX_PROTO) | $(DEPS_STAMP)
 	@mkdir -p $(GEN_DIR)
 	protoc-c --c_out=$(GEN_DIR) --proto_path=/usr/include $(ONNX_PROTO)
 
+# ---- the browser page, embedded into the binary (server/web.c includes it) ----------------
+$(GEN_WEB): scripts/embed_web.sh $(WEB_FILES)
+	@mkdir -p $(GEN_DIR)
+	scripts/embed_web.sh $@ $(WEB_FILES)
+
 # ---- one build variant: $(1) = output dir, $(2) = compiler flags -----------------------
 define VARIANT
 $(1)/obj/%.o: %.c $(GEN_H) | $(DEPS_STAMP)
 	@mkdir -p $$(@D)
 	@$(if $(Q),echo "  CC      $$@")
 	$(Q)$$(CC) $$(CFLAGS_ALL) $(2) $$(CPPFLAGS_ALL) -MMD -MP -c $$< -o $$@
+
+$(1)/obj/server/web.o $(1)/obj/tests/unit/test_web.o: $(GEN_WEB)
 
 $(1)/obj/gen/onnx.pb-c.o: $(GEN_C) | $(DEPS_STAMP)
 	@mkdir -p $$(@D)
@@ -159,12 +169,25 @@ test-cli: $(BUILD)/classifyd $(ASAN)/classifyd $(TOOLS_ASAN) test-models
 test-integration: $(BUILD)/classifyd test-models
 	$(TEST_ENV) tests/integration/run.sh
 
+# Browser test of the page: Debian's chromium driven by playwright-core (npm, into
+# build/node, only when missing; it never downloads a browser).
+NODE_DIR := $(BUILD)/node
+PLAYWRIGHT_VERSION := 1.65.1
+PLAYWRIGHT := $(NODE_DIR)/node_modules/playwright-core/package.json
+$(PLAYWRIGHT): | $(DEPS_TEST_STAMP)
+	@mkdir -p $(NODE_DIR)
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --prefix $(NODE_DIR) --no-audit --no-fund \
+	  --no-save playwright-core@$(PLAYWRIGHT_VERSION)
+test-browser: $(BUILD)/classifyd $(PLAYWRIGHT) test-models
+	$(TEST_ENV) NODE_DIR=$(abspath $(NODE_DIR)) tests/browser/run.sh
+
 test: $(DEPS_TEST_STAMP)
 	$(MAKE) unit unit-asan
 	$(MAKE) fuzz-smoke
 	$(MAKE) test-diff
 	$(MAKE) test-cli
 	@if [ -x tests/integration/run.sh ]; then $(MAKE) test-integration; fi
+	$(MAKE) test-browser
 	@echo "make test: all suites passed"
 
 # ---- benchmarks, run, models, fuzz ---------------------------------------------------------
