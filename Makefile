@@ -2,7 +2,8 @@
 #
 #   make            build build/classifyd (installs missing Debian packages first)
 #   make test       unit tests (release + ASan/UBSan), differential tests against PyTorch,
-#                   CLI and daemon tests; installs what it needs
+#                   CLI, daemon and browser tests; installs what it needs
+#   make test-browser  the page at / in Debian's chromium (screenshots: build/artifacts/)
 #   make run        serve resnet50 and googlenet on 127.0.0.1:8080
 #   make bench      engine latency/throughput (resnet50, googlenet, resnet18; batch 1 and 8)
 #   make models     download official weights (checked) and export ONNX; offline: see models/
@@ -171,13 +172,15 @@ test-integration: $(BUILD)/classifyd test-models
 
 # Browser test of the page: Debian's chromium driven by playwright-core (npm, into
 # build/node, only when missing; it never downloads a browser).
+# 1.61 is the newest release that still runs on Debian 12's Node.js 18.
 NODE_DIR := $(BUILD)/node
-PLAYWRIGHT_VERSION := 1.65.1
-PLAYWRIGHT := $(NODE_DIR)/node_modules/playwright-core/package.json
+PLAYWRIGHT_VERSION := 1.61.1
+PLAYWRIGHT := $(NODE_DIR)/.playwright-core-$(PLAYWRIGHT_VERSION)
 $(PLAYWRIGHT): | $(DEPS_TEST_STAMP)
 	@mkdir -p $(NODE_DIR)
 	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --prefix $(NODE_DIR) --no-audit --no-fund \
 	  --no-save playwright-core@$(PLAYWRIGHT_VERSION)
+	@touch $@
 test-browser: $(BUILD)/classifyd $(PLAYWRIGHT) test-models
 	$(TEST_ENV) NODE_DIR=$(abspath $(NODE_DIR)) tests/browser/run.sh
 

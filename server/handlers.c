@@ -150,8 +150,11 @@ enum MHD_Result handlers_get(req_t *r) {
     if (!body) return http_error(r, 500, "internal_error", "out of memory");
     return http_send(r, 200, body, len, "text/plain; version=0.0.4; charset=utf-8", NULL, 0);
   }
-  case ROUTE_WEB:
-    return web_serve(r);
+  case ROUTE_WEB: {
+    const web_asset_t *page = web_find(r->path);
+    if (!page) return http_error(r, 404, "not_found", "no such path");
+    return web_serve(r, page);
+  }
   default:
     return http_error(r, 404, "not_found", "no such path");
   }

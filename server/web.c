@@ -13,8 +13,6 @@
 
 #include <string.h>
 
-#include "handlers.h"
-
 #include "web_assets.h"
 
 #define STATIC_PREFIX "/static/"
@@ -64,9 +62,7 @@ static void web_headers(struct MHD_Response *resp, const web_asset_t *a, const c
   MHD_add_response_header(resp, "Cross-Origin-Opener-Policy", "same-origin");
 }
 
-enum MHD_Result web_serve(req_t *r) {
-  const web_asset_t *a = web_find(r->path);
-  if (!a) return http_error(r, 404, "not_found", "no such path");
+enum MHD_Result web_serve(req_t *r, const web_asset_t *a) {
   const char *v = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "v");
   int versioned = strcmp(a->name, "index.html") != 0 && v && strcmp(v, a->version) == 0;
   const char *inm = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,

@@ -26,7 +26,8 @@ extern const char web_csp[];
 const web_asset_t *web_find(const char *path);
 /* 1 when an If-None-Match header value names etag (a list, W/ tags or "*"). */
 int web_etag_match(const char *if_none_match, const char *etag);
-/* Answers GET/HEAD of a web path: 200 or 304 with caching headers, 404 if unknown. */
-enum MHD_Result web_serve(req_t *r);
+/* Answers GET/HEAD of asset a (from web_find): 200, or 304 when If-None-Match
+ * names its ETag, with caching and security headers. */
+enum MHD_Result web_serve(req_t *r, const web_asset_t *a);
 
 #endif

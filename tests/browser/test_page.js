@@ -14,6 +14,7 @@
 'use strict';
 
 const fs = require('fs');
+const http = require('http');
 const path = require('path');
 
 function parseArgs(argv) {
@@ -53,12 +54,31 @@ function formatPercent(p) {
   return v.toFixed(1) + '%';
 }
 
-async function apiClassify(file, model) {
-  const res = await fetch(BASE + '/classify?model=' + encodeURIComponent(model), {
-    method: 'POST', body: fs.readFileSync(file),
-    headers: { 'Content-Type': 'application/octet-stream' },
+/* POST /classify from Node with "Expect: 100-continue", so that a refusal made
+ * before the body is read (413 from Content-Length) reaches us before any
+ * body byte is sent, however loaded the machine is. */
+function apiClassify(file, model) {
+  const data = fs.readFileSync(file);
+  const url = new URL(BASE + '/classify?model=' + encodeURIComponent(model));
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: 'POST', timeout: WAIT_MS, headers: {
+      'Content-Type': 'application/octet-stream', 'Content-Length': data.length,
+      Expect: '100-continue' } });
+    req.on('continue', () => req.end(data));
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.on('response', (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => {
+        try {
+          resolve({ status: res.statusCode, body: JSON.parse(Buffer.concat(chunks).toString()) });
+        } catch (e) {
+          reject(e);
+        }
+      });
+    });
   });
-  return { status: res.status, body: await res.json() };
 }
 
 function expectedBars(answer) {
@@ -148,6 +168,9 @@ async function checkHeaders() {
  * exceptions or any request that leaves the daemon. */
 async function openPage(context, label) {
   const page = await context.newPage();
+  /* Intercepting file choosers is switched on asynchronously by the first
+   * listener: do it before anything can open one. */
+  page.on('filechooser', () => {});
   const problems = [];
   page.on('console', (m) => { if (m.type() === 'error') problems.push('console: ' + m.text()); });
   page.on('pageerror', (e) => problems.push('exception: ' + e.message));
