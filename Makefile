@@ -181,7 +181,7 @@ $(PLAYWRIGHT): | $(DEPS_TEST_STAMP)
 	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --prefix $(NODE_DIR) --no-audit --no-fund \
 	  --no-save playwright-core@$(PLAYWRIGHT_VERSION)
 	@touch $@
-test-browser: $(BUILD)/classifyd $(PLAYWRIGHT) test-models
+test-browser: $(BUILD)/classifyd $(PLAYWRIGHT) $(TEST_MODELS_DIR)/resnet18.onnx $(TEST_MODELS_DIR)/googlenet.onnx
 	$(TEST_ENV) NODE_DIR=$(abspath $(NODE_DIR)) tests/browser/run.sh
 
 test: $(DEPS_TEST_STAMP)
