@@ -2,7 +2,8 @@
 #
 #   make            build build/classifyd (installs missing Debian packages first)
 #   make test       unit tests (release + ASan/UBSan), differential tests against PyTorch,
-#                   CLI and daemon tests; installs what it needs
+#                   CLI, daemon and browser tests; installs what it needs
+#   make test-browser  the page at / in Debian's chromium (screenshots: build/artifacts/)
 #   make run        serve resnet50 and googlenet on 127.0.0.1:8080
 #   make bench      engine latency/throughput (resnet50, googlenet, resnet18; batch 1 and 8)
 #   make models     download official weights (checked) and export ONNX; offline: see models/
@@ -50,6 +51,8 @@ GEN_DIR := $(BUILD)/gen
 ONNX_PROTO := /usr/include/onnx/onnx.proto
 GEN_C := $(GEN_DIR)/onnx/onnx.pb-c.c
 GEN_H := $(GEN_DIR)/onnx/onnx.pb-c.h
+WEB_FILES := $(sort $(wildcard web/*))
+GEN_WEB := $(GEN_DIR)/web_assets.h
 
 ENGINE_SRCS := $(wildcard engine/*.c)
 SERVER_SRCS := $(wildcard server/*.c)
@@ -60,7 +63,7 @@ FUZZ_SRCS := $(wildcard tests/fuzz/*.c)
 
 .PHONY: all deps deps-test test check-asan unit unit-asan bench run models clean \
         fuzz fuzz-smoke bench-decode test-models test-diff test-cli test-integration format \
-        install uninstall test-systemd
+        install uninstall test-systemd test-browser
 .DEFAULT_GOAL := all
 
 # ---- dependencies -----------------------------------------------------------------
@@ -80,12 +83,19 @@ $(GEN_C) $(GEN_H) &: $(ONNX_PROTO) | $(DEPS_STAMP)
 	@mkdir -p $(GEN_DIR)
 	protoc-c --c_out=$(GEN_DIR) --proto_path=/usr/include $(ONNX_PROTO)
 
+# ---- the browser page, embedded into the binary (server/web.c includes it) ----------------
+$(GEN_WEB): scripts/embed_web.sh $(WEB_FILES)
+	@mkdir -p $(GEN_DIR)
+	scripts/embed_web.sh $@ $(WEB_FILES)
+
 # ---- one build variant: $(1) = output dir, $(2) = compiler flags -----------------------
 define VARIANT
 $(1)/obj/%.o: %.c $(GEN_H) | $(DEPS_STAMP)
 	@mkdir -p $$(@D)
 	@$(if $(Q),echo "  CC      $$@")
 	$(Q)$$(CC) $$(CFLAGS_ALL) $(2) $$(CPPFLAGS_ALL) -MMD -MP -c $$< -o $$@
+
+$(1)/obj/server/web.o $(1)/obj/tests/unit/test_web.o: $(GEN_WEB)
 
 $(1)/obj/gen/onnx.pb-c.o: $(GEN_C) | $(DEPS_STAMP)
 	@mkdir -p $$(@D)
@@ -164,6 +174,20 @@ test-integration: $(BUILD)/classifyd test-models
 test-systemd: $(BUILD)/classifyd $(ASAN)/classifyd test-models
 	$(TEST_ENV) tests/systemd/run.sh
 
+# Browser test of the page: Debian's chromium driven by playwright-core (npm, into
+# build/node, only when missing; it never downloads a browser).
+# 1.61 is the newest release that still runs on Debian 12's Node.js 18.
+NODE_DIR := $(BUILD)/node
+PLAYWRIGHT_VERSION := 1.61.1
+PLAYWRIGHT := $(NODE_DIR)/.playwright-core-$(PLAYWRIGHT_VERSION)
+$(PLAYWRIGHT): | $(DEPS_TEST_STAMP)
+	@mkdir -p $(NODE_DIR)
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --prefix $(NODE_DIR) --no-audit --no-fund \
+	  --no-save playwright-core@$(PLAYWRIGHT_VERSION)
+	@touch $@
+test-browser: $(BUILD)/classifyd $(PLAYWRIGHT) $(TEST_MODELS_DIR)/resnet18.onnx $(TEST_MODELS_DIR)/googlenet.onnx
+	$(TEST_ENV) NODE_DIR=$(abspath $(NODE_DIR)) tests/browser/run.sh
+
 test: $(DEPS_TEST_STAMP)
 	$(MAKE) unit unit-asan
 	$(MAKE) fuzz-smoke
@@ -171,6 +195,7 @@ test: $(DEPS_TEST_STAMP)
 	$(MAKE) test-cli
 	@if [ -x tests/integration/run.sh ]; then $(MAKE) test-integration; fi
 	$(MAKE) test-systemd
+	$(MAKE) test-browser
 	@echo "make test: all suites passed"
 
 # ---- benchmarks, run, models, fuzz ---------------------------------------------------------

@@ -15,6 +15,7 @@ build_pkgs=(
 test_pkgs=(
   libcriterion-dev curl clang libclang-rt-14-dev valgrind systemd strace
   python3-torch python3-torchvision python3-onnx python3-pil python3-numpy
+  chromium
 )
 
 want=("${build_pkgs[@]}")
@@ -25,6 +26,12 @@ for p in "${want[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
   [ "$status" = "install ok installed" ] || missing+=("$p")
 done
+# The browser test runs playwright-core under Node.js (>= 18) installed with npm. A
+# Node.js from elsewhere (e.g. NodeSource, which bundles npm) is kept as it is.
+if [ "${1:-build}" = test ]; then
+  command -v node >/dev/null || missing+=(nodejs)
+  command -v npm >/dev/null || missing+=(npm)
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 echo "deps: installing ${missing[*]}" >&2

@@ -2,7 +2,8 @@
  * handlers.c — routes and endpoint handlers.
  *
  * Routes: POST /classify[?model=&top_k=], POST /models/NAME/classify, GET
- * /models, /healthz, /readyz (+ KServe v2 /v2/health/live|ready), /metrics.
+ * /models, /healthz, /readyz (+ KServe v2 /v2/health/live|ready), /metrics,
+ * and the page: GET / and /static/NAME (web.c).
  * Query parameters come decoded from MHD; they are validated strictly (top_k
  * is 1..1000 in plain decimal) before a single body byte is stored, and the
  * Content-Length is checked against the body limit up front. Answers are built
@@ -15,8 +16,10 @@
 #include <string.h>
 
 #include "log.h"
+#include "web.h"
 
 #define MODELS_PREFIX "/models/"
+#define STATIC_PREFIX "/static/"
 
 typedef struct {
   const char *path;
@@ -28,7 +31,7 @@ static const route_def_t routes[] = {
     {"/classify", ROUTE_CLASSIFY, EP_CLASSIFY},   {"/models", ROUTE_MODELS, EP_MODELS},
     {"/healthz", ROUTE_HEALTHZ, EP_HEALTHZ},      {"/v2/health/live", ROUTE_HEALTHZ, EP_HEALTHZ},
     {"/readyz", ROUTE_READYZ, EP_READYZ},         {"/v2/health/ready", ROUTE_READYZ, EP_READYZ},
-    {"/metrics", ROUTE_METRICS, EP_METRICS},
+    {"/metrics", ROUTE_METRICS, EP_METRICS},       {"/", ROUTE_WEB, EP_OTHER},
 };
 
 void router_match(req_t *r, const char *url, char *name, size_t namelen) {
@@ -41,6 +44,10 @@ void router_match(req_t *r, const char *url, char *name, size_t namelen) {
       r->ep = routes[i].ep;
       return;
     }
+  }
+  if (strncmp(url, STATIC_PREFIX, strlen(STATIC_PREFIX)) == 0) {
+    r->route = ROUTE_WEB;
+    return;
   }
   size_t pl = strlen(MODELS_PREFIX);
   if (strncmp(url, MODELS_PREFIX, pl) != 0) return;
@@ -133,6 +140,11 @@ enum MHD_Result handlers_get(req_t *r) {
   if (r->route == ROUTE_HEALTHZ) {
     jout_puts(&j, "{\"status\":\"ok\"}\n");
     return send_json(r, 200, &j);
+  }
+  if (r->route == ROUTE_WEB) {
+    const web_asset_t *page = web_find(r->path);
+    if (!page) return http_error(r, 404, "not_found", "no such path");
+    return web_serve(r, page);
   }
   if (r->route != ROUTE_READYZ && r->route != ROUTE_MODELS && r->route != ROUTE_METRICS)
     return http_error(r, 404, "not_found", "no such path");

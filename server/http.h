@@ -23,6 +23,7 @@ typedef enum {
   ROUTE_HEALTHZ,
   ROUTE_READYZ,
   ROUTE_METRICS,
+  ROUTE_WEB, /* GET / and /static/NAME: the embedded page (web.c) */
 } route_t;
 
 typedef enum { RS_NEW = 0, RS_DEFERRED, RS_UPLOAD, RS_QUEUED, RS_ANSWERED } req_state_t;
