@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "cpus.h"
 #include "http.h"
 #include "log.h"
 #include "signals.h"
@@ -33,6 +34,8 @@ typedef struct {
   uv_timer_t drain_timer;
   uv_async_t loader_async;
   uv_thread_t loader;
+  gate_t gate; /* serializes forwards across models unless parallel_models */
+  int gate_ok;
   int loader_started, draining, finished, exit_code;
   atomic_int loader_stop, loader_result; /* result: 0 running, 1 all loaded, -1 failed */
   char loader_err[768];
@@ -56,7 +59,9 @@ static void log_model(const model_entry_t *m) {
 static void loader_main(void *arg) {
   daemon_t *d = arg;
   runner_opts_t o = {.threads = d->cfg.threads, .max_batch = d->cfg.max_batch,
-                     .batch_window_us = d->cfg.batch_window_us, .queue_cap = d->cfg.queue_length};
+                     .batch_window_us = d->cfg.batch_window_us, .queue_cap = d->cfg.queue_length,
+                     .gate = d->gate_ok && !d->cfg.parallel_models && d->reg.n > 1 ? &d->gate
+                                                                                   : NULL};
   runner_cb_t cb = pipeline_runner_cb(&d->pipe);
   int result = 1;
   for (int i = 0; i < d->reg.n && !atomic_load(&d->loader_stop); i++) {
@@ -125,6 +130,8 @@ static int setup_loop(daemon_t *d) {
   snprintf(n, sizeof(n), "%d", d->cfg.workers);
   setenv("UV_THREADPOOL_SIZE", n, 1);
   if (uv_loop_init(&d->loop) < 0 || registry_init(&d->reg, &d->cfg) < 0) return -1;
+  if (gate_init(&d->gate) < 0) return -1;
+  d->gate_ok = 1;
   cnn_image_limits_t lim;
   cnn_image_limits_default(&lim);
   lim.max_pixels = d->cfg.max_pixels;
@@ -148,6 +155,12 @@ static int serve(daemon_t *d) {
   if (!d->mhd) return 1;
   log_msg(LOG_INFO, "classifyd listening on %s (port %d), %d model(s), default %s", d->cfg.listen,
           port, d->reg.n, d->reg.m[d->reg.def].conf->name);
+  log_msg(LOG_INFO, "threads: %d CPUs available; %d engine threads per model (%s), "
+          "%d decode workers, %d HTTP threads; batches of up to %d within %d us",
+          cpus_available(), d->cfg.threads,
+          d->reg.n < 2 ? "one model" : d->cfg.parallel_models ? "models in parallel"
+                                                               : "one forward at a time",
+          d->cfg.workers, d->cfg.http_threads, d->cfg.max_batch, d->cfg.batch_window_us);
   if (uv_thread_create(&d->loader, loader_main, d) != 0) {
     log_msg(LOG_ERROR, "cannot start the model loader thread");
     d->exit_code = 1;
@@ -180,6 +193,7 @@ int daemon_main(int argc, char **argv) {
   uv_run(&d->loop, UV_RUN_DEFAULT); /* let the close callbacks run */
   registry_deinit(&d->reg);
   pipeline_deinit(&d->pipe);
+  if (d->gate_ok) gate_deinit(&d->gate);
   if (uv_loop_close(&d->loop) != 0) log_msg(LOG_WARN, "event loop closed with handles open");
   config_free(&d->cfg);
   return code;

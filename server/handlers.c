@@ -128,7 +128,7 @@ enum MHD_Result handlers_get(req_t *r) {
     jout_puts(&j, "{\"status\":\"ready\"}\n");
     return send_json(r, 200, &j);
   case ROUTE_MODELS:
-    registry_json(a->reg, &j, a->cfg->max_batch);
+    registry_json(a->reg, &j, a->cfg);
     jout_puts(&j, "\n");
     return send_json(r, 200, &j);
   case ROUTE_METRICS: {

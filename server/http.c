@@ -259,11 +259,16 @@ struct MHD_Daemon *http_start(app_t *app, int *port_out) {
   if (resolve(cfg->listen, &ss, &v6) < 0) return NULL;
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_ALLOW_SUSPEND_RESUME |
                    MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
+  /* One thread means no pool: MHD warns about a pool of size 1. */
+  struct MHD_OptionItem pool[] = {
+      {cfg->http_threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END,
+       (intptr_t)cfg->http_threads, NULL},
+      {MHD_OPTION_END, 0, NULL}};
   struct MHD_Daemon *d = MHD_start_daemon(
       flags, 0, NULL, NULL, on_request, app, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
       MHD_OPTION_NOTIFY_COMPLETED, on_completed, app, MHD_OPTION_CONNECTION_TIMEOUT,
-      (unsigned)cfg->connection_timeout_s, MHD_OPTION_THREAD_POOL_SIZE,
-      (unsigned)cfg->http_threads, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+      (unsigned)cfg->connection_timeout_s, MHD_OPTION_ARRAY, pool, MHD_OPTION_EXTERNAL_LOGGER,
+      mhd_log, NULL,
       MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
   if (!d) {
     log_msg(LOG_ERROR, "cannot listen on %s (address in use or not available?)", cfg->listen);

@@ -41,6 +41,6 @@ model_entry_t *registry_find(registry_t *r, const char *name, size_t len);
 int registry_ready_count(registry_t *r);
 int models_load_one(model_entry_t *m, const runner_opts_t *o, const runner_cb_t *cb, char *err,
                     size_t errlen);
-void registry_json(registry_t *r, jout_t *out, int max_batch); /* GET /models body */
+void registry_json(registry_t *r, jout_t *out, const config_t *c); /* GET /models body */
 
 #endif

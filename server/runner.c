@@ -7,8 +7,11 @@
  * (the libuv pool did that) as tensors from a per-runner free list; the runner
  * copies up to max_batch of them into its batch input (allocated once at
  * create), returns the tensors and runs one forward. Batch size is whatever is
- * queued when the runner wakes, plus what arrives within batch_window_us: the
- * dynamic-batching seam. Memory: batch input/output and the context arena are
+ * queued when the runner wakes, plus what arrives until batch_window_us after
+ * the oldest of them was queued (queue.c): dynamic batching. With several
+ * models and parallel_models off, forwards pass through a shared fair gate
+ * (gate.h), so only one context's threads compute at a time; time spent at
+ * the gate counts as queue time, not inference time. Memory: batch input/output and the context arena are
  * planned at create; tensors are allocated lazily and kept (bounded by the
  * queue bound plus one batch), so the steady state allocates nothing.
  */
@@ -37,13 +40,15 @@ struct runner {
   int pool_n, pool_cap;
 };
 
-static void run_batch(runner_t *r, job_t **jobs, int n) {
+/* Moves live jobs' tensors into the batch input and fails the late ones (504);
+ * returns how many remain, compacted at the front of jobs. */
+static int gather(runner_t *r, job_t **jobs, int n) {
   int nb = 0;
   uint64_t now = job_now_ns();
   for (int i = 0; i < n; i++) {
     job_t *j = jobs[i];
-    j->t_inf0 = now;
     if (now > j->deadline) {
+      j->t_inf0 = j->t_inf1 = now;
       job_fail(j, 504, "deadline_exceeded", "request waited %.1f ms, past its deadline",
                (double)(now - j->t_start) / 1e6);
     } else {
@@ -54,15 +59,24 @@ static void run_batch(runner_t *r, job_t **jobs, int n) {
     j->tensor = NULL;
     if (j->status) r->cb.done(r->cb.arg, j);
   }
+  return nb;
+}
+
+static void run_batch(runner_t *r, job_t **jobs, int n) {
+  int nb = gather(r, jobs, n);
   if (nb == 0) return;
   cnn_error_t err = {0};
+  if (r->o.gate) gate_enter(r->o.gate);
+  uint64_t start = job_now_ns();
   int rc = cnn_forward(r->ctx, r->input, nb, r->output, &err);
   uint64_t end = job_now_ns();
-  metrics_observe(H_INFERENCE, (double)(end - now) / 1e9);
+  if (r->o.gate) gate_leave(r->o.gate);
+  metrics_observe(H_INFERENCE, (double)(end - start) / 1e9);
   metrics_observe(H_BATCH, nb);
   int nc = r->info->num_classes;
   for (int i = 0; i < nb; i++) {
     job_t *j = jobs[i];
+    j->t_inf0 = start;
     j->t_inf1 = end;
     j->batch = nb;
     if (rc < 0) {
@@ -170,3 +184,5 @@ void runner_tensor_put(runner_t *r, float *t) {
   pthread_mutex_unlock(&r->pool_mu);
   free(t);
 }
+
+size_t runner_arena_bytes(const runner_t *r) { return cnn_ctx_arena_bytes(r->ctx); }
