@@ -5,6 +5,7 @@
 #                   CLI and daemon tests; installs what it needs
 #   make run        serve resnet50 and googlenet on 127.0.0.1:8080
 #   make bench      engine latency/throughput (resnet50, googlenet, resnet18; batch 1 and 8)
+#   make bench-http the daemon end to end (wrk, open loop) vs the engine; start-up, memory
 #   make models     download official weights (checked) and export ONNX; offline: see models/
 #   make check-asan the unit tests under AddressSanitizer + UBSan only
 #   make fuzz       libFuzzer targets (FUZZ_SECONDS each)
@@ -170,6 +171,12 @@ test: $(DEPS_TEST_STAMP)
 # ---- benchmarks, run, models, fuzz ---------------------------------------------------------
 bench: $(BENCHES) test-models
 	$(BUILD)/bench/bench_engine --models $(TEST_MODELS_DIR) --threads 2
+
+# The daemon over loopback (wrk + an open-loop generator) beside the engine's own
+# batch-8 throughput; start-up time and memory. About 2-3 minutes; not part of `make test`.
+.PHONY: bench-http
+bench-http: $(BUILD)/classifyd $(BUILD)/bench/bench_engine $(TEST_MODELS_DIR)/resnet50.onnx | $(DEPS_TEST_STAMP)
+	$(PYTHON) tests/bench/bench_http.py --build $(BUILD) --models $(TEST_MODELS_DIR)
 
 bench-decode: $(BUILD)/bench/bench_decode
 	$(BUILD)/bench/bench_decode ../shared/data
