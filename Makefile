@@ -143,7 +143,7 @@ TEST_IMAGES := $(BUILD)/test-images
 $(TEST_IMAGES)/.stamp: tests/image/make_inputs.py | $(DEPS_TEST_STAMP)
 	@rm -rf $(TEST_IMAGES) && mkdir -p $(TEST_IMAGES)
 	$(PYTHON) tests/image/make_inputs.py $(TEST_IMAGES) && touch $@
-UNIT_ENV = CNN_TEST_IMAGES=$(abspath $(TEST_IMAGES))
+UNIT_ENV = CNN_TEST_IMAGES=$(abspath $(TEST_IMAGES)) CNN_TEST_MODELS=$(abspath $(TEST_MODELS_DIR))
 
 unit: $(BUILD)/tests/unit $(TEST_IMAGES)/.stamp
 	$(UNIT_ENV) $(BUILD)/tests/unit --jobs 2

@@ -37,4 +37,14 @@ float *runner_tensor_get(runner_t *r);
 void runner_tensor_put(runner_t *r, float *t);
 size_t runner_arena_bytes(const runner_t *r); /* the context's planned activations */
 
+/* Decode budget: a job must hold a slot from before its decode until the runner
+ * takes it (the runner then gives it back itself, before cb->taken). At most
+ * RUNNER_HOLD_BATCHES * max_batch slots: enough to decode the next batch while
+ * one runs, and it bounds the decoded tensors in memory. runner_hold() returns 1
+ * with a slot, 0 when none is free; call it from one thread only (the loop).
+ * runner_unhold() gives a slot back for a job that will not reach the runner. */
+#define RUNNER_HOLD_BATCHES 2
+int runner_hold(runner_t *r);
+void runner_unhold(runner_t *r);
+
 #endif

@@ -3,8 +3,9 @@
 
 Measures, for one model (default resnet50) served alone on loopback:
   1. the engine's own batch-8 throughput (build/bench/bench_engine, same model and
-     threads), measured before and after the HTTP runs (the machine is shared and
-     noisy: the reference is their mean, and both are printed);
+     threads), measured before the max-load run, right after it and at the end (the
+     machine may be shared and noisy: the reference is the mean of the two runs around
+     the max-load run, and all three are printed);
   2. start-up: process start to the first GET /readyz 200, page cache warm, median of 3;
   3. maximum load: wrk, C keep-alive connections POSTing a real JPEG (tests/bench/post.lua),
      images/s and latency percentiles, mean batch size from /metrics;
@@ -211,7 +212,7 @@ def measure_startup(binary, model, arch, threads, runs=3):
     return times
 
 
-def serve_and_load(a, model, image):
+def serve_and_load(a, model, image, between):
     d = Daemon(a.binary, model, a.arch, a.threads, free_port())
     if d.wait_ready() is None:
         raise RuntimeError(f"daemon never became ready: {d.stop()[1][-2000:]}")
@@ -231,6 +232,7 @@ def serve_and_load(a, model, image):
         im = m1.get("classifyd_batch_size_sum", 0) - m0.get("classifyd_batch_size_sum", 0)
         r["mean_batch"] = im / fw if fw else 0.0
         r["rate"] = 0.7 * r["max"]["rps"]
+        between()  # the engine alone again, with the daemon idle
         with open(image, "rb") as f:
             body = f.read()
         res, n = asyncio.run(open_loop("127.0.0.1", int(d.url.rsplit(":", 1)[1]), "/classify",
@@ -250,7 +252,7 @@ def serve_and_load(a, model, image):
 
 def report(a, eng, start, r):
     mib = 1 << 20
-    ref = statistics.mean(eng)
+    ref = statistics.mean(eng[:2])  # the runs just before and after the max-load phase
     mx, op = r["max"], r["open"]
     lat = op["lat"]
     p50, p90, p99 = pct(lat, 50), pct(lat, 90), pct(lat, 99)
@@ -258,8 +260,8 @@ def report(a, eng, start, r):
     st = statistics.median(start)
     print(f"\nclassifyd bench-http: {a.arch}, {a.threads} engine threads, image "
           f"{os.path.basename(a.image)} ({os.path.getsize(a.image)} bytes)\n")
-    print(f"engine batch-8 (bench_engine): {eng[0]:.2f} img/s before, {eng[1]:.2f} after, "
-          f"reference {ref:.2f}")
+    print(f"engine batch-8 (bench_engine): {eng[0]:.2f} img/s before max load, {eng[1]:.2f} after it, "
+          f"{eng[2]:.2f} after the 70% run; reference (mean of the first two) {ref:.2f}")
     print(f"max load   (wrk, {a.connections} conns, {a.seconds}s): {mx['rps']:.2f} img/s, "
           f"p50 {mx['p50']:.0f} ms, p90 {mx['p90']:.0f} ms, p99 {mx['p99']:.0f} ms, "
           f"{mx['requests']} requests, mean batch {r['mean_batch']:.2f}, "
@@ -310,8 +312,10 @@ def main():
     try:
         eng = [engine_b8(bench, models, a.arch, a.threads, a.engine_seconds)]
         start = measure_startup(a.binary, model, a.arch, a.threads)
-        r = serve_and_load(a, model, a.image)
-        eng.append(engine_b8(bench, models, a.arch, a.threads, a.engine_seconds))
+        def between():
+            eng.append(engine_b8(bench, models, a.arch, a.threads, a.engine_seconds))
+        r = serve_and_load(a, model, a.image, between)
+        between()
     except (RuntimeError, OSError, subprocess.TimeoutExpired, ValueError, KeyError) as e:
         print(f"bench-http: failed: {e}")
         return 1

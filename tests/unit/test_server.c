@@ -1,6 +1,7 @@
 /*
  * test_server.c — unit tests of the daemon's self-contained modules: JSON output,
- * the job queue and its batch window, the fair gate, CPUs available, configuration (file, flags, errors), metrics rendering and the
+ * the job queue and its batch window, the runner's decode budget, the fair gate, CPUs
+ * available, configuration (file, flags, errors), metrics rendering and the
  * engine-error -> HTTP status map.
  *
  * The unit binary links only libcnn.a, so the server sources under test are
@@ -22,6 +23,7 @@
 #include "../../server/log.c"
 #include "../../server/metrics.c"
 #include "../../server/queue.c"
+#include "../../server/runner.c"
 
 static char *jstr(const char *s, size_t n) {
   jout_t j;
@@ -390,4 +392,49 @@ Test(cpus, follows_the_affinity_mask) {
   cr_assert_eq(c.batch_window_us, 2000);
   config_free(&c);
   sched_setaffinity(0, sizeof all, &all);
+}
+
+/* ---- runner decode budget (needs a test model: skipped without one) -------------- */
+
+static atomic_int runner_done_count;
+static void count_taken(void *arg, int n) { (void)arg, (void)n; }
+static void count_done(void *arg, job_t *j) { (void)arg, (void)j, atomic_fetch_add(&runner_done_count, 1); }
+
+Test(runner, decode_slots_are_bounded_and_freed_when_taken) {
+  const char *dir = getenv("CNN_TEST_MODELS");
+  char path[1024];
+  snprintf(path, sizeof path, "%s/resnet18.onnx", dir ? dir : "");
+  if (!dir || access(path, R_OK) != 0) {
+    cr_skip_test("no test model at '%s' (set CNN_TEST_MODELS; make test-models)", path);
+  }
+  cnn_model_t *m;
+  cnn_error_t e;
+  cr_assert_eq(cnn_model_load(path, &m, &e), 0, "%s", e.msg);
+  runner_opts_t o = {.threads = 1, .max_batch = 2, .batch_window_us = 5000000, .queue_cap = 8};
+  runner_cb_t cb = {.taken = count_taken, .done = count_done};
+  runner_t *r;
+  cr_assert_eq(runner_create(m, &o, &cb, &r, &e), 0, "%s", e.msg);
+  for (int i = 0; i < RUNNER_HOLD_BATCHES * 2; i++) cr_assert_eq(runner_hold(r), 1);
+  cr_assert_eq(runner_hold(r), 0, "two batches of 2 already hold every slot");
+  runner_unhold(r);
+  cr_assert_eq(runner_hold(r), 1, "a slot given back can be taken again");
+  static job_t jobs[2];
+  for (int i = 0; i < 2; i++) {
+    memset(&jobs[i], 0, sizeof jobs[i]);
+    jobs[i].tensor = runner_tensor_get(r);
+    cr_assert(jobs[i].tensor);
+    memset(jobs[i].tensor, 0, sizeof(float) * 3 * 224 * 224);
+    jobs[i].top_k = 1;
+    jobs[i].deadline = UINT64_MAX;
+    cr_assert_eq(runner_push(r, &jobs[i]), 0);
+  }
+  for (int t = 0; t < 6000 && atomic_load(&runner_done_count) < 2; t++) usleep(10000);
+  cr_assert_eq(atomic_load(&runner_done_count), 2, "the runner answered both jobs");
+  cr_assert(jobs[0].status == 200 && jobs[1].status == 200, "%d %d", jobs[0].status, jobs[1].status);
+  cr_assert_eq(jobs[0].batch, 2, "the window joined both jobs in one forward");
+  cr_assert_eq(runner_hold(r), 1, "taking 2 jobs freed 2 slots");
+  cr_assert_eq(runner_hold(r), 1);
+  cr_assert_eq(runner_hold(r), 0);
+  runner_destroy(r);
+  cnn_model_destroy(m);
 }
