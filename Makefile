@@ -7,6 +7,7 @@
 #   make run        serve resnet50 and googlenet on 127.0.0.1:8080
 #   make bench      engine latency/throughput (resnet50, googlenet, resnet18; batch 1 and 8)
 #   make bench-http the daemon end to end (wrk, open loop) vs the engine; start-up, memory
+#   make bench-peers the engine against ONNX Runtime (npm, into build/peers) and PyTorch
 #   make models     download official weights (checked) and export ONNX; offline: see models/
 #   make check-asan the unit tests under AddressSanitizer + UBSan only
 #   make fuzz       libFuzzer targets (FUZZ_SECONDS each)
@@ -63,8 +64,8 @@ BENCH_SRCS := $(wildcard tests/bench/*.c)
 FUZZ_SRCS := $(wildcard tests/fuzz/*.c)
 
 .PHONY: all deps deps-test test check-asan unit unit-asan bench run models clean \
-        fuzz fuzz-smoke bench-decode test-models test-diff test-cli test-integration format \
-        install uninstall test-systemd test-browser
+        fuzz fuzz-smoke bench-decode bench-peers test-models test-diff test-cli test-integration \
+        format install uninstall test-systemd test-browser
 .DEFAULT_GOAL := all
 
 # ---- dependencies -----------------------------------------------------------------
@@ -208,6 +209,16 @@ bench: $(BENCHES) test-models
 .PHONY: bench-http
 bench-http: $(BUILD)/classifyd $(BUILD)/bench/bench_engine $(TEST_MODELS_DIR)/resnet50.onnx | $(DEPS_TEST_STAMP)
 	$(PYTHON) tests/bench/bench_http.py --build $(BUILD) --models $(TEST_MODELS_DIR)
+
+# ONNX Runtime's CPU build ships inside the npm package; its install script only
+# fetches extras (and fails offline), hence --ignore-scripts. Installed once.
+PEERS_DIR := $(BUILD)/peers
+ORT_VERSION := 1.30.0
+bench-peers: $(BUILD)/bench/bench_engine test-models
+	@test -f $(PEERS_DIR)/node_modules/onnxruntime-node/package.json || \
+	  npm install --prefix $(PEERS_DIR) --ignore-scripts --no-audit --no-fund \
+	    onnxruntime-node@$(ORT_VERSION)
+	$(PYTHON) tests/bench/peers.py --build $(BUILD) --models $(TEST_MODELS_DIR) --peers $(PEERS_DIR)
 
 bench-decode: $(BUILD)/bench/bench_decode
 	$(BUILD)/bench/bench_decode ../shared/data

@@ -17,10 +17,15 @@
  * Bias, residual and ReLU are applied right after each block's sgemm, in one pass
  * over that block while it is still in cache.
  *
+ * 3x3 stride-1 convs with enough channels go to Winograd instead (kern_winograd.c):
+ * kern_conv_prepare transforms their weights into `packed`, and kern_conv2d takes
+ * that path whenever `packed` is set.
+ *
  * OpenBLAS must be single-threaded (cnn_blas_single_thread); each thread's sgemm
  * is independent. No allocation here: scratch comes from kern_ctx_t.
  */
 #include <cblas.h>
+#include <stdlib.h>
 
 #include "kern_internal.h"
 
@@ -54,16 +59,22 @@ static size_t conv__block(size_t kdim, size_t cols) {
 
 int kern_conv_prepare(kern_conv_t *p) {
   p->packed = NULL;
-  return 0;
+  return kern_wino_eligible(p) ? kern_wino_prepare(p) : 0;
 }
 
-void kern_conv_release(kern_conv_t *p) { p->packed = NULL; }
+void kern_conv_release(kern_conv_t *p) {
+  free(p->packed);
+  p->packed = NULL;
+}
 
 size_t kern_conv2d_scratch_floats(const kern_conv_t *p, int h, int w, int oh, int ow,
                                   int nthreads) {
   if (conv__direct(p)) return 0;
   size_t kdim = (size_t)p->cin * (size_t)p->kh * (size_t)p->kw;
-  return kdim * conv__block(kdim, (size_t)oh * (size_t)ow);
+  size_t need = kdim * conv__block(kdim, (size_t)oh * (size_t)ow);
+  if (kern_wino_eligible(p) && kern_wino_scratch_floats(p, ow) > need)
+    need = kern_wino_scratch_floats(p, ow);
+  return need;
 }
 
 /* c[j] = act(c[j] + b + res[j]) in one vectorizable loop per variant. */
@@ -145,6 +156,10 @@ static void conv__by_rows(void *arg, int tid, int nt) {
 
 void kern_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *in, int n, int h,
                  int w, float *out, int oh, int ow, const float *residual) {
+  if (p->packed) {
+    kern_wino_conv2d(kc, p, in, n, h, w, out, oh, ow, residual);
+    return;
+  }
   conv_job_t j = {.kc = kc, .p = p, .in = in, .residual = residual, .out = out, .n = n,
                   .h = h, .w = w, .ow = ow};
   j.cols = (size_t)oh * (size_t)ow;

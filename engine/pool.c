@@ -2,9 +2,14 @@
  * pool.c — fixed team of worker threads running one data-parallel task at a time.
  *
  * Design: a task is published by bumping the generation counter `gen` (release)
- * after storing fn/arg; workers notice the new generation (acquire), run their tid
- * and decrement `remaining`; the worker that brings it to zero wakes the caller.
- * The caller runs tid 0 itself, so a 2-thread pool has one worker.
+ * after storing fn/arg. The n tids are claimed, not assigned: every thread, the
+ * caller included, takes tids from `claim` until none is left, runs each and counts
+ * it in `done`; the thread that completes the last one wakes the caller. On a
+ * loaded machine a worker may wake milliseconds late; the caller then runs its tids
+ * too instead of waiting, so a forward pass never stalls on a descheduled worker
+ * (each tid still runs exactly once, on one thread, so kernels keep their static
+ * splits and per-tid scratch). `claim` holds the generation in its high 32 bits, so
+ * a worker that woke for an old task can never claim a tid of a newer one.
  *
  * Waiting: a worker first polls `gen` for a short, bounded time (POOL_SPIN pause
  * iterations, a few tens of microseconds) because inside a forward pass the next
@@ -46,13 +51,14 @@ struct pool {
   pool_worker_t *workers;
   pthread_mutex_t mu;
   pthread_cond_t wake; /* workers: a new generation or quit */
-  pthread_cond_t done; /* caller: remaining reached zero */
+  pthread_cond_t done_cv; /* caller: all tids done */
   int sleepers;        /* workers blocked on `wake`; under mu */
   int waiting;         /* caller blocked on `done`; under mu */
   pool_task_cb fn;
   void *arg;
   atomic_uint gen;
-  atomic_int remaining;
+  atomic_ullong claim; /* (generation << 32) | next tid to hand out */
+  atomic_int done;     /* tids finished in this generation */
   atomic_int quit;
 };
 
@@ -72,6 +78,24 @@ static unsigned pool__await_gen(struct pool *p, unsigned seen) {
   return atomic_load_explicit(&p->gen, memory_order_acquire);
 }
 
+/* Claims and runs tids of generation g until none is left; returns 1 if this thread
+ * finished the last one. */
+static int pool__work(struct pool *p, unsigned g) {
+  pool_task_cb fn = p->fn;
+  void *arg = p->arg;
+  int last = 0;
+  unsigned long long v = atomic_load_explicit(&p->claim, memory_order_acquire);
+  for (;;) {
+    if ((unsigned)(v >> 32) != g || (int)(v & 0xffffffffu) >= p->n) return last;
+    if (!atomic_compare_exchange_weak_explicit(&p->claim, &v, v + 1, memory_order_acq_rel,
+                                               memory_order_acquire))
+      continue;
+    fn(arg, (int)(v & 0xffffffffu), p->n);
+    last = atomic_fetch_add_explicit(&p->done, 1, memory_order_acq_rel) == p->n - 1;
+    v = atomic_load_explicit(&p->claim, memory_order_acquire);
+  }
+}
+
 static void *pool__worker_main(void *argp) {
   pool_worker_t *w = argp;
   struct pool *p = w->pool;
@@ -79,29 +103,32 @@ static void *pool__worker_main(void *argp) {
   for (;;) {
     seen = pool__await_gen(p, seen);
     if (atomic_load_explicit(&p->quit, memory_order_acquire)) break;
-    p->fn(p->arg, w->tid, p->n);
-    if (atomic_fetch_sub_explicit(&p->remaining, 1, memory_order_acq_rel) == 1) {
+    if (pool__work(p, seen)) {
       pthread_mutex_lock(&p->mu);
-      if (p->waiting) pthread_cond_signal(&p->done);
+      if (p->waiting) pthread_cond_signal(&p->done_cv);
       pthread_mutex_unlock(&p->mu);
     }
   }
   return NULL;
 }
 
-/* Bump the generation under the lock so a worker about to sleep cannot miss it. */
-static void pool__publish(struct pool *p) {
+/* Bump the generation under the lock so a worker about to sleep cannot miss it;
+ * tids 0.. of the new generation become claimable first. Returns the generation. */
+static unsigned pool__publish(struct pool *p) {
   pthread_mutex_lock(&p->mu);
+  unsigned g = atomic_load_explicit(&p->gen, memory_order_relaxed) + 1;
+  atomic_store_explicit(&p->claim, (unsigned long long)g << 32, memory_order_release);
   atomic_fetch_add_explicit(&p->gen, 1, memory_order_acq_rel);
   if (p->sleepers) pthread_cond_broadcast(&p->wake);
   pthread_mutex_unlock(&p->mu);
+  return g;
 }
 
 static void pool__stop(struct pool *p, int started) {
   atomic_store_explicit(&p->quit, 1, memory_order_release);
   pool__publish(p);
   for (int i = 0; i < started; i++) pthread_join(p->threads[i], NULL);
-  pthread_cond_destroy(&p->done);
+  pthread_cond_destroy(&p->done_cv);
   pthread_cond_destroy(&p->wake);
   pthread_mutex_destroy(&p->mu);
   free(p->threads);
@@ -119,9 +146,10 @@ int pool_create(int nthreads, pool_t **out) {
   p->workers = calloc((size_t)nthreads, sizeof *p->workers);
   pthread_mutex_init(&p->mu, NULL);
   pthread_cond_init(&p->wake, NULL);
-  pthread_cond_init(&p->done, NULL);
+  pthread_cond_init(&p->done_cv, NULL);
   atomic_init(&p->gen, 0);
-  atomic_init(&p->remaining, 0);
+  atomic_init(&p->claim, 0);
+  atomic_init(&p->done, 0);
   atomic_init(&p->quit, 0);
   if (!p->threads || !p->workers) {
     pool__stop(p, 0);
@@ -146,13 +174,13 @@ int pool_threads(const pool_t *p) { return p ? p->n : 1; }
 
 static void pool__await_done(struct pool *p) {
   for (int i = 0; i < POOL_SPIN; i++) {
-    if (atomic_load_explicit(&p->remaining, memory_order_acquire) == 0) return;
+    if (atomic_load_explicit(&p->done, memory_order_acquire) == p->n) return;
     POOL_PAUSE();
   }
   pthread_mutex_lock(&p->mu);
   p->waiting = 1;
-  while (atomic_load_explicit(&p->remaining, memory_order_acquire) != 0)
-    pthread_cond_wait(&p->done, &p->mu);
+  while (atomic_load_explicit(&p->done, memory_order_acquire) != p->n)
+    pthread_cond_wait(&p->done_cv, &p->mu);
   p->waiting = 0;
   pthread_mutex_unlock(&p->mu);
 }
@@ -164,8 +192,8 @@ void pool_run(pool_t *p, pool_task_cb fn, void *arg) {
   }
   p->fn = fn;
   p->arg = arg;
-  atomic_store_explicit(&p->remaining, p->n - 1, memory_order_relaxed);
-  pool__publish(p);
-  fn(arg, 0, p->n);
+  atomic_store_explicit(&p->done, 0, memory_order_relaxed);
+  unsigned g = pool__publish(p);
+  pool__work(p, g);
   pool__await_done(p);
 }

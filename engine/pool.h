@@ -1,8 +1,10 @@
 /*
  * pool.h — a fixed team of threads that runs one data-parallel task at a time.
  *
- * pool_run(p, fn, arg) calls fn(arg, tid, n) once for every tid in [0, n), the
- * caller's own thread being tid 0, and returns when all have finished. Workers
+ * pool_run(p, fn, arg) calls fn(arg, tid, n) once for every tid in [0, n) and
+ * returns when all have finished. Tids are claimed by whichever thread is free (the
+ * caller included), so a tid says which share of the work and which scratch to use,
+ * not which thread runs it; no two threads ever run the same tid at once. Workers
  * wait on a condition variable between tasks (no spinning that would steal a core
  * from another context). A pool belongs to one inference context and is used by
  * one thread at a time; it is not reentrant.

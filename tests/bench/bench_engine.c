@@ -8,6 +8,14 @@
  * (at least 10 runs), printing p50/p99 latency per batch and images per second
  * (batch size / p50). Input is fixed pseudo-random data; the engine's speed does
  * not depend on values. Prints a markdown table.
+ *
+ *   bench_engine --serve MODEL.onnx --input FILE [--threads N]
+ *
+ * Machine-readable mode for tests/bench/peers.py: loads the model once (context for
+ * batch 8), then reads commands "BATCH SECONDS" (batch 1..8) from stdin and answers
+ * each with one line "lat MS MS ..." (every timed forward: one warm-up, then at least 2 and ~SECONDS), or
+ * "err MESSAGE". FILE holds at least 8 float32 images (8 x 3 x 224 x 224, native
+ * byte order), the same input every peer runner uses. Ends at end of input.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,8 +100,69 @@ static int bench_model(const char *dir, const char *arch, int threads, double se
   return rc;
 }
 
+/* One "BATCH SECONDS" command: warm-up, then at least 2 forwards and ~SECONDS. */
+static void serve_one(cnn_ctx_t *ctx, const float *in, float *out, int batch, double seconds) {
+  enum { MAX_RUNS = 10000 };
+  static double lat[MAX_RUNS];
+  cnn_error_t err;
+  if (cnn_forward(ctx, in, batch, out, &err)) {
+    printf("err %s\n", err.msg);
+    return;
+  }
+  int n = 0;
+  double start = now_ms();
+  while (n < MAX_RUNS && (n < 2 || now_ms() - start < seconds * 1e3)) {
+    double t = now_ms();
+    cnn_forward(ctx, in, batch, out, &err);
+    lat[n++] = now_ms() - t;
+  }
+  printf("lat");
+  for (int i = 0; i < n; i++) printf(" %.4f", lat[i]);
+  printf("\n");
+}
+
+static float *read_input(const char *path, size_t floats) {
+  FILE *f = fopen(path, "rb");
+  float *in = malloc(floats * sizeof *in);
+  size_t got = f && in ? fread(in, sizeof *in, floats, f) : 0;
+  if (f) fclose(f);
+  if (got != floats) free(in), in = NULL;
+  return in;
+}
+
+static int serve(const char *path, const char *input, int threads) {
+  cnn_model_t *m;
+  cnn_ctx_t *ctx;
+  cnn_error_t err;
+  if (cnn_model_load(path, &m, &err)) return fprintf(stderr, "bench: %s\n", err.msg), 1;
+  if (cnn_ctx_create(m, 8, threads, &ctx, &err))
+    return fprintf(stderr, "bench: %s\n", err.msg), cnn_model_destroy(m), 1;
+  const cnn_model_info_t *info = cnn_model_info(m);
+  float *in = read_input(input, (size_t)8 * info->in_c * info->in_h * info->in_w);
+  float *out = malloc((size_t)info->num_classes * 8 * sizeof *out);
+  int rc = in && out ? 0 : 1, batch;
+  double seconds;
+  char line[256];
+  if (rc) fprintf(stderr, "bench: cannot read 8 input images from %s\n", input);
+  printf("ready\n");
+  fflush(stdout);
+  while (!rc && fgets(line, sizeof line, stdin)) {
+    if (sscanf(line, "%d %lf", &batch, &seconds) != 2 || batch < 1 || batch > 8 ||
+        !(seconds > 0 && seconds < 600))
+      printf("err bad command\n");
+    else
+      serve_one(ctx, in, out, batch, seconds);
+    fflush(stdout);
+  }
+  free(in), free(out);
+  cnn_ctx_destroy(ctx);
+  cnn_model_destroy(m);
+  return rc;
+}
+
 int main(int argc, char **argv) {
   const char *dir = "build/models", *archs = "resnet50,googlenet,resnet18", *batches = "1,8";
+  const char *serve_path = NULL, *input = NULL;
   int threads = 2;
   double seconds = 5.0;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -102,9 +171,13 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--seconds")) seconds = atof(argv[i + 1]);
     else if (!strcmp(argv[i], "--archs")) archs = argv[i + 1];
     else if (!strcmp(argv[i], "--batches")) batches = argv[i + 1];
-    else return fprintf(stderr, "usage: bench_engine --models DIR [--threads N] [--seconds S] [--archs a,b] [--batches 1,8]\n"), 2;
+    else if (!strcmp(argv[i], "--serve")) serve_path = argv[i + 1];
+    else if (!strcmp(argv[i], "--input")) input = argv[i + 1];
+    else return fprintf(stderr, "usage: bench_engine --models DIR [--threads N] [--seconds S] [--archs a,b] [--batches 1,8]\n"
+                                   "       bench_engine --serve MODEL.onnx --input FILE [--threads N]\n"), 2;
   }
   if (threads < 1 || threads > 256 || seconds <= 0) return fprintf(stderr, "bench: bad arguments\n"), 2;
+  if (serve_path) return input ? serve(serve_path, input, threads) : 2;
   printf("classifyd engine, %d threads\n\n", threads);
   printf("| model      | batch | p50 ms    | p99 ms    | img/s    | runs  |\n");
   printf("|------------|-------|-----------|-----------|----------|-------|\n");

@@ -29,6 +29,8 @@ static void conv_check(ref_rng_t *rng, const conv_case_t *c) {
   kern_conv_t p = {c->cin, c->cout, c->kh, c->kw, c->sh, c->sw, c->pt, c->pl, c->pb, c->pr,
                    wt, bias, c->relu, NULL};
   cr_assert_eq(kern_conv_prepare(&p), 0);
+  int wino = c->kh == 3 && c->kw == 3 && c->sh == 1 && c->sw == 1 && c->cin >= 8 && c->cout >= 8;
+  cr_assert_eq(p.packed != NULL, wino, "Winograd taken %d, expected %d", p.packed != NULL, wino);
   ref_kctx_t t;
   ref_kctx_init(&t, c->threads, kern_conv2d_scratch_floats(&p, c->h, c->w, oh, ow, c->threads));
   kern_conv2d(&t.kc, &p, in, c->n, c->h, c->w, out, oh, ow, res);
@@ -82,6 +84,39 @@ Test(kern_conv, resnet_like_layers) {
       {3, 32, 36, 5, 5, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 2},      /* row split, batch */
       {2, 5, 7, 9, 11, 5, 3, 2, 1, 2, 0, 1, 2, 1, 1, 1, 2},       /* asymmetric */
       {1, 1024, 20, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 0, 2},    /* K > block budget */
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) conv_check(&rng, &cases[i]);
+}
+
+/* 3x3 stride-1 layers with >= 8 channels take Winograd F(2x2, 3x3) (kern_winograd.c),
+ * held to the same tolerance: odd and even sizes (clipped edge tiles), any padding,
+ * batches whose tile blocks span images, tile and channel splits, 1-3 threads. */
+Test(kern_conv, winograd_random_shapes) {
+  ref_rng_t rng = {0xC0FFEEull};
+  cnn_blas_single_thread();
+  for (int i = 0; i < 80; i++) {
+    conv_case_t c = {.kh = 3, .kw = 3, .sh = 1, .sw = 1};
+    c.pt = ref_randint(&rng, 0, 2), c.pb = ref_randint(&rng, 0, 2);
+    c.pl = ref_randint(&rng, 0, 2), c.pr = ref_randint(&rng, 0, 2);
+    c.h = ref_randint(&rng, 3, 30), c.w = ref_randint(&rng, 3, 30);
+    c.n = ref_randint(&rng, 1, 3);
+    c.cin = ref_randint(&rng, 8, 40), c.cout = ref_randint(&rng, 8, 72);
+    c.bias = ref_randint(&rng, 0, 1), c.relu = ref_randint(&rng, 0, 1);
+    c.residual = ref_randint(&rng, 0, 1), c.threads = ref_randint(&rng, 1, 3);
+    conv_check(&rng, &c);
+  }
+}
+
+Test(kern_conv, winograd_layers) {
+  ref_rng_t rng = {777};
+  cnn_blas_single_thread();
+  static const conv_case_t cases[] = {
+      /* n cin cout  h  w kh kw sh sw pt pl pb pr bias relu res thr */
+      {2, 16, 16, 70, 69, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2},  /* several tile blocks */
+      {1, 96, 64, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2},    /* channel split */
+      {3, 64, 40, 5, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 3},    /* channel split, ragged */
+      {1, 8, 8, 3, 3, 3, 3, 1, 1, 0, 0, 0, 0, 0, 0, 0, 1},      /* one tile, clipped */
+      {1, 24, 20, 33, 35, 3, 3, 1, 1, 0, 2, 1, 0, 1, 1, 0, 2},  /* asymmetric padding */
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) conv_check(&rng, &cases[i]);
 }

@@ -1,0 +1,284 @@
+/*
+ * kern_winograd.c — 3x3 stride-1 convolution by Winograd F(2x2, 3x3) and sgemm.
+ *
+ * Each 2x2 block of output (a "tile") comes from a 4x4 input patch d. With
+ * U = G g G^T (the 3x3 filter g taken to 4x4 at load time) and V = B^T d B,
+ * the tile is A^T [U (.) V] A. Summed over input channels, the elementwise
+ * product becomes 16 independent matrix products, one per position xi of the
+ * 4x4 transform domain:  M[xi] (Cout x tiles) = U[xi] (Cout x Cin) x V[xi] (Cin x tiles),
+ * which OpenBLAS runs at full speed. That is 16 multiplies per tile and channel
+ * pair instead of 36 (2.25x fewer). F(2x2, 3x3) is chosen over F(4x4, 3x3) for
+ * accuracy: its transforms only hold 0, +-1 and 1/2, so the result stays within a
+ * few ulps of the direct sum (unit test: the conv tolerance; network: the
+ * engine-vs-PyTorch test), where F(4x4) coefficients grow the rounding error ~10x.
+ *
+ * Tiles are numbered over the whole batch (image-major, then tile row, column),
+ * so at batch 8 a block may span images. Per thread and block of tb tiles:
+ * input transform into V [16][Cin][tb], 16 sgemms into M [16][rows][tb], output
+ * transform with the fused epilogue y = act(y + bias + residual) written straight
+ * into the NCHW output (edge tiles clipped). Work split, as in kern_conv.c: by
+ * tile ranges, or by ranges of output channels when there are few tiles per thread
+ * (each thread then transforms all of the input, cheap next to its products, but
+ * reads only its share of U). tb is fixed per layer so that V + M stay within
+ * WINO_BUDGET floats; kern_wino_scratch_floats returns exactly that need.
+ *
+ * U is the only allocation, made by kern_wino_prepare at model load (owned by the
+ * kern_conv_t through `packed`, freed by kern_conv_release). OpenBLAS must be
+ * single-threaded, as for every kernel.
+ */
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cnn.h"
+#include "kern_internal.h"
+
+enum {
+  WINO_XI = 16,             /* 4x4 transform domain */
+  WINO_BUDGET = 1 << 19,    /* V + M floats per thread: 2 MB */
+  WINO_TB_MIN = 16,         /* never fewer tiles per block */
+  WINO_ROWSPLIT_TILES = 64, /* below this many tiles per thread, split output channels */
+  WINO_ROW_ALIGN = 16,
+  WINO_CH_MIN = 8, /* below this many channels the products are too thin to gain */
+  WINO_VL = 16     /* tiles per vector in the transforms */
+};
+
+typedef struct {
+  const kern_ctx_t *kc;
+  const kern_conv_t *p;
+  const float *in, *residual, *u;
+  float *out;
+  int h, w, oh, ow, tw;
+  size_t tiles_img, tiles, tb;
+} wino_job_t;
+
+int kern_wino_eligible(const kern_conv_t *p) {
+  return p->kh == 3 && p->kw == 3 && p->stride_h == 1 && p->stride_w == 1 &&
+         p->cin >= WINO_CH_MIN && p->cout >= WINO_CH_MIN;
+}
+
+static size_t wino__tb(const kern_conv_t *p) {
+  size_t tb = WINO_BUDGET / ((size_t)WINO_XI * ((size_t)p->cin + (size_t)p->cout));
+  return tb < WINO_TB_MIN ? WINO_TB_MIN : tb;
+}
+
+/* Length of one padded half row: the tiles of a row plus one, plus a vector of slack. */
+static int wino__rlen(int ow) { return ((ow + 1) / 2 + 1 + WINO_VL - 1) / WINO_VL * WINO_VL + WINO_VL; }
+
+/* V and M, then 8 half rows (wino__input; wino__output uses 4), which also absorb
+ * the over-read of the last M row. */
+size_t kern_wino_scratch_floats(const kern_conv_t *p, int ow) {
+  return (size_t)WINO_XI * ((size_t)p->cin + (size_t)p->cout) * wino__tb(p) +
+         8 * (size_t)wino__rlen(ow);
+}
+
+/* u[xi][co][ci] = (G g G^T)[xi] for g = weight[co][ci], computed in double. */
+int kern_wino_prepare(kern_conv_t *p) {
+  static const double g4[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+  size_t cin = (size_t)p->cin, cout = (size_t)p->cout, plane = cin * cout;
+  float *u = NULL;
+  if (posix_memalign((void **)&u, 64, WINO_XI * plane * sizeof *u)) return CNN_ENOMEM;
+  for (size_t co = 0; co < cout; co++)
+    for (size_t ci = 0; ci < cin; ci++) {
+      const float *g = p->weight + (co * cin + ci) * 9;
+      double t[4][3];
+      for (int i = 0; i < 4; i++)
+        for (int k = 0; k < 3; k++)
+          t[i][k] = g4[i][0] * g[k] + g4[i][1] * g[3 + k] + g4[i][2] * g[6 + k];
+      for (int i = 0; i < 4; i++)
+        for (int jx = 0; jx < 4; jx++)
+          u[(size_t)(i * 4 + jx) * plane + co * cin + ci] =
+              (float)(t[i][0] * g4[jx][0] + t[i][1] * g4[jx][1] + t[i][2] * g4[jx][2]);
+    }
+  p->packed = u;
+  return 0;
+}
+
+/* Input row y, columns x0 .. x0 + 2*cnt + 1, split into even (e[0..cnt]) and odd
+ * (o[0..cnt]) positions, zero outside the plane. */
+static void wino__row(const float *plane, int h, int w, int y, int x0, int cnt, float *e,
+                      float *o) {
+  if (y < 0 || y >= h) {
+    for (int k = 0; k <= cnt; k++) e[k] = o[k] = 0.0f;
+    return;
+  }
+  const float *r = plane + (size_t)y * (size_t)w;
+  for (int k = 0; k <= cnt; k++) {
+    int x = x0 + 2 * k;
+    e[k] = x >= 0 && x < w ? r[x] : 0.0f;
+    o[k] = x + 1 >= 0 && x + 1 < w ? r[x + 1] : 0.0f;
+  }
+}
+
+/* Transforms run on 16 adjacent tiles at a time as GCC/Clang vector values (one
+ * AVX-512 register with -march=native); the half rows and the M rows they read are
+ * padded so a full vector may be read past the last tile (those lanes are never
+ * stored). */
+typedef float wino_vf __attribute__((vector_size(64)));
+
+
+static inline wino_vf wino__ld(const float *p) {
+  wino_vf x;
+  memcpy(&x, p, sizeof x);
+  return x;
+}
+
+/* Store lanes [0, n) of x at p. */
+static inline void wino__st(float *p, wino_vf x, int n) {
+  memcpy(p, &x, sizeof(float) * (size_t)(n < WINO_VL ? n : WINO_VL));
+}
+
+/* One row of (B^T d) times B: four outputs for tiles k.., `stride` apart. */
+static inline void wino__bt_out(float *dst, size_t stride, wino_vf a0, wino_vf a1, wino_vf a2,
+                                wino_vf a3, int n) {
+  wino__st(dst, a0 - a2, n);
+  wino__st(dst + stride, a1 + a2, n);
+  wino__st(dst + 2 * stride, a2 - a1, n);
+  wino__st(dst + 3 * stride, a1 - a3, n);
+}
+
+/* B^T d B for cnt horizontally adjacent tiles of one channel: the four input rows are
+ * given as even/odd halves (e_i, o_i = rows + (2i, 2i+1) * rlen); v[xi * stride + k]
+ * receives tile k. Patch row i, columns 0..3 = e_i[k], o_i[k], e_i[k+1], o_i[k+1]. */
+static void wino__bt_row(const float *rows, int cnt, int rlen, float *v, size_t stride) {
+  for (int k = 0; k < cnt; k += WINO_VL) {
+    wino_vf d[4][4];
+    for (int i = 0; i < 4; i++) {
+      const float *e = rows + (size_t)(2 * i * rlen + k), *o = e + rlen;
+      d[i][0] = wino__ld(e), d[i][1] = wino__ld(o), d[i][2] = wino__ld(e + 1);
+      d[i][3] = wino__ld(o + 1);
+    }
+    int n = cnt - k;
+    float *dst = v + k;
+    wino__bt_out(dst, stride, d[0][0] - d[2][0], d[0][1] - d[2][1], d[0][2] - d[2][2],
+                 d[0][3] - d[2][3], n);
+    wino__bt_out(dst + 4 * stride, stride, d[1][0] + d[2][0], d[1][1] + d[2][1],
+                 d[1][2] + d[2][2], d[1][3] + d[2][3], n);
+    wino__bt_out(dst + 8 * stride, stride, d[2][0] - d[1][0], d[2][1] - d[1][1],
+                 d[2][2] - d[1][2], d[2][3] - d[1][3], n);
+    wino__bt_out(dst + 12 * stride, stride, d[1][0] - d[3][0], d[1][1] - d[3][1],
+                 d[1][2] - d[3][2], d[1][3] - d[3][3], n);
+  }
+}
+
+/* V[xi][ci][t - t0] for tiles [t0, t1), a run of tiles of one tile row at a time. */
+static void wino__input(const wino_job_t *j, size_t t0, size_t t1, float *v, float *rows) {
+  const kern_conv_t *p = j->p;
+  size_t nb = t1 - t0, hw = (size_t)j->h * (size_t)j->w, cin = (size_t)p->cin;
+  int rlen = wino__rlen(j->ow);
+  for (size_t t = t0; t < t1;) {
+    size_t img = t / j->tiles_img, rem = t % j->tiles_img;
+    int ty = (int)(rem / (size_t)j->tw), tx = (int)(rem % (size_t)j->tw);
+    int cnt = (size_t)(j->tw - tx) < t1 - t ? j->tw - tx : (int)(t1 - t);
+    for (size_t ci = 0; ci < cin; ci++) {
+      const float *plane = j->in + (img * cin + ci) * hw;
+      for (int i = 0; i < 4; i++)
+        wino__row(plane, j->h, j->w, 2 * ty - p->pad_t + i, 2 * tx - p->pad_l, cnt,
+                  rows + 2 * i * rlen, rows + (2 * i + 1) * rlen);
+      wino__bt_row(rows, cnt, rlen, v + ci * nb + (t - t0), cin * nb);
+    }
+    t += (size_t)cnt;
+  }
+}
+
+/* A^T m A for cnt adjacent tiles (m[xi * stride + k]): output rows 0 and 1 of the
+ * tiles, even columns in y[0], y[2 * pitch], odd ones in y[pitch], y[3 * pitch]. */
+static void wino__at_row(const float *m, size_t stride, int cnt, float *y, int pitch) {
+  for (int k = 0; k < cnt; k += WINO_VL) {
+    wino_vf s[2][4];
+    for (int c = 0; c < 4; c++) {
+      wino_vf m0 = wino__ld(m + (size_t)c * stride + k);
+      wino_vf m1 = wino__ld(m + (size_t)(4 + c) * stride + k);
+      wino_vf m2 = wino__ld(m + (size_t)(8 + c) * stride + k);
+      wino_vf m3 = wino__ld(m + (size_t)(12 + c) * stride + k);
+      s[0][c] = m0 + m1 + m2;
+      s[1][c] = m1 - m2 - m3;
+    }
+    for (int i = 0; i < 2; i++) {
+      wino__st(y + (size_t)(2 * i * pitch + k), s[i][0] + s[i][1] + s[i][2], WINO_VL);
+      wino__st(y + (size_t)((2 * i + 1) * pitch + k), s[i][1] - s[i][2] - s[i][3], WINO_VL);
+    }
+  }
+}
+
+/* Output row yo from even/odd halves, columns x0 .. x0 + 2*cnt - 1 clipped to ow,
+ * with y = act(y + bias + residual). */
+static void wino__store(const wino_job_t *j, const float *ev, const float *od, int cnt, float b,
+                        size_t o, int x0) {
+  const float *res = j->residual ? j->residual + o : NULL;
+  float *out = j->out + o;
+  int n = 2 * cnt < j->ow - x0 ? 2 * cnt : j->ow - x0;
+  for (int x = 0; x < n; x++) {
+    float y = ((x & 1) ? od : ev)[x >> 1] + b + (res ? res[x] : 0.0f);
+    out[x] = j->p->relu && y < 0.0f ? 0.0f : y;
+  }
+}
+
+static void wino__output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
+                         const float *m, float *y) {
+  const kern_conv_t *p = j->p;
+  size_t nb = t1 - t0, stride = (size_t)(r1 - r0) * nb, cols = (size_t)j->oh * (size_t)j->ow;
+  for (size_t t = t0; t < t1;) {
+    size_t img = t / j->tiles_img, rem = t % j->tiles_img;
+    int ty = (int)(rem / (size_t)j->tw), tx = (int)(rem % (size_t)j->tw);
+    int cnt = (size_t)(j->tw - tx) < t1 - t ? j->tw - tx : (int)(t1 - t);
+    int pitch = (cnt + WINO_VL - 1) / WINO_VL * WINO_VL;
+    for (int r = r0; r < r1; r++) {
+      wino__at_row(m + (size_t)(r - r0) * nb + (t - t0), stride, cnt, y, pitch);
+      size_t o = (img * (size_t)p->cout + (size_t)r) * cols + (size_t)(2 * ty) * (size_t)j->ow +
+                 (size_t)(2 * tx);
+      float b = p->bias ? p->bias[r] : 0.0f;
+      wino__store(j, y, y + pitch, cnt, b, o, 2 * tx);
+      if (2 * ty + 1 < j->oh)
+        wino__store(j, y + 2 * pitch, y + 3 * pitch, cnt, b, o + (size_t)j->ow, 2 * tx);
+    }
+    t += (size_t)cnt;
+  }
+}
+
+/* Output channels [r0, r1) of tiles [t0, t1). */
+static void wino__block(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
+                        float *scratch) {
+  const kern_conv_t *p = j->p;
+  size_t nb = t1 - t0, cin = (size_t)p->cin, cout = (size_t)p->cout, rows = (size_t)(r1 - r0);
+  float *v = scratch, *m = v + WINO_XI * cin * j->tb, *buf = m + WINO_XI * cout * j->tb;
+  wino__input(j, t0, t1, v, buf);
+  for (size_t xi = 0; xi < WINO_XI; xi++)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)nb, (int)cin, 1.0f,
+                j->u + xi * cout * cin + (size_t)r0 * cin, (int)cin, v + xi * cin * nb, (int)nb,
+                0.0f, m + xi * rows * nb, (int)nb);
+  wino__output(j, r0, r1, t0, t1, m, buf);
+}
+
+static void wino__by_tiles(void *arg, int tid, int nt) {
+  const wino_job_t *j = arg;
+  size_t b, e;
+  pool_split(j->tiles, tid, nt, &b, &e);
+  for (size_t t0 = b; t0 < e; t0 += j->tb)
+    wino__block(j, 0, j->p->cout, t0, t0 + j->tb < e ? t0 + j->tb : e, j->kc->scratch[tid]);
+}
+
+static void wino__by_rows(void *arg, int tid, int nt) {
+  const wino_job_t *j = arg;
+  size_t units = ((size_t)j->p->cout + WINO_ROW_ALIGN - 1) / WINO_ROW_ALIGN, b, e;
+  pool_split(units, tid, nt, &b, &e);
+  int r0 = (int)(b * WINO_ROW_ALIGN), r1 = (int)(e * WINO_ROW_ALIGN);
+  if (r1 > j->p->cout) r1 = j->p->cout;
+  if (r0 >= r1) return;
+  for (size_t t0 = 0; t0 < j->tiles; t0 += j->tb)
+    wino__block(j, r0, r1, t0, t0 + j->tb < j->tiles ? t0 + j->tb : j->tiles,
+                j->kc->scratch[tid]);
+}
+
+void kern_wino_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *in, int n, int h,
+                      int w, float *out, int oh, int ow, const float *residual) {
+  wino_job_t j = {.kc = kc, .p = p, .in = in, .residual = residual, .u = p->packed,
+                  .out = out, .h = h, .w = w, .oh = oh, .ow = ow, .tw = (ow + 1) / 2};
+  j.tiles_img = (size_t)((oh + 1) / 2) * (size_t)j.tw;
+  j.tiles = (size_t)n * j.tiles_img;
+  j.tb = wino__tb(p);
+  if (j.tiles == 0) return;
+  int nt = kern_threads(kc);
+  int rows = nt > 1 && j.tiles / (size_t)nt < WINO_ROWSPLIT_TILES && p->cout >= nt * WINO_ROW_ALIGN;
+  pool_run(kc->pool, rows ? wino__by_rows : wino__by_tiles, &j);
+}
