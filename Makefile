@@ -4,6 +4,7 @@
 #   make test       unit tests (release + ASan/UBSan), differential tests against PyTorch,
 #                   CLI, daemon and browser tests; installs what it needs
 #   make test-browser  the page at / in Debian's chromium (screenshots: build/artifacts/)
+#   make test-deploy   Kubernetes manifest checks; 3 replicas behind HAProxy, one killed
 #   make run        serve resnet50 and googlenet on 127.0.0.1:8080
 #   make bench      engine latency/throughput (resnet50, googlenet, resnet18; batch 1 and 8)
 #   make models     download official weights (checked) and export ONNX; offline: see models/
@@ -63,7 +64,7 @@ FUZZ_SRCS := $(wildcard tests/fuzz/*.c)
 
 .PHONY: all deps deps-test test check-asan unit unit-asan bench run models clean \
         fuzz fuzz-smoke bench-decode test-models test-diff test-cli test-integration format \
-        install uninstall test-systemd test-browser
+        install uninstall test-systemd test-browser test-deploy
 .DEFAULT_GOAL := all
 
 # ---- dependencies -----------------------------------------------------------------
@@ -174,6 +175,10 @@ test-integration: $(BUILD)/classifyd test-models
 test-systemd: $(BUILD)/classifyd $(ASAN)/classifyd test-models
 	$(TEST_ENV) tests/systemd/run.sh
 
+# Deployment: docker/kubernetes.yaml checked, three replicas behind HAProxy (docker/haproxy.cfg).
+test-deploy: $(BUILD)/classifyd $(TEST_MODELS_DIR)/resnet18.onnx | $(DEPS_TEST_STAMP)
+	$(TEST_ENV) tests/deploy/run.sh
+
 # Browser test of the page: Debian's chromium driven by playwright-core (npm, into
 # build/node, only when missing; it never downloads a browser).
 # 1.61 is the newest release that still runs on Debian 12's Node.js 18.
@@ -196,6 +201,7 @@ test: $(DEPS_TEST_STAMP)
 	@if [ -x tests/integration/run.sh ]; then $(MAKE) test-integration; fi
 	$(MAKE) test-systemd
 	$(MAKE) test-browser
+	$(MAKE) test-deploy
 	@echo "make test: all suites passed"
 
 # ---- benchmarks, run, models, fuzz ---------------------------------------------------------
