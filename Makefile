@@ -176,7 +176,7 @@ test-systemd: $(BUILD)/classifyd $(ASAN)/classifyd test-models
 	$(TEST_ENV) tests/systemd/run.sh
 
 # Deployment: docker/kubernetes.yaml checked, three replicas behind HAProxy (docker/haproxy.cfg).
-test-deploy: $(BUILD)/classifyd $(TEST_MODELS_DIR)/resnet18.onnx | $(DEPS_TEST_STAMP)
+test-deploy: $(BUILD)/classifyd $(TEST_MODELS_DIR)/resnet18.onnx $(TEST_MODELS_DIR)/resnet50.onnx | $(DEPS_TEST_STAMP)
 	$(TEST_ENV) tests/deploy/run.sh
 
 # Browser test of the page: Debian's chromium driven by playwright-core (npm, into
