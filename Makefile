@@ -207,6 +207,7 @@ test: $(DEPS_TEST_STAMP)
 	$(MAKE) test-systemd
 	$(MAKE) test-browser
 	$(MAKE) test-deploy
+	$(MAKE) test-docker
 	@echo "make test: all suites passed"
 
 # ---- benchmarks, run, models, fuzz ---------------------------------------------------------

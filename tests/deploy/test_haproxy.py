@@ -113,18 +113,21 @@ def wait_ready(port, timeout=120):
     return False
 
 
-def haproxy_cfg(front, ports, sock):
+def haproxy_cfg(front, stats_port, ports, sock):
     """The shipped config with its bind, server and stats socket addresses replaced."""
     with open(CFG) as f:
         text = f.read()
-    text, n_bind = re.subn(r"(?m)^(\s*bind )\S+", rf"\g<1>127.0.0.1:{front}", text)
+    n_bind = 0
+    for name, port in (("classifyd", front), ("stats", stats_port)):
+        text, n = re.subn(rf"(?m)^(frontend {name}\n\s*bind )\S+", rf"\g<1>127.0.0.1:{port}", text)
+        n_bind += n
     text, n_sock = re.subn(r"(?m)^(\s*stats socket )\S+", rf"\g<1>{sock}", text)
     for name, port in ports.items():
         text, n = re.subn(rf"(?m)^(\s*server {name} )\S+", rf"\g<1>127.0.0.1:{port}", text)
         if n != 1:
             raise RuntimeError(f"{CFG}: no single 'server {name}' line")
-    if n_bind != 1 or n_sock != 1:
-        raise RuntimeError(f"{CFG}: expected one bind and one stats socket line")
+    if n_bind != 2 or n_sock != 1 or len(re.findall(r"(?m)^\s*bind ", text)) != 2:
+        raise RuntimeError(f"{CFG}: expected frontends classifyd and stats, one stats socket")
     path = os.path.join(TMP, "haproxy.cfg")
     with open(path, "w") as f:
         f.write(text)
@@ -219,19 +222,23 @@ def main():
         print("deploy-haproxy: haproxy is not installed (scripts/deps.sh test)")
         return 1
     ports = {name: free_port() for name in REPLICAS}
-    front = free_port()
+    front, stats_port = free_port(), free_port()
     sock = os.path.join(TMP, "haproxy.sock")
     url = f"http://127.0.0.1:{front}"
     body = test_image()
 
     reps = {name: replica(name, port) for name, port in ports.items()}
     check("three replicas ready", all(wait_ready(p) for p in ports.values()))
-    cfg = haproxy_cfg(front, ports, sock)
+    cfg = haproxy_cfg(front, stats_port, ports, sock)
     r = subprocess.run(["haproxy", "-c", "-f", cfg], capture_output=True, text=True, timeout=30)
     check("haproxy -c accepts the config", r.returncode == 0, r.stdout + r.stderr)
     hap = Proc("haproxy", ["haproxy", "-db", "-f", cfg])
     check("health checks put c1, c2, c3 UP",
           all(wait_status(sock, n, "UP", 30) for n in REPLICAS), hap.text()[-2000:])
+    prom = request(f"http://127.0.0.1:{stats_port}/metrics", timeout=10)
+    check("HAProxy's Prometheus metrics list the three replicas",
+          prom[0] == 200 and all(f'server="{n}"'.encode() in prom[2] for n in REPLICAS),
+          str(prom[0]))
     status, ok, _, _ = classify(url, body)
     check("a request through HAProxy is classified", status == 200 and ok, f"status {status}")
 

@@ -27,7 +27,12 @@ pass=0 fail=0
 ok() { pass=$((pass + 1)); echo "  ok   $1"; }
 bad() { fail=$((fail + 1)); echo "  FAIL $1"; }
 check() { local name=$1; shift; if "$@"; then ok "$name"; else bad "$name"; fi; }
-cleanup() { podman rm -f -t 0 "$NAME" >/dev/null 2>&1 || true; rm -rf "$TMP"; }
+# Dangling layers of earlier builds are dropped, so repeated runs do not fill the disk.
+cleanup() {
+  podman rm -f -t 0 "$NAME" > /dev/null 2>&1 || true
+  podman image prune -f > /dev/null 2>&1 || true
+  rm -rf "$TMP"
+}
 TMP=$(mktemp -d)
 trap cleanup EXIT
 
@@ -50,7 +55,7 @@ if ! podman image exists "$BASE"; then
       "$D"/rootfs/usr/share/{doc,man,info,locale}/*
     touch "$D/rootfs/.complete"
   fi
-  tar -C "$D/rootfs" --exclude=./.complete -c . | T=300 podman import - "$BASE" >/dev/null
+  tar -C "$D/rootfs" --exclude=./.complete -c . | T=300 podman import - "$BASE" > "$D/import.log" 2>&1
   echo "test-docker: base image $BASE made in $((SECONDS - t0)) s"
 fi
 
