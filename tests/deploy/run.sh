@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Deployment tests (make test-deploy): the Kubernetes manifest's consistency and the
+# Deployment tests (make test-deploy): docker/compose.yaml and docker/kubernetes.yaml checks, and the
 # HAProxy scale-out run.  env: BUILD=<abs build dir> MODELS=<abs dir with resnet18.onnx>
 set -euo pipefail
 cd "$(dirname "$0")/../.."
