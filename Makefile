@@ -8,6 +8,7 @@
 #   make test-docker   the container image built and run with podman (debootstrap base)
 #   make run        serve resnet50 and googlenet on 127.0.0.1:8080
 #   make bench      engine latency/throughput (resnet50, googlenet, resnet18; batch 1 and 8)
+#   make bench-http the daemon end to end (wrk, open loop) vs the engine; start-up, memory
 #   make models     download official weights (checked) and export ONNX; offline: see models/
 #   make check-asan the unit tests under AddressSanitizer + UBSan only
 #   make fuzz       libFuzzer targets (FUZZ_SECONDS each)
@@ -156,7 +157,7 @@ TEST_IMAGES := $(BUILD)/test-images
 $(TEST_IMAGES)/.stamp: tests/image/make_inputs.py | $(DEPS_TEST_STAMP)
 	@rm -rf $(TEST_IMAGES) && mkdir -p $(TEST_IMAGES)
 	$(PYTHON) tests/image/make_inputs.py $(TEST_IMAGES) && touch $@
-UNIT_ENV = CNN_TEST_IMAGES=$(abspath $(TEST_IMAGES))
+UNIT_ENV = CNN_TEST_IMAGES=$(abspath $(TEST_IMAGES)) CNN_TEST_MODELS=$(abspath $(TEST_MODELS_DIR))
 
 unit: $(BUILD)/tests/unit $(TEST_IMAGES)/.stamp
 	$(UNIT_ENV) $(BUILD)/tests/unit --jobs 2
@@ -213,6 +214,12 @@ test: $(DEPS_TEST_STAMP)
 # ---- benchmarks, run, models, fuzz ---------------------------------------------------------
 bench: $(BENCHES) test-models
 	$(BUILD)/bench/bench_engine --models $(TEST_MODELS_DIR) --threads 2
+
+# The daemon over loopback (wrk + an open-loop generator) beside the engine's own
+# batch-8 throughput; start-up time and memory. About 2-3 minutes; not part of `make test`.
+.PHONY: bench-http
+bench-http: $(BUILD)/classifyd $(BUILD)/bench/bench_engine $(TEST_MODELS_DIR)/resnet50.onnx | $(DEPS_TEST_STAMP)
+	$(PYTHON) tests/bench/bench_http.py --build $(BUILD) --models $(TEST_MODELS_DIR)
 
 bench-decode: $(BUILD)/bench/bench_decode
 	$(BUILD)/bench/bench_decode ../shared/data
@@ -280,14 +287,12 @@ install: $(BUILD)/classifyd
 	else install -m 644 $(BUILD)/classifyd.conf $(CONF_DST); fi
 	install -m 644 README.md $(DESTDIR)$(DOCDIR)/README.md
 	$(if $(INSTALL_MODELS),install -m 644 $(INSTALL_MODELS) $(DESTDIR)$(DATADIR)/models/)
-	@if [ -d web ]; then cp -R web $(DESTDIR)$(DATADIR)/web; fi
 	@echo "installed; models go in $(DATADIR)/models (see $(SYSCONFDIR)/classifyd/classifyd.conf)"
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/classifyd $(DESTDIR)$(UNITDIR)/classifyd.service \
 	  $(DESTDIR)$(UNITDIR)/classifyd.socket $(DESTDIR)$(DOCDIR)/README.md \
 	  $(addprefix $(DESTDIR)$(DATADIR)/models/,$(notdir $(INSTALL_MODELS)))
-	rm -rf $(DESTDIR)$(DATADIR)/web
 	@sed $(INSTALL_SED) conf/classifyd.conf | if cmp -s - $(CONF_DST); then rm -f $(CONF_DST); \
 	elif [ -e $(CONF_DST) ]; then echo "uninstall: keeping edited $(CONF_DST)"; fi
 	-rmdir $(DESTDIR)$(DATADIR)/models $(DESTDIR)$(DATADIR) $(DESTDIR)$(DOCDIR) \

@@ -13,7 +13,7 @@ build_pkgs=(
   libprotobuf-c-dev protobuf-c-compiler libonnx-dev
 )
 test_pkgs=(
-  libcriterion-dev curl clang libclang-rt-14-dev valgrind systemd strace
+  libcriterion-dev curl clang libclang-rt-14-dev valgrind systemd strace wrk
   python3-torch python3-torchvision python3-onnx python3-pil python3-numpy
   chromium haproxy python3-yaml podman runc debootstrap
 )

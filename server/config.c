@@ -21,6 +21,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "cpus.h"
 #include "log.h"
 
 typedef enum { T_STR, T_INT, T_SIZE, T_LEVEL, T_FORMAT } setting_type_t;
@@ -38,7 +39,7 @@ static const setting_t settings[] = {
     {"server", "listen", "listen", T_STR, OFF(listen), 0, 0,
      "listen address HOST:PORT or [IPV6]:PORT (port 0: any free port)"},
     {"server", "http_threads", "http-threads", T_INT, OFF(http_threads), 1, 64,
-     "HTTP I/O threads (libmicrohttpd thread pool)"},
+     "HTTP I/O threads (libmicrohttpd thread pool; default: CPUs/2, 1..4)"},
     {"server", "body_limit", "body-limit", T_SIZE, OFF(body_limit), 1, 1LL << 30,
      "largest accepted request body in bytes (suffix K, M, G)"},
     {"server", "max_pixels", "max-pixels", T_SIZE, OFF(max_pixels), 1, 1LL << 31,
@@ -54,15 +55,17 @@ static const setting_t settings[] = {
     {"server", "cors_origins", "cors-origins", T_STR, OFF(cors_origins), 0, 0,
      "comma-separated allowed CORS origins, or * (empty: CORS off)"},
     {"engine", "threads", "threads", T_INT, OFF(threads), 1, 256,
-     "engine threads per inference context (one context per model)"},
+     "engine threads per inference context (one context per model; default: CPUs)"},
     {"engine", "workers", "workers", T_INT, OFF(workers), 1, 128,
-     "libuv worker threads for decoding and preprocessing"},
+     "libuv worker threads for decoding and preprocessing (default: CPUs, at most 16)"},
     {"engine", "queue_length", "queue-length", T_INT, OFF(queue_length), 1, 100000,
      "admitted requests waiting for the engine; beyond it: 503"},
     {"engine", "max_batch", "max-batch", T_INT, OFF(max_batch), 1, 64,
      "most queued images of one model run as one batch"},
     {"engine", "batch_window_us", "batch-window-us", T_INT, OFF(batch_window_us), 0, 1000000,
-     "microseconds a runner waits for more images to fill a batch (0: no wait)"},
+     "microseconds a batch may wait for more images, counted from its oldest (0: no wait)"},
+    {"engine", "parallel_models", "parallel-models", T_INT, OFF(parallel_models), 0, 1,
+     "1: models run forwards at the same time; 0: one forward at a time, in arrival order"},
     {"log", "level", "log-level", T_LEVEL, OFF(log_level), 0, 0, "error, warn, info or debug"},
     {"log", "format", "log-format", T_FORMAT, OFF(log_json), 0, 0, "text or json"},
 };
@@ -72,18 +75,19 @@ static void config_defaults(config_t *c) {
   memset(c, 0, sizeof(*c));
   c->listen = strdup("127.0.0.1:8080");
   c->cors_origins = strdup("");
-  c->http_threads = 2;
   c->body_limit = 16u << 20;
   c->max_pixels = 40000000;
   c->max_side = 20000;
   c->request_deadline_ms = 30000;
   c->connection_timeout_s = 30;
   c->drain_timeout_s = 30;
-  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-  c->threads = ncpu > 0 ? (int)(ncpu > 256 ? 256 : ncpu) : 1;
-  c->workers = 2;
+  int ncpu = cpus_available();
+  c->threads = ncpu > 256 ? 256 : ncpu;
+  c->workers = ncpu > 16 ? 16 : ncpu;
+  c->http_threads = ncpu < 2 ? 1 : ncpu > 8 ? 4 : ncpu / 2;
   c->queue_length = 64;
   c->max_batch = 8;
+  c->batch_window_us = 2000;
   c->log_level = LOG_INFO;
   c->default_model = -1;
 }

@@ -54,6 +54,7 @@ typedef struct {
   int queue_length;
   int max_batch;
   int batch_window_us;
+  int parallel_models; /* 0: one forward at a time across models (fair gate) */
   int log_level; /* log_level_t */
   int log_json;
   int n_models;

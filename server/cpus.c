@@ -32,12 +32,17 @@ static int read_one(const char *path, long long *v) {
   return n == 1 ? 0 : -1;
 }
 
-static int cgroup_quota_cpus(void) {
+/* CPUs allowed by the cgroup quota under `root` (v2 first, then v1), rounded up;
+ * 0 when there is no quota or it cannot be read. */
+static int cgroup_quota_cpus(const char *root) {
+  char a[512], b[512];
   long long quota, period;
-  if (read_two("/sys/fs/cgroup/cpu.max", &quota, &period) == 0 && quota > 0 && period > 0)
+  snprintf(a, sizeof a, "%s/cpu.max", root);
+  if (read_two(a, &quota, &period) == 0 && quota > 0 && period > 0)
     return (int)((quota + period - 1) / period);
-  if (read_one("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", &quota) == 0 &&
-      read_one("/sys/fs/cgroup/cpu/cpu.cfs_period_us", &period) == 0 && quota > 0 && period > 0)
+  snprintf(a, sizeof a, "%s/cpu/cpu.cfs_quota_us", root);
+  snprintf(b, sizeof b, "%s/cpu/cpu.cfs_period_us", root);
+  if (read_one(a, &quota) == 0 && read_one(b, &period) == 0 && quota > 0 && period > 0)
     return (int)((quota + period - 1) / period);
   return 0;
 }
@@ -48,7 +53,7 @@ int cpus_available(void) {
   if (sched_getaffinity(0, sizeof set, &set) == 0) n = CPU_COUNT(&set);
   if (n < 1) n = (int)sysconf(_SC_NPROCESSORS_ONLN);
   if (n < 1) n = 1;
-  int q = cgroup_quota_cpus();
+  int q = cgroup_quota_cpus("/sys/fs/cgroup");
   if (q > 0 && q < n) n = q;
   return n;
 }

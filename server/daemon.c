@@ -29,6 +29,8 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "cpus.h"
+#include "gate.h"
 #include "http.h"
 #include "log.h"
 #include "notify.h"
@@ -47,6 +49,8 @@ typedef struct {
   uv_timer_t drain_timer;
   uv_async_t loader_async;
   uv_thread_t loader;
+  gate_t gate; /* one forward at a time across models (and generations) unless parallel_models */
+  int gate_ok;
   int loader_started, loader_reload, reload_pending, ready_sent, draining, finished, exit_code;
   atomic_int loader_stop, loader_result; /* result: 1 done, 0 stopped, -1 failed */
   char loader_err[1024];
@@ -84,7 +88,7 @@ static void load_progress(void *arg, int i, const char *name) {
 static int load_set(daemon_t *d, modelset_t *s) {
   runner_cb_t cb = pipeline_runner_cb(&d->pipe);
   progress_t p = {d, s};
-  int rc = modelset_load(s, &cb, &d->loader_stop, load_progress, &p, d->loader_err,
+  int rc = modelset_load(s, &cb, d->gate_ok ? &d->gate : NULL, &d->loader_stop, load_progress, &p, d->loader_err,
                          sizeof(d->loader_err));
   if (rc == 0 && s->reg.n > 0) log_model(&s->reg.m[s->reg.n - 1]);
   return rc == 0 ? 1 : rc > 0 ? 0 : -1;
@@ -270,7 +274,8 @@ static int setup_loop(daemon_t *d) {
   char n[16];
   snprintf(n, sizeof(n), "%d", d->cfg.workers);
   setenv("UV_THREADPOOL_SIZE", n, 1);
-  if (uv_loop_init(&d->loop) < 0) return -1;
+  if (uv_loop_init(&d->loop) < 0 || gate_init(&d->gate) < 0) return -1;
+  d->gate_ok = 1;
   cnn_image_limits_t lim;
   cnn_image_limits_default(&lim);
   lim.max_pixels = d->cfg.max_pixels;
@@ -297,6 +302,12 @@ static int serve(daemon_t *d) {
           fd >= 0 ? "socket-activated-fd" : d->cfg.listen, port,
           fd >= 0 ? " [socket activation: server.listen ignored]" : "", reg->n,
           reg->m[reg->def].conf->name);
+  log_msg(LOG_INFO, "threads: %d CPUs available; %d engine threads per model (%s), "
+          "%d decode workers, %d HTTP threads; batches of up to %d within %d us",
+          cpus_available(), d->cfg.threads,
+          reg->n < 2 ? "one model" : d->cfg.parallel_models ? "models in parallel"
+                                                           : "one forward at a time",
+          d->cfg.workers, d->cfg.http_threads, d->cfg.max_batch, d->cfg.batch_window_us);
   notify_send("STATUS=listening on port %d; loading %d model(s)", port, reg->n);
   if (loader_start(d, 0) < 0) {
     d->exit_code = 1;
@@ -329,6 +340,7 @@ int daemon_main(int argc, char **argv) {
   uv_run(&d->loop, UV_RUN_DEFAULT); /* let the close callbacks run */
   modelset_slot_deinit(&d->slot);    /* MHD is stopped: this was the last reference */
   pipeline_deinit(&d->pipe);
+  if (d->gate_ok) gate_deinit(&d->gate);
   if (uv_loop_close(&d->loop) != 0) log_msg(LOG_WARN, "event loop closed with handles open");
   config_free(&d->cfg);
   return code;

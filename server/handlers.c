@@ -151,7 +151,7 @@ enum MHD_Result handlers_get(req_t *r) {
   modelset_t *g = modelset_slot_get(a->models);
   int ready = r->route == ROUTE_READYZ && app_ready(a, &g->reg, why, sizeof(why));
   if (r->route == ROUTE_MODELS) {
-    registry_json(&g->reg, &j, g->cfg.max_batch, g->id);
+    registry_json(&g->reg, &j, &g->cfg, g->id);
     jout_printf(&j, "\n");
   } else if (r->route == ROUTE_METRICS) {
     render_metrics(a, g, &j);

@@ -9,7 +9,8 @@
  * off) -> upload complete -> RS_QUEUED (connection suspended, job in the
  * pipeline) -> resumed by http_job_finished() on the loop thread -> answered.
  * A Content-Length above the limit is refused (413) before any body is read.
- * Memory: the body buffer grows by doubling and never beyond the body limit.
+ * Memory: the body buffer starts at the declared Content-Length when that is at
+ * most 1 MiB (else 64 KiB) and grows by doubling, never beyond the body limit.
  */
 #include "http.h"
 
@@ -128,7 +129,11 @@ static enum MHD_Result req_answer_deferred(req_t *r) {
 static int body_append(req_t *r, const char *data, size_t size) {
   size_t limit = r->app->cfg->body_limit;
   if (r->body_len + size > r->body_cap) {
-    size_t cap = r->body_cap ? r->body_cap : 65536;
+    /* A declared length (up to 1 MiB: a claim is not data) sizes the buffer at
+     * once, sparing the reallocs and copies; beyond it, or without one, double. */
+    size_t first = r->content_length > 0 && r->content_length <= (1u << 20) ? r->content_length
+                                                                            : 65536;
+    size_t cap = r->body_cap ? r->body_cap : first;
     while (cap < r->body_len + size) cap *= 2;
     if (cap > limit) cap = limit;
     uint8_t *nb = realloc(r->body, cap);
@@ -271,16 +276,20 @@ struct MHD_Daemon *http_start(app_t *app, int listen_fd, int *port_out) {
   if (listen_fd < 0 && resolve(cfg->listen, &ss, &v6) < 0) return NULL;
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_ALLOW_SUSPEND_RESUME |
                    MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
-  struct MHD_OptionItem where[2] = {
-      listen_fd >= 0 ? (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, listen_fd, NULL}
-                     : (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &ss},
-      {MHD_OPTION_END, 0, NULL}};
+  /* The listening socket (passed by systemd, or bound by MHD) and, with more than one
+   * thread, the pool size: MHD warns about a pool of size 1. */
+  struct MHD_OptionItem opts[3];
+  int no = 0;
+  opts[no++] = listen_fd >= 0 ? (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, listen_fd, NULL}
+                              : (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &ss};
+  if (cfg->http_threads > 1)
+    opts[no++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)cfg->http_threads, NULL};
+  opts[no] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
   struct MHD_Daemon *d = MHD_start_daemon(
       flags, 0, NULL, NULL, on_request, app, MHD_OPTION_NOTIFY_COMPLETED, on_completed, app,
       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout_s,
-      MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads, MHD_OPTION_EXTERNAL_LOGGER,
-      mhd_log, NULL, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_ARRAY, where,
-      MHD_OPTION_END);
+      MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
+      MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
   if (!d) {
     log_msg(LOG_ERROR, "cannot listen on %s (address in use or not available?)",
             listen_fd >= 0 ? "the socket-activated fd" : cfg->listen);

@@ -28,6 +28,7 @@ typedef struct job {
   size_t len;
   int top_k;
   uint64_t t_start, t_admit, t_dec0, t_dec1, t_inf0, t_inf1, deadline;
+  uint64_t t_queued; /* set by queue_push: starts the batch window */
   uv_work_t work;
   float *tensor; /* from the model runner's tensor pool while held */
   int status;    /* 0 while pending, then the HTTP status */

@@ -41,7 +41,8 @@ static const hist_def_t hist_defs[H_COUNT] = {
      12, {.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}},
     {"classifyd_inference_duration_seconds", "Engine forward time per batch", 1e-9, 13,
      {.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}},
-    {"classifyd_batch_size", "Images per engine forward call", 1, 7, {1, 2, 4, 8, 16, 32, 64}},
+    {"classifyd_batch_size", "Images per engine forward call", 1, 14,
+     {1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 24, 32, 48, 64}},
 };
 
 typedef struct {

@@ -159,7 +159,7 @@ fail:
   return -1;
 }
 
-static void entry_json(const model_entry_t *m, jout_t *o, int max_batch) {
+static void entry_json(const model_entry_t *m, jout_t *o, const config_t *c) {
   int ready = atomic_load_explicit(&m->ready, memory_order_acquire);
   jout_puts(o, "{\"name\":");
   jout_str(o, m->conf->name);
@@ -174,19 +174,22 @@ static void entry_json(const model_entry_t *m, jout_t *o, int max_batch) {
   jout_puts(o, ",\"arch\":");
   jout_str(o, i->arch);
   jout_printf(o, ",\"input_shape\":[%d,%d,%d],\"num_classes\":%d,\"parameters\":%lld,"
-                 "\"macs\":%lld,\"max_batch\":%d,\"outputs_probabilities\":%s,\"untrained\":%s}",
+                 "\"macs\":%lld,\"max_batch\":%d,\"batch_window_us\":%d,\"threads\":%d,"
+                 "\"weight_bytes\":%zu,\"arena_bytes\":%zu,\"outputs_probabilities\":%s,"
+                 "\"untrained\":%s}",
               i->in_c, i->in_h, i->in_w, i->num_classes, (long long)i->params, (long long)i->macs,
-              max_batch, i->outputs_probabilities ? "true" : "false",
+              c->max_batch, c->batch_window_us, c->threads, i->weight_bytes,
+              runner_arena_bytes(m->runner), i->outputs_probabilities ? "true" : "false",
               i->untrained ? "true" : "false");
 }
 
-void registry_json(registry_t *r, jout_t *o, int max_batch, unsigned long generation) {
+void registry_json(registry_t *r, jout_t *o, const config_t *c, unsigned long generation) {
   jout_printf(o, "{\"generation\":%lu,\"default\":", generation);
   jout_str(o, r->m[r->def].conf->name);
   jout_puts(o, ",\"models\":[");
   for (int k = 0; k < r->n; k++) {
     if (k) jout_puts(o, ",");
-    entry_json(&r->m[k], o, max_batch);
+    entry_json(&r->m[k], o, c);
   }
   jout_puts(o, "]}");
 }

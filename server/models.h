@@ -41,7 +41,8 @@ model_entry_t *registry_find(registry_t *r, const char *name, size_t len);
 int registry_ready_count(registry_t *r);
 int models_load_one(model_entry_t *m, const runner_opts_t *o, const runner_cb_t *cb, char *err,
                     size_t errlen);
-/* GET /models body; generation: the model set it belongs to (modelset.h). */
-void registry_json(registry_t *r, jout_t *out, int max_batch, unsigned long generation);
+/* GET /models body; c: the settings the models run with; generation: the model set they
+ * belong to (modelset.h). */
+void registry_json(registry_t *r, jout_t *o, const config_t *c, unsigned long generation);
 
 #endif

@@ -48,12 +48,13 @@ void modelset_unref(modelset_t *s) {
   free(s);
 }
 
-int modelset_load(modelset_t *s, const runner_cb_t *cb, atomic_int *stop,
+int modelset_load(modelset_t *s, const runner_cb_t *cb, gate_t *gate, atomic_int *stop,
                   void (*progress)(void *arg, int i, const char *name), void *arg, char *err,
                   size_t n) {
   const config_t *c = &s->cfg;
   runner_opts_t o = {.threads = c->threads, .max_batch = c->max_batch,
-                     .batch_window_us = c->batch_window_us, .queue_cap = c->queue_length};
+                     .batch_window_us = c->batch_window_us, .queue_cap = c->queue_length,
+                     .gate = !c->parallel_models && s->reg.n > 1 ? gate : NULL};
   for (int i = 0; i < s->reg.n; i++) {
     if (atomic_load(stop)) return 1;
     if (progress) progress(arg, i, s->reg.m[i].conf->name);

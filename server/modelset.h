@@ -20,6 +20,7 @@
 #include <stdatomic.h>
 
 #include "config.h"
+#include "gate.h"
 #include "models.h"
 #include "runner.h"
 
@@ -41,8 +42,10 @@ modelset_t *modelset_create(config_t *cfg, unsigned long id);
 void modelset_ref(modelset_t *s);
 void modelset_unref(modelset_t *s); /* NULL is a no-op; the last reference destroys */
 /* Loads every model in order (progress(arg, i, name) before each one), checking
- * *stop between models. 0, -1 with err filled, or 1 when stopped. */
-int modelset_load(modelset_t *s, const runner_cb_t *cb, atomic_int *stop,
+ * *stop between models. With several models and parallel_models off, their runners
+ * share `gate` (owned by the caller, outliving every generation). 0, -1 with err
+ * filled, or 1 when stopped. */
+int modelset_load(modelset_t *s, const runner_cb_t *cb, gate_t *gate, atomic_int *stop,
                   void (*progress)(void *arg, int i, const char *name), void *arg, char *err,
                   size_t errlen);
 

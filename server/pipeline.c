@@ -10,6 +10,13 @@
  * a job counts from admission until a runner takes it (or it fails before),
  * which is exactly the queue whose depth /metrics reports and /readyz checks.
  * Deadlines are checked when decoding starts and when a runner takes the job.
+ * Decoding is just in time: a job is decoded only when its model's runner has
+ * a hold slot (runner_hold: two batches' worth), else it waits, still
+ * compressed, in the loop's pending list (FIFO; a job of a model with a free
+ * slot may pass jobs of a busy model). A runner taking jobs frees slots and
+ * wakes the loop (dispatch_async). So decoded tensors in memory are bounded by
+ * max_batch, not by queue_length, and a job that waits long enough to miss its
+ * deadline is refused before it costs a decode.
  */
 #include "pipeline.h"
 
@@ -86,37 +93,55 @@ static void job_finished_early(pipeline_t *p, job_t *j) {
   p->finish(j);
 }
 
+static void dispatch(pipeline_t *p);
+
 /* Loop thread. */
 static void decode_after(uv_work_t *w, int status) {
   job_t *j = w->data;
   pipeline_t *p = w->loop->data;
   if (status == UV_ECANCELED && !j->status) job_fail(j, 503, "shutting_down", "cancelled");
-  if (j->status) {
-    job_finished_early(p, j);
-    return;
-  }
-  if (runner_push(j->model->runner, j) < 0) {
-    runner_tensor_put(j->model->runner, j->tensor);
+  runner_t *r = j->model->runner;
+  if (!j->status) {
+    if (runner_push(r, j) == 0) return; /* the job is the runner's now: do not touch it */
+    runner_tensor_put(r, j->tensor);
     j->tensor = NULL;
     job_fail(j, 500, "internal_error", "engine queue unexpectedly full");
-    job_finished_early(p, j);
+  }
+  runner_unhold(r);
+  job_finished_early(p, j);
+  dispatch(p);
+}
+
+/* Loop thread: start decoding every pending job whose runner has a free slot. */
+static void dispatch(pipeline_t *p) {
+  job_t **link = &p->pending_head;
+  while (*link) {
+    job_t *j = *link;
+    if (!runner_hold(j->model->runner)) {
+      link = &j->next;
+      continue;
+    }
+    *link = j->next;
+    j->work.data = j;
+    int rc = uv_queue_work(p->loop, &j->work, decode_work, decode_after);
+    if (rc < 0) {
+      runner_unhold(j->model->runner);
+      job_fail(j, 500, "internal_error", "cannot queue work: %s", uv_strerror(rc));
+      job_finished_early(p, j);
+    }
   }
 }
 
 static void intake_cb(uv_async_t *a) {
   pipeline_t *p = a->data;
   job_t *j = list_take(p, &p->intake_head, &p->intake_tail);
-  while (j) {
-    job_t *next = j->next;
-    j->work.data = j;
-    int rc = uv_queue_work(p->loop, &j->work, decode_work, decode_after);
-    if (rc < 0) {
-      job_fail(j, 500, "internal_error", "cannot queue work: %s", uv_strerror(rc));
-      job_finished_early(p, j);
-    }
-    j = next;
-  }
+  job_t **tail = &p->pending_head;
+  while (*tail) tail = &(*tail)->next;
+  *tail = j; /* the intake list is already FIFO and NULL-terminated */
+  dispatch(p);
 }
+
+static void dispatch_cb(uv_async_t *a) { dispatch(a->data); }
 
 static void done_cb(uv_async_t *a) {
   pipeline_t *p = a->data;
@@ -132,6 +157,7 @@ static void done_cb(uv_async_t *a) {
 static void runner_taken(void *arg, int n) {
   pipeline_t *p = arg;
   atomic_fetch_sub(&p->waiting, n);
+  uv_async_send(&p->dispatch_async); /* the runner freed n decode slots */
 }
 
 static void runner_done(void *arg, job_t *j) {
@@ -165,12 +191,20 @@ int pipeline_init(pipeline_t *p, uv_loop_t *loop, long capacity, const cnn_image
     return rc;
   }
   p->done_async.data = p;
+  rc = uv_async_init(loop, &p->dispatch_async, dispatch_cb);
+  if (rc < 0) {
+    uv_close((uv_handle_t *)&p->intake_async, NULL);
+    uv_close((uv_handle_t *)&p->done_async, NULL);
+    return rc;
+  }
+  p->dispatch_async.data = p;
   return 0;
 }
 
 void pipeline_close(pipeline_t *p) {
   uv_close((uv_handle_t *)&p->intake_async, NULL);
   uv_close((uv_handle_t *)&p->done_async, NULL);
+  uv_close((uv_handle_t *)&p->dispatch_async, NULL);
 }
 
 void pipeline_deinit(pipeline_t *p) { pthread_mutex_destroy(&p->mu); }

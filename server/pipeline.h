@@ -21,9 +21,10 @@
 
 typedef struct {
   uv_loop_t *loop;
-  uv_async_t intake_async, done_async;
+  uv_async_t intake_async, done_async, dispatch_async;
   pthread_mutex_t mu;
   job_t *intake_head, *intake_tail, *done_head, *done_tail;
+  job_t *pending_head; /* loop thread only: admitted, waiting for a decode slot */
   atomic_long waiting; /* admitted, not yet taken by a runner */
   long capacity;
   cnn_image_limits_t limits;

@@ -5,6 +5,10 @@
  * (CLOCK_MONOTONIC for the batch window). The bound is a safety net: the
  * daemon's admission control already keeps fewer jobs waiting than the ring
  * holds, so a failing push means a broken invariant and is answered with 500.
+ * Batch window (Triton's max_queue_delay): it runs from the moment the OLDEST
+ * job taken was pushed, not from when the consumer woke, so a job that already
+ * waited behind a running batch is never held back again, a lone job waits at
+ * most window_us, and the pop returns as soon as `max` jobs are in hand.
  */
 #include "queue.h"
 
@@ -41,6 +45,7 @@ int queue_push(queue_t *q, job_t *j) {
   pthread_mutex_lock(&q->mu);
   int ok = !q->closed && q->count < q->cap;
   if (ok) {
+    j->t_queued = job_now_ns();
     q->ring[(q->head + q->count) % q->cap] = j;
     q->count++;
     pthread_cond_signal(&q->cv);
@@ -58,21 +63,23 @@ static int take(queue_t *q, job_t **out, int n, int max) {
   return n;
 }
 
+/* Wait for more jobs until `until_ns` (CLOCK_MONOTONIC) or until max are taken. */
+static int fill_until(queue_t *q, job_t **out, int n, int max, uint64_t until_ns) {
+  struct timespec until = {.tv_sec = (time_t)(until_ns / 1000000000u),
+                           .tv_nsec = (long)(until_ns % 1000000000u)};
+  while (n < max && !q->closed && job_now_ns() < until_ns) {
+    if (q->count == 0) pthread_cond_timedwait(&q->cv, &q->mu, &until);
+    n = take(q, out, n, max);
+  }
+  return n;
+}
+
 int queue_pop_batch(queue_t *q, job_t **out, int max, int window_us) {
   pthread_mutex_lock(&q->mu);
   while (q->count == 0 && !q->closed) pthread_cond_wait(&q->cv, &q->mu);
   int n = take(q, out, 0, max);
-  if (n > 0 && n < max && window_us > 0 && !q->closed) {
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_nsec += (long)window_us * 1000;
-    until.tv_sec += until.tv_nsec / 1000000000;
-    until.tv_nsec %= 1000000000;
-    while (n < max && !q->closed) {
-      if (q->count == 0 && pthread_cond_timedwait(&q->cv, &q->mu, &until) == ETIMEDOUT) break;
-      n = take(q, out, n, max);
-    }
-  }
+  if (n > 0 && n < max && window_us > 0)
+    n = fill_until(q, out, n, max, out[0]->t_queued + (uint64_t)window_us * 1000u);
   pthread_mutex_unlock(&q->mu);
   return n;
 }

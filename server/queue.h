@@ -4,8 +4,9 @@
  * queue_init() allocates the ring; queue_deinit() frees it (the queue must be
  * empty and nobody waiting). queue_push() never blocks: it fails with -1 when
  * the queue is full or closed. queue_pop_batch() blocks for the first job, then
- * takes up to `max` jobs, optionally waiting up to `window_us` for the batch to
- * fill: the seam for dynamic batching. After queue_close() it still drains what
+ * takes up to `max` jobs; while fewer than `max`, it waits for more until
+ * `window_us` after the first taken job was pushed (0: no wait): dynamic batching.
+ * queue_push() stamps job->t_queued. After queue_close() it still drains what
  * is queued and returns 0 once empty.
  */
 #ifndef CLASSIFYD_QUEUE_H

@@ -7,14 +7,21 @@
  * (the libuv pool did that) as tensors from a per-runner free list; the runner
  * copies up to max_batch of them into its batch input (allocated once at
  * create), returns the tensors and runs one forward. Batch size is whatever is
- * queued when the runner wakes, plus what arrives within batch_window_us: the
- * dynamic-batching seam. Memory: batch input/output and the context arena are
- * planned at create; tensors are allocated lazily and kept (bounded by the
- * queue bound plus one batch), so the steady state allocates nothing.
+ * queued when the runner wakes, plus what arrives until batch_window_us after
+ * the oldest of them was queued (queue.c): dynamic batching. With several
+ * models and parallel_models off, forwards pass through a shared fair gate
+ * (gate.h), so only one context's threads compute at a time; time spent at
+ * the gate counts as queue time, not inference time. Memory: batch input/output and the context arena are
+ * planned at create. Only RUNNER_HOLD_BATCHES batches' worth of jobs may be
+ * decoding or queued at once (runner_hold, checked by the pipeline before it
+ * decodes), so live tensors are bounded by that plus the batch being gathered,
+ * whatever queue_length is; they are allocated lazily and kept, so the steady
+ * state allocates nothing.
  */
 #include "runner.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,15 +42,18 @@ struct runner {
   pthread_mutex_t pool_mu;
   float **pool;
   int pool_n, pool_cap;
+  atomic_int held; /* jobs decoding or queued here: at most RUNNER_HOLD_BATCHES batches */
 };
 
-static void run_batch(runner_t *r, job_t **jobs, int n) {
+/* Moves live jobs' tensors into the batch input and fails the late ones (504);
+ * returns how many remain, compacted at the front of jobs. */
+static int gather(runner_t *r, job_t **jobs, int n) {
   int nb = 0;
   uint64_t now = job_now_ns();
   for (int i = 0; i < n; i++) {
     job_t *j = jobs[i];
-    j->t_inf0 = now;
     if (now > j->deadline) {
+      j->t_inf0 = j->t_inf1 = now;
       job_fail(j, 504, "deadline_exceeded", "request waited %.1f ms, past its deadline",
                (double)(now - j->t_start) / 1e6);
     } else {
@@ -54,15 +64,24 @@ static void run_batch(runner_t *r, job_t **jobs, int n) {
     j->tensor = NULL;
     if (j->status) r->cb.done(r->cb.arg, j);
   }
+  return nb;
+}
+
+static void run_batch(runner_t *r, job_t **jobs, int n) {
+  int nb = gather(r, jobs, n);
   if (nb == 0) return;
   cnn_error_t err = {0};
+  if (r->o.gate) gate_enter(r->o.gate);
+  uint64_t start = job_now_ns();
   int rc = cnn_forward(r->ctx, r->input, nb, r->output, &err);
   uint64_t end = job_now_ns();
-  metrics_observe(H_INFERENCE, (double)(end - now) / 1e9);
+  if (r->o.gate) gate_leave(r->o.gate);
+  metrics_observe(H_INFERENCE, (double)(end - start) / 1e9);
   metrics_observe(H_BATCH, nb);
   int nc = r->info->num_classes;
   for (int i = 0; i < nb; i++) {
     job_t *j = jobs[i];
+    j->t_inf0 = start;
     j->t_inf1 = end;
     j->batch = nb;
     if (rc < 0) {
@@ -80,6 +99,7 @@ static void *runner_main(void *arg) {
   runner_t *r = arg;
   int n;
   while ((n = queue_pop_batch(&r->q, r->batch, r->o.max_batch, r->o.batch_window_us)) > 0) {
+    atomic_fetch_sub(&r->held, n);
     r->cb.taken(r->cb.arg, n);
     run_batch(r, r->batch, n);
   }
@@ -91,7 +111,7 @@ static int runner_alloc(runner_t *r) {
   r->input = malloc(mb * r->in_floats * sizeof(float));
   r->output = malloc(mb * (size_t)r->info->num_classes * sizeof(float));
   r->batch = calloc(mb, sizeof(job_t *));
-  r->pool_cap = r->o.queue_cap + r->o.max_batch;
+  r->pool_cap = (RUNNER_HOLD_BATCHES + 1) * r->o.max_batch; /* held + one being gathered */
   r->pool = calloc((size_t)r->pool_cap, sizeof(float *));
   if (!r->input || !r->output || !r->batch || !r->pool) return -1;
   if (queue_init(&r->q, r->o.queue_cap) < 0) return -1;
@@ -120,6 +140,7 @@ int runner_create(const cnn_model_t *model, const runner_opts_t *o, const runner
   r->o = *o;
   r->cb = *cb;
   r->in_floats = (size_t)r->info->in_c * r->info->in_h * r->info->in_w;
+  atomic_init(&r->held, 0);
   int rc = cnn_ctx_create(model, o->max_batch, o->threads, &r->ctx, err);
   if (rc < 0) {
     runner_free(r);
@@ -170,3 +191,14 @@ void runner_tensor_put(runner_t *r, float *t) {
   pthread_mutex_unlock(&r->pool_mu);
   free(t);
 }
+
+size_t runner_arena_bytes(const runner_t *r) { return cnn_ctx_arena_bytes(r->ctx); }
+
+int runner_hold(runner_t *r) {
+  int h = atomic_load(&r->held);
+  if (h >= RUNNER_HOLD_BATCHES * r->o.max_batch) return 0;
+  atomic_fetch_add(&r->held, 1);
+  return 1;
+}
+
+void runner_unhold(runner_t *r) { atomic_fetch_sub(&r->held, 1); }

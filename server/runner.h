@@ -12,6 +12,7 @@
 #define CLASSIFYD_RUNNER_H
 
 #include "cnn.h"
+#include "gate.h"
 #include "job.h"
 
 typedef struct runner runner_t;
@@ -24,6 +25,7 @@ typedef struct {
 
 typedef struct {
   int threads, max_batch, batch_window_us, queue_cap;
+  gate_t *gate; /* shared by every runner to serialize forwards; NULL: none */
 } runner_opts_t;
 
 int runner_create(const cnn_model_t *model, const runner_opts_t *o, const runner_cb_t *cb,
@@ -33,5 +35,16 @@ int runner_push(runner_t *r, job_t *j); /* -1: queue full or closed */
 /* A tensor buffer for one image (NULL: out of memory); return it with put. */
 float *runner_tensor_get(runner_t *r);
 void runner_tensor_put(runner_t *r, float *t);
+size_t runner_arena_bytes(const runner_t *r); /* the context's planned activations */
+
+/* Decode budget: a job must hold a slot from before its decode until the runner
+ * takes it (the runner then gives it back itself, before cb->taken). At most
+ * RUNNER_HOLD_BATCHES * max_batch slots: enough to decode the next batch while
+ * one runs, and it bounds the decoded tensors in memory. runner_hold() returns 1
+ * with a slot, 0 when none is free; call it from one thread only (the loop).
+ * runner_unhold() gives a slot back for a job that will not reach the runner. */
+#define RUNNER_HOLD_BATCHES 2
+int runner_hold(runner_t *r);
+void runner_unhold(runner_t *r);
 
 #endif

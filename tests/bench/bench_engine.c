@@ -1,10 +1,10 @@
 /*
  * bench_engine.c — engine latency and throughput, for `make bench`.
  *
- *   bench_engine --models DIR [--threads N] [--seconds S] [--archs a,b,c]
+ *   bench_engine --models DIR [--threads N] [--seconds S] [--archs a,b,c] [--batches 1,8]
  *
  * For each model (default resnet50, googlenet, resnet18 from DIR/NAME.onnx) and
- * batch sizes 1 and 8: load time, warm-up, then forwards for about S seconds
+ * each batch size (default 1 and 8; at most 8): load time, warm-up, then forwards for about S seconds
  * (at least 10 runs), printing p50/p99 latency per batch and images per second
  * (batch size / p50). Input is fixed pseudo-random data; the engine's speed does
  * not depend on values. Prints a markdown table.
@@ -60,7 +60,8 @@ static int bench_batch(const char *name, cnn_ctx_t *ctx, const cnn_model_info_t 
   return 0;
 }
 
-static int bench_model(const char *dir, const char *arch, int threads, double seconds) {
+static int bench_model(const char *dir, const char *arch, int threads, double seconds,
+                       const char *batches) {
   char path[4096];
   snprintf(path, sizeof path, "%s/%s.onnx", dir, arch);
   cnn_model_t *m;
@@ -81,15 +82,18 @@ static int bench_model(const char *dir, const char *arch, int threads, double se
   fprintf(stderr, "%s: loaded in %.0f ms, %.1f M params, %.2f GMAC/image, weights %zu MiB, arena(b8) %zu MiB\n",
           arch, load_ms, info->params / 1e6, info->macs / 1e9, info->weight_bytes >> 20,
           cnn_ctx_arena_bytes(ctx) >> 20);
-  int rc = bench_batch(arch, ctx, info, 1, seconds);
-  if (!rc) rc = bench_batch(arch, ctx, info, 8, seconds);
+  int rc = 0;
+  for (const char *b = batches; *b && !rc; b += strcspn(b, ","), b += *b == ',') {
+    int n = atoi(b);
+    rc = n >= 1 && n <= 8 ? bench_batch(arch, ctx, info, n, seconds) : -1;
+  }
   cnn_ctx_destroy(ctx);
   cnn_model_destroy(m);
   return rc;
 }
 
 int main(int argc, char **argv) {
-  const char *dir = "build/models", *archs = "resnet50,googlenet,resnet18";
+  const char *dir = "build/models", *archs = "resnet50,googlenet,resnet18", *batches = "1,8";
   int threads = 2;
   double seconds = 5.0;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -97,7 +101,8 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--seconds")) seconds = atof(argv[i + 1]);
     else if (!strcmp(argv[i], "--archs")) archs = argv[i + 1];
-    else return fprintf(stderr, "usage: bench_engine --models DIR [--threads N] [--seconds S] [--archs a,b]\n"), 2;
+    else if (!strcmp(argv[i], "--batches")) batches = argv[i + 1];
+    else return fprintf(stderr, "usage: bench_engine --models DIR [--threads N] [--seconds S] [--archs a,b] [--batches 1,8]\n"), 2;
   }
   if (threads < 1 || threads > 256 || seconds <= 0) return fprintf(stderr, "bench: bad arguments\n"), 2;
   printf("classifyd engine, %d threads\n\n", threads);
@@ -107,6 +112,6 @@ int main(int argc, char **argv) {
   snprintf(list, sizeof list, "%s", archs);
   int rc = 0;
   for (char *save, *a = strtok_r(list, ",", &save); a; a = strtok_r(NULL, ",", &save))
-    rc |= bench_model(dir, a, threads, seconds) != 0;
+    rc |= bench_model(dir, a, threads, seconds, batches) != 0;
   return rc;
 }

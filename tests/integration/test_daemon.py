@@ -52,11 +52,12 @@ def check(name, cond, detail=""):
 
 
 class Daemon:
-    def __init__(self, *args, env=None):
+    def __init__(self, *args, env=None, cpus=None):
         self.log_path = os.path.join(TMP, f"daemon{len(daemons)}.log")
         self.log = open(self.log_path, "w+b")
         self.proc = subprocess.Popen([BIN, "--listen", "127.0.0.1:0", *args], stdout=self.log,
-                                     stderr=subprocess.STDOUT, env=env)
+                                     stderr=subprocess.STDOUT, env=env,
+                                     preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
         daemons.append(self)
         self.port = None
         deadline = time.time() + 30
@@ -418,6 +419,12 @@ def test_concurrency(d, imgs):
     check("metrics: queue-wait histogram counted 200", dq == 200, dq)
     db = metric(after, "classifyd_batch_size_sum") - metric(before, "classifyd_batch_size_sum")
     check("metrics: batch-size sum counts 200 images", db == 200, db)
+    forwards = metric(after, "classifyd_batch_size_count") - metric(before, "classifyd_batch_size_count")
+    singles = metric(after, "classifyd_batch_size_bucket", le="1") - \
+        metric(before, "classifyd_batch_size_bucket", le="1")
+    check("dynamic batching: 200 concurrent images ran in fewer forwards, some batched",
+          0 < forwards < 200 and singles < forwards and max(batches, default=0) > 1,
+          {"forwards": forwards, "batch_size_1": singles, "max_batch_seen": max(batches, default=0)})
     names = ("classifyd_queue_depth", "classifyd_requests_in_flight", "classifyd_models_loaded")
     deadline = time.time() + 10  # a completion callback may trail the answer it follows
     while True:
@@ -450,6 +457,39 @@ def test_queue_full(imgs):
     check("503 carries Retry-After", full and all(h.get("Retry-After") for h, _ in full))
     check("burst: nothing but 200/503", set(codes) <= {200, 503}, codes)
     check("queue-full daemon exits 0 on SIGTERM", d.stop() == 0)
+
+
+def test_cpu_affinity(imgs):
+    print("threads sized from the CPUs the process may use (affinity, like taskset -c)")
+    one = min(os.sched_getaffinity(0))
+    d = Daemon("--model", "r18=" + R18, cpus={one})
+    if not check("pinned daemon ready", d.wait_ready()):
+        return
+    st, _, body = request(d.url + "/models")
+    m = json.loads(body)["models"][0] if st == 200 else {}
+    check("pinned to one CPU: /models reports 1 engine thread", m.get("threads") == 1, m.get("threads"))
+    check("/models reports weight and arena bytes", m.get("weight_bytes", 0) > 0 and m.get("arena_bytes", 0) > 0,
+          {k: m.get(k) for k in ("weight_bytes", "arena_bytes")})
+    check("pinned: log says 1 CPU, 1 engine thread, 1 worker, 1 HTTP thread",
+          re.search(r"threads: 1 CPUs available; 1 engine threads per model .*1 decode workers, 1 HTTP threads",
+                    d.text()), d.text()[-400:])
+    st, _, _ = post(d.url + "/classify", read(imgs["jpg"]))
+    check("pinned daemon classifies", st == 200, st)
+    check("pinned daemon exits 0", d.stop() == 0)
+    if len(os.sched_getaffinity(0)) > 1:
+        d = Daemon("--model", "r18=" + R18)
+        if check("unpinned daemon ready", d.wait_ready()):
+            st, _, body = request(d.url + "/models")
+            n = json.loads(body)["models"][0].get("threads") if st == 200 else None
+            want = len(os.sched_getaffinity(0))
+            try:
+                quota, period = open("/sys/fs/cgroup/cpu.max").read().split()
+                if quota != "max":
+                    want = min(want, -(-int(quota) // int(period)))
+            except (OSError, ValueError):
+                pass
+            check("unpinned: engine threads = CPUs in the mask, capped by the cgroup quota", n == want, (n, want))
+        d.stop()
 
 
 def test_deadline(imgs):
@@ -611,6 +651,7 @@ def main():
         check("main daemon exits 0 on SIGTERM", d.stop() == 0)
         test_queue_full(imgs)
         test_deadline(imgs)
+        test_cpu_affinity(imgs)
         test_config_file(imgs)
         test_sigterm(imgs)
         test_second_sigterm(imgs)

@@ -13,7 +13,7 @@
 
 #include "../../server/modelset.c"
 #include "../../server/models.c"
-#include "../../server/runner.c"
+/* runner.c is compiled into this binary by test_server.c */
 
 static modelset_t *set_with(const char *name, unsigned long id) {
   config_t c;

@@ -1,23 +1,29 @@
 /*
  * test_server.c — unit tests of the daemon's self-contained modules: JSON output,
- * the job queue, configuration (file, flags, errors), metrics rendering and the
+ * the job queue and its batch window, the runner's decode budget, the fair gate, CPUs
+ * available, configuration (file, flags, errors), metrics rendering and the
  * engine-error -> HTTP status map.
  *
  * The unit binary links only libcnn.a, so the server sources under test are
  * compiled into this one translation unit (they share no static names).
  */
 #include <criterion/criterion.h>
+#include <sched.h>
+#include <sys/stat.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "../../server/config.c"
+#include "../../server/cpus.c"
+#include "../../server/gate.c"
 #include "../../server/job.c"
 #include "../../server/json_out.c"
 #include "../../server/log.c"
 #include "../../server/metrics.c"
 #include "../../server/queue.c"
+#include "../../server/runner.c"
 
 static char *jstr(const char *s, size_t n) {
   jout_t j;
@@ -195,7 +201,9 @@ Test(metrics, histograms_are_cumulative_and_consistent) {
   metrics_gauges_t g = {.queue_depth = 2, .queue_capacity = 8};
   metrics_render(&j, &g);
   cr_assert(strstr(j.buf, "classifyd_batch_size_bucket{le=\"1\"} 1\n"));
-  cr_assert(strstr(j.buf, "classifyd_batch_size_bucket{le=\"4\"} 2\n"));
+  cr_assert(strstr(j.buf, "classifyd_batch_size_bucket{le=\"2\"} 1\n"));
+  cr_assert(strstr(j.buf, "classifyd_batch_size_bucket{le=\"3\"} 2\n"), "one bucket per size to 8");
+  cr_assert(strstr(j.buf, "classifyd_batch_size_bucket{le=\"8\"} 2\n"));
   cr_assert(strstr(j.buf, "classifyd_batch_size_bucket{le=\"64\"} 2\n"));
   cr_assert(strstr(j.buf, "classifyd_batch_size_bucket{le=\"+Inf\"} 3\n"));
   cr_assert(strstr(j.buf, "classifyd_batch_size_sum 104\nclassifyd_batch_size_count 3\n"));
@@ -218,4 +226,215 @@ Test(job, engine_errors_map_to_http_statuses) {
   job_fail_cnn(&j, CNN_EINTERNAL, "boom");
   cr_assert_str_eq(j.err_code, "internal_error");
   cr_assert_str_eq(j.err_msg, "boom");
+}
+
+/* ---- batch window (queue_pop_batch) ------------------------------------------ */
+
+static double ms_since(uint64_t t0) { return (double)(job_now_ns() - t0) / 1e6; }
+
+Test(queue, full_batch_returns_at_once) {
+  queue_t q;
+  job_t jobs[8];
+  job_t *out[8];
+  cr_assert_eq(queue_init(&q, 8), 0);
+  for (int i = 0; i < 8; i++) queue_push(&q, &jobs[i]);
+  uint64_t t0 = job_now_ns();
+  cr_assert_eq(queue_pop_batch(&q, out, 8, 2000000), 8);
+  cr_assert_lt(ms_since(t0), 500.0, "a full batch must not wait for the 2 s window");
+  queue_deinit(&q);
+}
+
+Test(queue, window_returns_when_max_is_reached) {
+  queue_t q;
+  job_t jobs[4];
+  job_t *out[4];
+  cr_assert_eq(queue_init(&q, 8), 0);
+  producer_t p = {&q, jobs, 4};
+  pthread_t t;
+  uint64_t t0 = job_now_ns();
+  pthread_create(&t, NULL, produce, &p);
+  int n = queue_pop_batch(&q, out, 4, 3000000); /* 3 s window, 4 jobs 2 ms apart */
+  double ms = ms_since(t0);
+  pthread_join(t, NULL);
+  cr_assert_eq(n, 4);
+  cr_assert_lt(ms, 1500.0, "returned after %.1f ms: should return once 4 jobs are in", ms);
+  queue_deinit(&q);
+}
+
+Test(queue, lone_job_waits_the_window_and_no_longer) {
+  queue_t q;
+  job_t j;
+  job_t *out[8];
+  cr_assert_eq(queue_init(&q, 8), 0);
+  queue_push(&q, &j);
+  int n = queue_pop_batch(&q, out, 8, 200000); /* 200 ms */
+  double ms = ms_since(j.t_queued);
+  cr_assert_eq(n, 1);
+  cr_assert_geq(ms, 199.0, "a lone job should wait for company for the window (%.1f ms)", ms);
+  cr_assert_lt(ms, 1200.0, "a lone job waited %.1f ms, far past the 200 ms window", ms);
+  queue_deinit(&q);
+}
+
+Test(queue, window_counts_from_the_oldest_job) {
+  queue_t q;
+  job_t j;
+  job_t *out[8];
+  cr_assert_eq(queue_init(&q, 8), 0);
+  queue_push(&q, &j);
+  usleep(400000); /* the job already waited 400 ms (e.g. behind a running batch) */
+  uint64_t t0 = job_now_ns();
+  cr_assert_eq(queue_pop_batch(&q, out, 8, 300000), 1);
+  double ms = ms_since(t0);
+  cr_assert_lt(ms, 150.0, "a job older than the 300 ms window was held %.1f ms more", ms);
+  queue_deinit(&q);
+}
+
+Test(queue, close_ends_the_window) {
+  queue_t q;
+  job_t j;
+  job_t *out[8];
+  cr_assert_eq(queue_init(&q, 8), 0);
+  queue_push(&q, &j);
+  queue_close(&q);
+  uint64_t t0 = job_now_ns();
+  cr_assert_eq(queue_pop_batch(&q, out, 8, 3000000), 1);
+  cr_assert_lt(ms_since(t0), 1000.0, "a closed queue must not wait for the window");
+  queue_deinit(&q);
+}
+
+/* ---- fair gate ---------------------------------------------------------------- */
+
+typedef struct {
+  gate_t *g;
+  int id, *order, *pos;
+  pthread_mutex_t *mu;
+} gater_t;
+
+static void *gate_user(void *arg) {
+  gater_t *u = arg;
+  gate_enter(u->g);
+  pthread_mutex_lock(u->mu);
+  u->order[(*u->pos)++] = u->id;
+  pthread_mutex_unlock(u->mu);
+  gate_leave(u->g);
+  return NULL;
+}
+
+Test(gate, admits_one_at_a_time_in_arrival_order) {
+  gate_t g;
+  cr_assert_eq(gate_init(&g), 0);
+  int order[3], pos = 0;
+  pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+  gater_t u[3];
+  pthread_t t[3];
+  gate_enter(&g); /* hold it while three threads queue up, 50 ms apart */
+  for (int i = 0; i < 3; i++) {
+    u[i] = (gater_t){&g, i, order, &pos, &mu};
+    pthread_create(&t[i], NULL, gate_user, &u[i]);
+    usleep(50000);
+  }
+  cr_assert_eq(pos, 0, "nobody passes a held gate");
+  gate_leave(&g);
+  for (int i = 0; i < 3; i++) pthread_join(t[i], NULL);
+  cr_assert_eq(pos, 3);
+  for (int i = 0; i < 3; i++) cr_assert_eq(order[i], i, "FIFO order broken at %d", i);
+  gate_deinit(&g);
+}
+
+/* ---- CPUs available ------------------------------------------------------------- */
+
+static void write_file(const char *dir, const char *name, const char *text) {
+  char p[512];
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  FILE *f = fopen(p, "w");
+  cr_assert(f, "cannot write %s", p);
+  fputs(text, f);
+  fclose(f);
+}
+
+Test(cpus, cgroup_quota_v2_v1_and_none) {
+  char root[] = "/tmp/classifyd-cg-XXXXXX", sub[600];
+  cr_assert(mkdtemp(root));
+  cr_assert_eq(cgroup_quota_cpus(root), 0, "no files: no quota");
+  write_file(root, "cpu.max", "max 100000\n");
+  cr_assert_eq(cgroup_quota_cpus(root), 0, "max: no quota");
+  write_file(root, "cpu.max", "150000 100000\n");
+  cr_assert_eq(cgroup_quota_cpus(root), 2, "1.5 CPUs round up to 2");
+  write_file(root, "cpu.max", "garbage\n");
+  snprintf(sub, sizeof sub, "%s/cpu", root);
+  cr_assert_eq(mkdir(sub, 0700), 0);
+  write_file(sub, "cpu.cfs_quota_us", "50000\n");
+  write_file(sub, "cpu.cfs_period_us", "100000\n");
+  cr_assert_eq(cgroup_quota_cpus(root), 1, "v1: half a CPU rounds up to 1");
+  write_file(sub, "cpu.cfs_quota_us", "-1\n");
+  cr_assert_eq(cgroup_quota_cpus(root), 0, "v1 -1: no quota");
+  char cmd[700];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+  cr_assert_eq(system(cmd), 0);
+}
+
+Test(cpus, follows_the_affinity_mask) {
+  cpu_set_t all, one;
+  cr_assert_eq(sched_getaffinity(0, sizeof all, &all), 0);
+  int n = cpus_available();
+  cr_assert(n >= 1 && n <= CPU_COUNT(&all), "%d CPUs of a mask of %d", n, CPU_COUNT(&all));
+  int first = 0;
+  while (!CPU_ISSET(first, &all)) first++;
+  CPU_ZERO(&one);
+  CPU_SET(first, &one);
+  cr_assert_eq(sched_setaffinity(0, sizeof one, &one), 0);
+  cr_assert_eq(cpus_available(), 1, "pinned to one CPU");
+  config_t c;
+  config_defaults(&c);
+  cr_assert(c.threads == 1 && c.workers == 1 && c.http_threads == 1,
+            "defaults follow the mask: threads %d workers %d http %d", c.threads, c.workers,
+            c.http_threads);
+  cr_assert_eq(c.batch_window_us, 2000);
+  config_free(&c);
+  sched_setaffinity(0, sizeof all, &all);
+}
+
+/* ---- runner decode budget (needs a test model: skipped without one) -------------- */
+
+static atomic_int runner_done_count;
+static void count_taken(void *arg, int n) { (void)arg, (void)n; }
+static void count_done(void *arg, job_t *j) { (void)arg, (void)j, atomic_fetch_add(&runner_done_count, 1); }
+
+Test(runner, decode_slots_are_bounded_and_freed_when_taken) {
+  const char *dir = getenv("CNN_TEST_MODELS");
+  char path[1024];
+  snprintf(path, sizeof path, "%s/resnet18.onnx", dir ? dir : "");
+  if (!dir || access(path, R_OK) != 0) {
+    cr_skip_test("no test model at '%s' (set CNN_TEST_MODELS; make test-models)", path);
+  }
+  cnn_model_t *m;
+  cnn_error_t e;
+  cr_assert_eq(cnn_model_load(path, &m, &e), 0, "%s", e.msg);
+  runner_opts_t o = {.threads = 1, .max_batch = 2, .batch_window_us = 5000000, .queue_cap = 8};
+  runner_cb_t cb = {.taken = count_taken, .done = count_done};
+  runner_t *r;
+  cr_assert_eq(runner_create(m, &o, &cb, &r, &e), 0, "%s", e.msg);
+  for (int i = 0; i < RUNNER_HOLD_BATCHES * 2; i++) cr_assert_eq(runner_hold(r), 1);
+  cr_assert_eq(runner_hold(r), 0, "two batches of 2 already hold every slot");
+  runner_unhold(r);
+  cr_assert_eq(runner_hold(r), 1, "a slot given back can be taken again");
+  static job_t jobs[2];
+  for (int i = 0; i < 2; i++) {
+    memset(&jobs[i], 0, sizeof jobs[i]);
+    jobs[i].tensor = runner_tensor_get(r);
+    cr_assert(jobs[i].tensor);
+    memset(jobs[i].tensor, 0, sizeof(float) * 3 * 224 * 224);
+    jobs[i].top_k = 1;
+    jobs[i].deadline = UINT64_MAX;
+    cr_assert_eq(runner_push(r, &jobs[i]), 0);
+  }
+  for (int t = 0; t < 6000 && atomic_load(&runner_done_count) < 2; t++) usleep(10000);
+  cr_assert_eq(atomic_load(&runner_done_count), 2, "the runner answered both jobs");
+  cr_assert(jobs[0].status == 200 && jobs[1].status == 200, "%d %d", jobs[0].status, jobs[1].status);
+  cr_assert_eq(jobs[0].batch, 2, "the window joined both jobs in one forward");
+  cr_assert_eq(runner_hold(r), 1, "taking 2 jobs freed 2 slots");
+  cr_assert_eq(runner_hold(r), 1);
+  cr_assert_eq(runner_hold(r), 0);
+  runner_destroy(r);
+  cnn_model_destroy(m);
 }

@@ -1,0 +1,378 @@
+#!/usr/bin/python3
+"""bench_http.py — `make bench-http`: the daemon's end-to-end speed against the engine's.
+
+Measures, for one model (default resnet50) served alone on loopback:
+  1. the engine's own batch-8 throughput (build/bench/bench_engine, same model and
+     threads), measured before the max-load run, right after it and at the end (the
+     machine may be shared and noisy: the reference is the mean of the two runs around
+     the max-load run, and all three are printed);
+  2. start-up: process start to the first GET /readyz 200, page cache warm, median of 3;
+  3. maximum load: wrk, C keep-alive connections POSTing a real JPEG (tests/bench/post.lua),
+     latency percentiles and wrk's requests/s; the throughput compared is the steady
+     state over whole batches (images finished between the first and last batch
+     completions seen on /metrics, polled every 20 ms; see BatchWatcher); mean batch size;
+  4. 70% of that load from an open-loop generator (asyncio, fixed arrival rate, latency
+     counted from each request's scheduled time, so a slow answer cannot hide the queue
+     behind it), p50/p90/p99;
+  5. resident memory while serving (VmRSS sampled every 100 ms, and /metrics) against the
+     model's weights + planned activation arena (GET /models: weight_bytes, arena_bytes).
+Prints MET / NOT MET per target of issue 5 (UNSTABLE for a miss while the engine's own
+speed, measured around the phase, moved by more than 25% or the 70% run loaded it past 85%). Exits 1 only when the benchmark itself
+failed (daemon did not start, errors answered), not when a target is missed.
+Bounded: every wait has a timeout; the whole run takes about 2-3 minutes.
+"""
+import argparse
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(url, timeout=5.0):
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except OSError:
+        return 0, b""
+
+
+class Daemon:
+    def __init__(self, binary, model_path, name, threads, port, extra=()):
+        self.url = f"http://127.0.0.1:{port}"
+        self.t0 = time.monotonic()
+        self.proc = subprocess.Popen(
+            [binary, "--listen", f"127.0.0.1:{port}", "--model", f"{name}={model_path}",
+             "--threads", str(threads), "--log-level", "warn", *extra],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def wait_ready(self, timeout=60.0):
+        """Seconds from process start to the first /readyz 200 (None: never)."""
+        deadline = self.t0 + timeout
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            if http_get(self.url + "/readyz", 1.0)[0] == 200:
+                return time.monotonic() - self.t0
+            time.sleep(0.002)
+        return None
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        err = self.proc.stderr.read().decode("utf-8", "replace") if self.proc.stderr else ""
+        return self.proc.returncode, err
+
+
+def engine_b8(bench, models, arch, threads, seconds):
+    out = subprocess.run([bench, "--models", models, "--archs", arch, "--threads", str(threads),
+                          "--batches", "8", "--seconds", str(seconds)],
+                         capture_output=True, text=True, timeout=300)
+    m = re.search(r"^\|\s*%s\s*\|\s*8\s*\|\s*([\d.]+)\s*\|\s*([\d.]+)\s*\|\s*([\d.]+)" % re.escape(arch),
+                  out.stdout, re.M)
+    if not m:
+        raise RuntimeError(f"bench_engine gave no batch-8 line: {out.stdout}{out.stderr}")
+    return float(m.group(3))
+
+
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+
+
+def run_wrk(url, image, conns, seconds):
+    env = dict(os.environ, BENCH_IMAGE=image)
+    cmd = ["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--timeout", "120s", "--latency",
+           "-s", os.path.join(ROOT, "tests", "bench", "post.lua"), url]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=seconds + 180).stdout
+    res = {"text": out, "rps": 0.0, "non2xx": 0, "errors": 0, "requests": 0}
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    res["rps"] = float(m.group(1)) if m else 0.0
+    m = re.search(r"(\d+) requests in", out)
+    res["requests"] = int(m.group(1)) if m else 0
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    res["non2xx"] = int(m.group(1)) if m else 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    res["errors"] = sum(int(x) for x in m.groups()) if m else 0
+    for p in ("50", "90", "99"):
+        m = re.search(r"^\s+%s%%\s+([\d.]+)(us|ms|s|m)\s*$" % p, out, re.M)
+        res["p" + p] = float(m.group(1)) * UNITS[m.group(2)] if m else float("nan")
+    return res
+
+
+async def one_request(host, port, req, pool, sem, sched):
+    """One POST on a pooled keep-alive connection; returns (status, ms since scheduled)."""
+    async with sem:
+        conn = pool.pop() if pool else await asyncio.open_connection(host, port)
+        reader, writer = conn
+        writer.write(req)
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        m = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head)
+        await reader.readexactly(int(m.group(1)) if m else 0)
+        done = time.monotonic()
+        if re.search(rb"(?i)\r\nconnection:\s*close", head):
+            writer.close()
+        else:
+            pool.append(conn)
+        return status, (done - sched) * 1e3
+
+
+async def open_loop(host, port, path, body, rate, seconds, max_conns=64):
+    req = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: image/jpeg\r\n"
+           f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    pool, sem, tasks = [], asyncio.Semaphore(max_conns), []
+    n = max(1, int(rate * seconds))
+    t0 = time.monotonic() + 0.05
+    for i in range(n):
+        sched = t0 + i / rate
+        delay = sched - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.ensure_future(one_request(host, port, req, pool, sem, sched)))
+    done, pending = await asyncio.wait(tasks, timeout=180)
+    for t in pending:
+        t.cancel()
+    for _, w in pool:
+        w.close()
+    results = [t.result() for t in done if not t.cancelled() and t.exception() is None]
+    return results, n
+
+
+def pct(v, p):
+    v = sorted(v)
+    return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))] if v else float("nan")
+
+
+def metrics(url):
+    st, body = http_get(url + "/metrics")
+    out = {}
+    for line in body.decode("utf-8", "replace").splitlines():
+        m = re.match(r"^([a-z_]+(?:\{[^}]*\})?) ([-\d.e+]+)$", line)
+        if m:
+            out[m.group(1)] = float(m.group(2))
+    return out
+
+
+class RssSampler(threading.Thread):
+    def __init__(self, pid):
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.stop_ev = pid, 0, threading.Event()
+
+    def run(self):
+        while not self.stop_ev.wait(0.1):
+            self.peak = max(self.peak, status_kb(self.pid, "VmRSS") * 1024)
+
+
+class BatchWatcher(threading.Thread):
+    """Polls /metrics every 20 ms and records when images finish (batch_size_sum moves).
+
+    wrk's requests/s counts from its start (the first answers need a whole forward) and
+    drops the answers still in flight when it stops: with a few batches per run that is
+    a bias of up to 2 batches. Images finished between the first and the last completion
+    seen, over the time between them, is the steady-state rate over whole batches."""
+
+    def __init__(self, url):
+        super().__init__(daemon=True)
+        self.url, self.points, self.stop_ev = url, [], threading.Event()
+
+    def run(self):
+        last = None
+        while not self.stop_ev.wait(0.02):
+            v = metrics(self.url).get("classifyd_batch_size_sum")
+            if v is not None and v != last:
+                self.points.append((time.monotonic(), v))
+                last = v
+
+    def rate(self):
+        p = self.points[1:]  # the first point only marks where counting starts
+        if len(p) < 3:
+            return 0.0, 0
+        return (p[-1][1] - p[0][1]) / (p[-1][0] - p[0][0]), len(p) - 1
+
+
+def status_kb(pid, field):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            m = re.search(r"^%s:\s+(\d+) kB" % field, f.read(), re.M)
+            return int(m.group(1)) if m else 0
+    except OSError:
+        return 0
+
+
+def warm_cache(path):
+    with open(path, "rb") as f:
+        while f.read(1 << 22):
+            pass
+
+
+def verdict(ok, stable=True):
+    return "MET" if ok else "NOT MET" if stable else "UNSTABLE"
+
+
+def spread(a, b):
+    """Relative change between two engine runs bracketing a phase."""
+    return abs(a - b) / max(a, b) if max(a, b) > 0 else 1.0
+
+
+def measure_startup(binary, model, arch, threads, runs=3):
+    times = []
+    for _ in range(runs):
+        warm_cache(model)
+        d = Daemon(binary, model, arch, threads, free_port())
+        t = d.wait_ready()
+        rc, err = d.stop()
+        if t is None:
+            raise RuntimeError(f"daemon never became ready (exit {rc}): {err[-2000:]}")
+        times.append(t)
+    return times
+
+
+def serve_and_load(a, model, image, between):
+    d = Daemon(a.binary, model, a.arch, a.threads, free_port())
+    if d.wait_ready() is None:
+        raise RuntimeError(f"daemon never became ready: {d.stop()[1][-2000:]}")
+    r = {}
+    try:
+        st, body = http_get(d.url + "/models")
+        info = json.loads(body)["models"][0]
+        r["weights"], r["arena"] = info["weight_bytes"], info["arena_bytes"]
+        url = d.url + "/classify"
+        run_wrk(url, image, a.connections, 4)  # warm-up: first-touch page faults, pools
+        sampler = RssSampler(d.proc.pid)
+        sampler.start()
+        m0 = metrics(d.url)
+        watch = BatchWatcher(d.url)
+        watch.start()
+        r["max"] = run_wrk(url, image, a.connections, a.seconds)
+        watch.stop_ev.set()
+        watch.join()
+        r["steady"], r["steady_batches"] = watch.rate()
+        m1 = metrics(d.url)
+        fw = m1.get("classifyd_batch_size_count", 0) - m0.get("classifyd_batch_size_count", 0)
+        im = m1.get("classifyd_batch_size_sum", 0) - m0.get("classifyd_batch_size_sum", 0)
+        r["mean_batch"] = im / fw if fw else 0.0
+        r["rate"] = 0.7 * r["steady"]
+        between()  # the engine alone again, with the daemon idle
+        with open(image, "rb") as f:
+            body = f.read()
+        res, n = asyncio.run(open_loop("127.0.0.1", int(d.url.rsplit(":", 1)[1]), "/classify",
+                                       body, max(r["rate"], 0.1), a.seconds))
+        sampler.stop_ev.set()
+        sampler.join()
+        r["open"] = {"sent": n, "ok": sum(1 for s, _ in res if s == 200),
+                     "lat": [ms for s, ms in res if s == 200]}
+        r["rss_peak"] = sampler.peak
+        r["rss_metrics"] = metrics(d.url).get("process_resident_memory_bytes", 0)
+        r["hwm"] = status_kb(d.proc.pid, "VmHWM") * 1024
+    finally:
+        rc, err = d.stop()
+    r["exit"] = rc
+    return r
+
+
+def report(a, eng, start, r):
+    mib = 1 << 20
+    ref = statistics.mean(eng[:2])  # the runs just before and after the max-load phase
+    mx, op = r["max"], r["open"]
+    lat = op["lat"]
+    p50, p90, p99 = pct(lat, 50), pct(lat, 90), pct(lat, 99)
+    planned = r["weights"] + r["arena"]
+    st = statistics.median(start)
+    print(f"\nclassifyd bench-http: {a.arch}, {a.threads} engine threads, image "
+          f"{os.path.basename(a.image)} ({os.path.getsize(a.image)} bytes)\n")
+    print(f"engine batch-8 (bench_engine): {eng[0]:.2f} img/s before max load, {eng[1]:.2f} after it, "
+          f"{eng[2]:.2f} after the 70% run; reference (mean of the first two) {ref:.2f}")
+    print(f"max load   (wrk, {a.connections} conns, {a.seconds}s): {r['steady']:.2f} img/s steady "
+          f"(over {r['steady_batches']} batches; wrk's own count {mx['rps']:.2f}/s), "
+          f"p50 {mx['p50']:.0f} ms, p90 {mx['p90']:.0f} ms, p99 {mx['p99']:.0f} ms, "
+          f"{mx['requests']} requests, mean batch {r['mean_batch']:.2f}, "
+          f"non-2xx {mx['non2xx']}, socket errors {mx['errors']}")
+    print(f"70% load   (open loop, {r['rate']:.2f} req/s, {a.seconds}s): {op['ok']}/{op['sent']} "
+          f"answered 200, p50 {p50:.0f} ms, p90 {p90:.0f} ms, p99 {p99:.0f} ms")
+    print(f"start-up   (process start to /readyz 200, warm cache): "
+          + ", ".join(f"{t * 1e3:.0f}" for t in start) + f" ms; median {st * 1e3:.0f} ms")
+    print(f"memory     weights {r['weights'] / mib:.1f} MiB + arena {r['arena'] / mib:.1f} MiB = "
+          f"{planned / mib:.1f} MiB; RSS serving peak {r['rss_peak'] / mib:.1f} MiB "
+          f"(/metrics {r['rss_metrics'] / mib:.1f} MiB), VmHWM incl. loading {r['hwm'] / mib:.1f} MiB\n")
+    # A shared machine can change speed mid-run; a miss then says nothing about the
+    # daemon. The engine runs bracketing each phase tell: more than 25% apart, or the
+    # 70% rate above 85% of the engine's speed right after it, and a miss is UNSTABLE.
+    s_max = spread(eng[0], eng[1]) <= 0.25
+    util = r["rate"] / min(eng[1], eng[2]) if min(eng[1], eng[2]) > 0 else 9.9
+    s_70 = spread(eng[1], eng[2]) <= 0.25 and util <= 0.85
+    print(f"engine speed change around max load {spread(eng[0], eng[1]) * 100:.0f}%, around the "
+          f"70% run {spread(eng[1], eng[2]) * 100:.0f}%; 70% rate / slower engine run = {util * 100:.0f}%\n")
+    rows = [
+        ("end-to-end throughput >= 90% of engine batch-8", f"{r['steady'] / ref * 100:.0f}%",
+         r["steady"] >= 0.9 * ref, s_max),
+        ("p99 <= 3 x p50 at 70% load", f"{p99 / p50:.2f}x" if p50 > 0 else "n/a",
+         p50 > 0 and p99 <= 3 * p50, s_70),
+        ("ready <= 1 s from a warm page cache", f"{st:.2f} s", st <= 1.0, True),
+        ("RSS serving <= 1.5 x (weights + arena)", f"{r['rss_peak'] / planned:.2f}x",
+         r["rss_peak"] <= 1.5 * planned, True),
+    ]
+    for name, val, ok, stable in rows:
+        print(f"  {verdict(ok, stable):8} {name:48} {val}")
+    if not (s_max and s_70):
+        print("  (UNSTABLE: the machine's speed changed during the phase; a miss there is not"
+              " the daemon's. Rerun on a quieter machine.)")
+    return mx["non2xx"] == 0 and op["ok"] == op["sent"] and r["exit"] == 0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--models", default=None)
+    ap.add_argument("--arch", default="resnet50")
+    ap.add_argument("--image", default=os.path.join(ROOT, "..", "shared", "data", "photos", "cat.jpg"))
+    ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--seconds", type=int, default=30)
+    ap.add_argument("--engine-seconds", type=float, default=6)
+    a = ap.parse_args()
+    a.binary = os.path.join(a.build, "classifyd")
+    models = a.models or os.path.join(a.build, "models")
+    model = os.path.join(models, a.arch + ".onnx")
+    if not os.path.exists(a.image):
+        print(f"bench-http: no JPEG at {a.image} (../shared/data absent?); pass --image FILE.jpg")
+        return 2
+    bench = os.path.join(a.build, "bench", "bench_engine")
+    for p in (a.binary, model, bench):
+        if not os.path.exists(p):
+            print(f"bench-http: missing {p}")
+            return 2
+    try:
+        eng = [engine_b8(bench, models, a.arch, a.threads, a.engine_seconds)]
+        start = measure_startup(a.binary, model, a.arch, a.threads)
+        def between():
+            eng.append(engine_b8(bench, models, a.arch, a.threads, a.engine_seconds))
+        r = serve_and_load(a, model, a.image, between)
+        between()
+    except (RuntimeError, OSError, subprocess.TimeoutExpired, ValueError, KeyError) as e:
+        print(f"bench-http: failed: {e}")
+        return 1
+    return 0 if report(a, eng, start, r) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
