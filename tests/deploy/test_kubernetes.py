@@ -4,7 +4,7 @@
 Static checks: every document parses; Deployment, Service, HorizontalPodAutoscaler and
 the models claim are there; selectors match the pod labels; the container port, the
 --listen port, both probes, the Service targetPort and the Prometheus annotation name
-the same port; CPU request == limit == engine threads x models; the grace period
+the same port; CPU request == limit == engine threads x models computing at once; the grace period
 outlasts the drain; the HPA scales this Deployment on CPU; the pod runs as the image's
 non-root user. Live checks: build/classifyd runs with the manifest's own args (with
 /models mapped to $MODELS and a loopback port): the probe and metrics paths answer, and
@@ -113,11 +113,14 @@ def static_checks(docs):
     conf = image_conf()
     threads = int((flag(args, "--threads") or [conf.get("engine", "threads")])[-1])
     models = flag(args, "--model") or [s for s in conf.sections() if s.startswith("model.")]
+    parallel = int((flag(args, "--parallel-models")
+                    or [conf.get("engine", "parallel_models", fallback="0")])[-1])
+    busy = threads * (len(models) if parallel else 1)  # forwards at once x their threads
     res = c["resources"]
     req_cpu, lim_cpu = cpu(res["requests"]["cpu"]), cpu(res["limits"]["cpu"])
-    check("CPU request == limit == engine threads x models",
-          req_cpu == lim_cpu == threads * len(models),
-          f"request {req_cpu}, limit {lim_cpu}, threads {threads} x {len(models)} models")
+    check("CPU request == limit == engine threads x models computing at once",
+          req_cpu == lim_cpu == busy, f"request {req_cpu}, limit {lim_cpu}, threads {threads}, "
+          f"{len(models)} models, parallel_models {parallel}")
     check("memory request == limit (Guaranteed QoS)",
           memory(res["requests"]["memory"]) == memory(res["limits"]["memory"]), str(res))
     mounts = {m["mountPath"]: m for m in c.get("volumeMounts", [])}
