@@ -15,7 +15,7 @@ build_pkgs=(
 test_pkgs=(
   libcriterion-dev curl clang libclang-rt-14-dev valgrind systemd strace wrk
   python3-torch python3-torchvision python3-onnx python3-pil python3-numpy
-  chromium
+  chromium haproxy python3-yaml podman runc debootstrap
 )
 
 want=("${build_pkgs[@]}")
