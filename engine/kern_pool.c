@@ -63,8 +63,46 @@ static void pool__plane(const pool_job_t *j, const float *x, float *y) {
   }
 }
 
+/* Stride-1 max pooling (GoogLeNet's inception branches): interior columns, whose
+ * windows lie inside the row, are computed a tap at a time across the whole row,
+ * which vectorizes; edge columns use the generic window. Same comparisons as
+ * pool__max_window, so the results are identical. */
+static void pool__max_s1_plane(const pool_job_t *j, const float *x, float *y) {
+  const kern_pool_t *p = j->p;
+  int w = j->w, ow = j->ow, ix0 = p->pad_l, ix1 = w - p->kw + p->pad_l + 1;
+  if (ix1 > ow) ix1 = ow;
+  if (ix0 > ix1) ix0 = ix1;
+  for (int oy = 0; oy < j->oh; oy++, y += ow) {
+    int y0, y1, ny;
+    pool__span(oy, 1, p->kh, p->pad_t, p->pad_b, j->h, &y0, &y1, &ny);
+    for (int ox = 0; ox < ow; ox++) {
+      if (ox == ix0) ox = ix1;
+      if (ox >= ow) break;
+      int x0, x1, nx;
+      pool__span(ox, 1, p->kw, p->pad_l, p->pad_r, w, &x0, &x1, &nx);
+      y[ox] = (y1 > y0 && x1 > x0) ? pool__max_window(x, w, y0, y1, x0, x1) : 0.0f;
+    }
+    for (int ox = ix0; ox < ix1; ox++) y[ox] = y1 > y0 ? -FLT_MAX : 0.0f;
+    for (int yy = y0; yy < y1; yy++) {
+      const float *row = x + (size_t)yy * w - p->pad_l;
+      for (int kx = 0; kx < p->kw; kx++)
+        for (int ox = ix0; ox < ix1; ox++) {
+          float v = row[ox + kx];
+          y[ox] = v > y[ox] ? v : y[ox];
+        }
+    }
+  }
+}
+
 static void pool__task(void *arg, int tid, int nt) {
   const pool_job_t *j = arg;
+  if (!j->avg && j->p->stride_w == 1 && j->p->stride_h == 1) {
+    size_t b, e, in_plane = (size_t)j->h * j->w, out_plane = (size_t)j->oh * j->ow;
+    pool_split(j->planes, tid, nt, &b, &e);
+    for (size_t i = b; i < e; i++)
+      pool__max_s1_plane(j, j->in + i * in_plane, j->out + i * out_plane);
+    return;
+  }
   size_t b, e, in_plane = (size_t)j->h * j->w, out_plane = (size_t)j->oh * j->ow;
   pool_split(j->planes, tid, nt, &b, &e);
   for (size_t i = b; i < e; i++) pool__plane(j, j->in + i * in_plane, j->out + i * out_plane);
