@@ -12,22 +12,14 @@ import sys
 
 import yaml
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
+import checks  # noqa: E402
+from checks import check  # noqa: E402
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 COMPOSE = os.path.join(ROOT, "docker", "compose.yaml")
 DOCKERFILE = os.path.join(ROOT, "docker", "Dockerfile")
 IMAGE_CONF = os.path.join(ROOT, "docker", "classifyd.conf")
-
-passed, failed = 0, 0
-
-
-def check(name, cond, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print(f"  ok   {name}")
-    else:
-        failed += 1
-        print(f"  FAIL {name} {detail}")
 
 
 def seconds(v):
@@ -71,5 +63,4 @@ if __name__ == "__main__":
     except (OSError, yaml.YAMLError, KeyError, IndexError, TypeError, AttributeError,
             configparser.Error) as e:
         check("compose.yaml has the expected structure", False, f"{type(e).__name__}: {e}")
-    print(f"deploy-compose: {passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+    sys.exit(checks.summary("deploy-compose"))

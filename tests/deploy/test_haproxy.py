@@ -31,6 +31,10 @@ import urllib.request
 
 from PIL import Image
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
+import checks  # noqa: E402
+from checks import check  # noqa: E402
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("BUILD", os.path.join(ROOT, "build"))
 MODELS = os.environ.get("MODELS", os.path.join(BUILD, "models"))
@@ -42,19 +46,9 @@ REPLICAS = ("c1", "c2", "c3")
 LOAD_REQUESTS = int(os.environ.get("LOAD_REQUESTS", "150"))
 LOAD_CLIENTS = 6
 
-passed, failed = 0, 0
 procs = []
 
 
-def check(name, cond, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print(f"  ok   {name}")
-    else:
-        failed += 1
-        print(f"  FAIL {name} {detail}")
-    return cond
 
 
 def free_port():
@@ -286,10 +280,9 @@ if __name__ == "__main__":
     finally:
         for p in procs:
             p.stop(signal.SIGKILL, 10)
-    if failed:
+    if checks.failed:
         for p in procs:
             print(f"---- {p.name} log (tail)\n{p.text()[-1500:]}")
     else:
         shutil.rmtree(TMP, ignore_errors=True)
-    print(f"deploy-haproxy: {passed} passed, {failed} failed")
-    sys.exit(1 if failed or rc else 0)
+    sys.exit(checks.summary("deploy-haproxy") or (1 if rc else 0))

@@ -26,6 +26,10 @@ import urllib.request
 import yaml
 from PIL import Image
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
+import checks  # noqa: E402
+from checks import check  # noqa: E402
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("BUILD", os.path.join(ROOT, "build"))
 MODELS = os.environ.get("MODELS", os.path.join(BUILD, "models"))
@@ -34,18 +38,8 @@ MANIFEST = os.path.join(ROOT, "docker", "kubernetes.yaml")
 IMAGE_CONF = os.path.join(ROOT, "docker", "classifyd.conf")
 DOCKERFILE = os.path.join(ROOT, "docker", "Dockerfile")
 
-passed, failed = 0, 0
 
 
-def check(name, cond, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print(f"  ok   {name}")
-    else:
-        failed += 1
-        print(f"  FAIL {name} {detail}")
-    return cond
 
 
 def cpu(q):
@@ -238,5 +232,4 @@ if __name__ == "__main__":
         main()
     except (KeyError, IndexError, TypeError, ValueError) as e:
         check("manifest has the expected structure", False, f"{type(e).__name__}: {e}")
-    print(f"deploy-kubernetes: {passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+    sys.exit(checks.summary("deploy-kubernetes"))

@@ -25,6 +25,10 @@ import urllib.request
 
 from PIL import Image
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
+import checks  # noqa: E402
+from checks import check  # noqa: E402
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("BUILD", os.path.join(ROOT, "build"))
 MODELS = os.environ.get("MODELS", os.path.join(BUILD, "models"))
@@ -39,19 +43,9 @@ GNET = os.path.join(MODELS, "googlenet.onnx")
 R50 = os.path.join(MODELS, "resnet50.onnx")
 TIMEOUT = 120
 
-passed, failed = 0, 0
 daemons = []
 
 
-def check(name, cond, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print(f"  ok   {name}")
-    else:
-        failed += 1
-        print(f"  FAIL {name} {detail}")
-    return cond
 
 
 class Daemon:
@@ -633,7 +627,6 @@ def test_config_file(imgs):
 
 
 def main():
-    global failed
     for p in (BIN, R18, GNET):
         if not os.path.exists(p):
             print(f"integration: missing {p} (run make test-models)")
@@ -669,12 +662,11 @@ def main():
                 or "runtime error:" in d.text() or "LeakSanitizer" in d.text()
                 or "WARNING: ThreadSanitizer" in d.text()]
         check("no sanitizer reports in daemon logs", not asan, asan)
-    if failed:
+    if checks.failed:
         print(f"integration: daemon logs kept in {TMP}")
     else:
         shutil.rmtree(TMP, ignore_errors=True)
-    print(f"integration: {passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return checks.summary("integration")
 
 
 if __name__ == "__main__":

@@ -38,6 +38,10 @@ import urllib.request
 
 from PIL import Image
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
+import checks  # noqa: E402
+from checks import check  # noqa: E402
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("BUILD", os.path.join(ROOT, "build"))
 MODELS = os.environ.get("MODELS", os.path.join(BUILD, "models"))
@@ -47,19 +51,9 @@ UNIT = os.path.join(ROOT, "systemd", "classifyd.service")
 TMP = tempfile.mkdtemp(prefix="classifyd-sd-")
 R18, R50, GNET = (os.path.join(MODELS, n + ".onnx") for n in ("resnet18", "resnet50", "googlenet"))
 
-passed, failed = 0, 0
 procs = []
 
 
-def check(name, cond, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print(f"  ok   {name}")
-    else:
-        failed += 1
-        print(f"  FAIL {name} {str(detail)[:600]}")
-    return cond
 
 
 def request(url, data=None, timeout=120):
@@ -475,7 +469,6 @@ def test_sandbox():
 
 
 def main():
-    global failed
     for p in (BIN, R18, R50, GNET):
         if not os.path.exists(p):
             print(f"systemd: missing {p} (run make test-models)")
@@ -502,12 +495,11 @@ def main():
             if d.proc.poll() is None:
                 d.proc.kill()
                 d.proc.wait(10)
-    if failed:
+    if checks.failed:
         print(f"systemd: logs kept in {TMP}")
     else:
         shutil.rmtree(TMP, ignore_errors=True)
-    print(f"systemd: {passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return checks.summary("systemd")
 
 
 if __name__ == "__main__":
