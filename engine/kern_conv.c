@@ -27,10 +27,12 @@
 #include <cblas.h>
 #include <stdlib.h>
 
+#include "cnn.h"
 #include "kern_internal.h"
+#include "kern_sgemm.h"
 
 enum {
-  CONV_COL_FLOATS = 1 << 19,  /* lowered block budget per thread: 2 MB */
+  CONV_COL_FLOATS = 1 << 17,  /* lowered block budget per thread: 512 KB (L2) */
   CONV_BLOCK_MIN = 64,        /* never lower fewer columns than this per block */
   CONV_ROWSPLIT_COLS = 160,   /* below this many columns per thread, split rows */
   CONV_ROW_ALIGN = 16         /* row-split boundaries fall on multiples of this */
@@ -59,12 +61,24 @@ static size_t conv__block(size_t kdim, size_t cols) {
 
 int kern_conv_prepare(kern_conv_t *p) {
   p->packed = NULL;
-  return kern_wino_eligible(p) ? kern_wino_prepare(p) : 0;
+  p->gemm_a = NULL;
+  if (kern_wino_eligible(p)) return kern_wino_prepare(p);
+  if (!kern_sgemm_available()) return 0;
+  int kdim = p->cin * p->kh * p->kw;
+  if (posix_memalign((void **)&p->gemm_a, 64,
+                     kern_sgemm_packed_floats(p->cout, kdim) * sizeof(float))) {
+    p->gemm_a = NULL;
+    return CNN_ENOMEM;
+  }
+  kern_sgemm_pack(p->weight, p->cout, kdim, (size_t)kdim, p->gemm_a);
+  return 0;
 }
 
 void kern_conv_release(kern_conv_t *p) {
   free(p->packed);
+  free(p->gemm_a);
   p->packed = NULL;
+  p->gemm_a = NULL;
 }
 
 size_t kern_conv2d_scratch_floats(const kern_conv_t *p, int h, int w, int oh, int ow,
@@ -119,6 +133,12 @@ static void conv__block_run(const conv_job_t *j, int img, int r0, int r1, size_t
   }
   size_t off = (size_t)img * j->out_img + (size_t)r0 * j->cols + c0;
   float *c = j->out + off;
+  if (p->gemm_a) {
+    kern_sgemm_epi_t epi = {.bias = p->bias, .res = j->residual ? j->residual + off : NULL,
+                            .ldr = j->cols, .relu = p->relu};
+    kern_sgemm_run(p->gemm_a, r0, r1, (int)j->kdim, b, ldb, c1 - c0, c, j->cols, &epi);
+    return;
+  }
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, (int)(c1 - c0), (int)j->kdim,
               1.0f, p->weight + (size_t)r0 * j->kdim, (int)j->kdim, b, (int)ldb, 0.0f, c,
               (int)j->cols);

@@ -32,6 +32,7 @@
 
 #include "cnn.h"
 #include "kern_internal.h"
+#include "kern_sgemm.h"
 
 enum {
   WINO_XI = 16,             /* 4x4 transform domain */
@@ -73,11 +74,9 @@ size_t kern_wino_scratch_floats(const kern_conv_t *p, int ow) {
 }
 
 /* u[xi][co][ci] = (G g G^T)[xi] for g = weight[co][ci], computed in double. */
-int kern_wino_prepare(kern_conv_t *p) {
+static void wino__transform_weights(const kern_conv_t *p, float *u) {
   static const double g4[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
   size_t cin = (size_t)p->cin, cout = (size_t)p->cout, plane = cin * cout;
-  float *u = NULL;
-  if (posix_memalign((void **)&u, 64, WINO_XI * plane * sizeof *u)) return CNN_ENOMEM;
   for (size_t co = 0; co < cout; co++)
     for (size_t ci = 0; ci < cin; ci++) {
       const float *g = p->weight + (co * cin + ci) * 9;
@@ -90,6 +89,31 @@ int kern_wino_prepare(kern_conv_t *p) {
           u[(size_t)(i * 4 + jx) * plane + co * cin + ci] =
               (float)(t[i][0] * g4[jx][0] + t[i][1] * g4[jx][1] + t[i][2] * g4[jx][2]);
     }
+}
+
+/* Size of one xi's U as the products read it: packed panels, or the plain matrix. */
+static size_t wino__uplane(const kern_conv_t *p) {
+  return kern_sgemm_available() ? kern_sgemm_packed_floats(p->cout, p->cin)
+                                : (size_t)p->cin * (size_t)p->cout;
+}
+
+int kern_wino_prepare(kern_conv_t *p) {
+  size_t plane = (size_t)p->cin * (size_t)p->cout, uplane = wino__uplane(p);
+  float *u = NULL, *tmp = NULL;
+  if (posix_memalign((void **)&u, 64, WINO_XI * uplane * sizeof *u)) return CNN_ENOMEM;
+  if (!kern_sgemm_available()) {
+    wino__transform_weights(p, u);
+    p->packed = u;
+    return 0;
+  }
+  if (!(tmp = malloc(WINO_XI * plane * sizeof *tmp))) {
+    free(u);
+    return CNN_ENOMEM;
+  }
+  wino__transform_weights(p, tmp);
+  for (size_t xi = 0; xi < WINO_XI; xi++)
+    kern_sgemm_pack(tmp + xi * plane, p->cout, p->cin, (size_t)p->cin, u + xi * uplane);
+  free(tmp);
   p->packed = u;
   return 0;
 }
@@ -249,10 +273,17 @@ static void wino__block(const wino_job_t *j, int r0, int r1, size_t t0, size_t t
   size_t nb = t1 - t0, cin = (size_t)p->cin, cout = (size_t)p->cout, rows = (size_t)(r1 - r0);
   float *v = scratch, *m = v + WINO_XI * cin * j->tb, *buf = m + WINO_XI * cout * j->tb;
   wino__input(j, t0, t1, v, buf);
-  for (size_t xi = 0; xi < WINO_XI; xi++)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)nb, (int)cin, 1.0f,
-                j->u + xi * cout * cin + (size_t)r0 * cin, (int)cin, v + xi * cin * nb, (int)nb,
-                0.0f, m + xi * rows * nb, (int)nb);
+  if (kern_sgemm_available()) {
+    size_t uplane = wino__uplane(p);
+    for (size_t xi = 0; xi < WINO_XI; xi++)
+      kern_sgemm_run(j->u + xi * uplane, r0, r1, (int)cin, v + xi * cin * nb, nb, nb,
+                     m + xi * rows * nb, nb, NULL);
+  } else {
+    for (size_t xi = 0; xi < WINO_XI; xi++)
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)nb, (int)cin,
+                  1.0f, j->u + xi * cout * cin + (size_t)r0 * cin, (int)cin, v + xi * cin * nb,
+                  (int)nb, 0.0f, m + xi * rows * nb, (int)nb);
+  }
   wino__output(j, r0, r1, t0, t1, m, buf);
 }
 
