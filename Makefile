@@ -44,7 +44,7 @@ PKG_LIBS = $(eval PKG_LIBS := $(shell pkg-config --libs $(PKGS)))$(PKG_LIBS)
 CRIT_LIBS = $(eval CRIT_LIBS := $(shell pkg-config --libs criterion))$(CRIT_LIBS)
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
-OPT := -O2 -march=$(ARCH) -g
+OPT := -O3 -march=$(ARCH) -g
 SAN := -O1 -g -march=$(ARCH) -fsanitize=address,undefined -fno-omit-frame-pointer \
        -fno-sanitize-recover=undefined
 CPPFLAGS_ALL = -Iengine -Iserver -I$(BUILD)/gen -D_GNU_SOURCE $(PKG_CFLAGS)

@@ -63,49 +63,74 @@ static void pool__plane(const pool_job_t *j, const float *x, float *y) {
   }
 }
 
-/* Stride-1 max pooling (GoogLeNet's inception branches): interior columns, whose
- * windows lie inside the row, are computed a tap at a time across the whole row,
- * which vectorizes; edge columns use the generic window. Same comparisons as
- * pool__max_window, so the results are identical. */
-static void pool__max_s1_plane(const pool_job_t *j, const float *x, float *y) {
+/* Max pooling, separably: for each output row, the column maxima over its window's
+ * input rows (contiguous, vectorizes), then each output's maximum over its window's
+ * columns of that row (interior windows without clipping tests). max is exact, so
+ * the order changes nothing: results equal pool__plane's. Rows up to POOL_ROW_MAX
+ * wide (the row lives on the stack); wider ones take pool__plane. */
+enum { POOL_ROW_MAX = 2048 };
+
+static void pool__max_row(const kern_pool_t *p, const float *v, int w, int ow, float *y) {
+  int s = p->stride_w, k = p->kw, pad = p->pad_l;
+  /* Interior outputs: windows [ox*s - pad, +k) inside [0, w). */
+  int i0 = (pad + s - 1) / s, i1 = w - k + pad >= 0 ? (w - k + pad) / s + 1 : 0;
+  if (i1 > ow) i1 = ow;
+  if (i0 > i1) i0 = i1;
+  for (int ox = 0; ox < ow; ox++) {
+    if (ox == i0) ox = i1;
+    if (ox >= ow) break;
+    int x0, x1, nx;
+    pool__span(ox, s, k, pad, p->pad_r, w, &x0, &x1, &nx);
+    float m = x1 > x0 ? -FLT_MAX : 0.0f;
+    for (int x = x0; x < x1; x++) m = v[x] > m ? v[x] : m;
+    y[ox] = m;
+  }
+  if (s == 1) {
+    const float *b = v + i0 - pad;
+    for (int ox = i0; ox < i1; ox++) y[ox] = b[ox - i0];
+    for (int kx = 1; kx < k; kx++)
+      for (int ox = i0; ox < i1; ox++) y[ox] = b[ox - i0 + kx] > y[ox] ? b[ox - i0 + kx] : y[ox];
+    return;
+  }
+  for (int ox = i0; ox < i1; ox++) {
+    const float *b = v + ox * s - pad;
+    float m = b[0];
+    for (int kx = 1; kx < k; kx++) m = b[kx] > m ? b[kx] : m;
+    y[ox] = m;
+  }
+}
+
+static void pool__max_plane(const pool_job_t *j, const float *x, float *y) {
   const kern_pool_t *p = j->p;
-  int w = j->w, ow = j->ow, ix0 = p->pad_l, ix1 = w - p->kw + p->pad_l + 1;
-  if (ix1 > ow) ix1 = ow;
-  if (ix0 > ix1) ix0 = ix1;
-  for (int oy = 0; oy < j->oh; oy++, y += ow) {
+  float v[POOL_ROW_MAX];
+  for (int oy = 0; oy < j->oh; oy++, y += j->ow) {
     int y0, y1, ny;
-    pool__span(oy, 1, p->kh, p->pad_t, p->pad_b, j->h, &y0, &y1, &ny);
-    for (int ox = 0; ox < ow; ox++) {
-      if (ox == ix0) ox = ix1;
-      if (ox >= ow) break;
-      int x0, x1, nx;
-      pool__span(ox, 1, p->kw, p->pad_l, p->pad_r, w, &x0, &x1, &nx);
-      y[ox] = (y1 > y0 && x1 > x0) ? pool__max_window(x, w, y0, y1, x0, x1) : 0.0f;
+    pool__span(oy, p->stride_h, p->kh, p->pad_t, p->pad_b, j->h, &y0, &y1, &ny);
+    if (y1 <= y0) {
+      for (int ox = 0; ox < j->ow; ox++) y[ox] = 0.0f;
+      continue;
     }
-    for (int ox = ix0; ox < ix1; ox++) y[ox] = y1 > y0 ? -FLT_MAX : 0.0f;
-    for (int yy = y0; yy < y1; yy++) {
-      const float *row = x + (size_t)yy * w - p->pad_l;
-      for (int kx = 0; kx < p->kw; kx++)
-        for (int ox = ix0; ox < ix1; ox++) {
-          float v = row[ox + kx];
-          y[ox] = v > y[ox] ? v : y[ox];
-        }
+    const float *r = x + (size_t)y0 * (size_t)j->w;
+    for (int xx = 0; xx < j->w; xx++) v[xx] = r[xx];
+    for (int yy = y0 + 1; yy < y1; yy++) {
+      r = x + (size_t)yy * (size_t)j->w;
+      for (int xx = 0; xx < j->w; xx++) v[xx] = r[xx] > v[xx] ? r[xx] : v[xx];
     }
+    pool__max_row(p, v, j->w, j->ow, y);
   }
 }
 
 static void pool__task(void *arg, int tid, int nt) {
   const pool_job_t *j = arg;
-  if (!j->avg && j->p->stride_w == 1 && j->p->stride_h == 1) {
-    size_t b, e, in_plane = (size_t)j->h * j->w, out_plane = (size_t)j->oh * j->ow;
-    pool_split(j->planes, tid, nt, &b, &e);
-    for (size_t i = b; i < e; i++)
-      pool__max_s1_plane(j, j->in + i * in_plane, j->out + i * out_plane);
-    return;
-  }
   size_t b, e, in_plane = (size_t)j->h * j->w, out_plane = (size_t)j->oh * j->ow;
   pool_split(j->planes, tid, nt, &b, &e);
-  for (size_t i = b; i < e; i++) pool__plane(j, j->in + i * in_plane, j->out + i * out_plane);
+  int separable = !j->avg && j->w <= POOL_ROW_MAX;
+  for (size_t i = b; i < e; i++) {
+    if (separable)
+      pool__max_plane(j, j->in + i * in_plane, j->out + i * out_plane);
+    else
+      pool__plane(j, j->in + i * in_plane, j->out + i * out_plane);
+  }
 }
 
 static void pool__run(const kern_ctx_t *kc, const kern_pool_t *p, const float *in, int n,
