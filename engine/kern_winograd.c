@@ -27,6 +27,7 @@
  * single-threaded, as for every kernel.
  */
 #include <cblas.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -118,8 +119,23 @@ int kern_wino_prepare(kern_conv_t *p) {
   return 0;
 }
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+
+/* Lanes i of [0, 32) whose position xs + i lies in [0, w), as a 32-bit mask. */
+static inline uint32_t wino__inside(int xs, int w) {
+  int lo = xs < 0 ? -xs : 0, hi = w - xs;
+  if (hi > 32) hi = 32;
+  if (hi <= lo) return 0;
+  uint64_t m = ((uint64_t)1 << hi) - 1;
+  return (uint32_t)(m & ~(((uint64_t)1 << lo) - 1));
+}
+#endif
+
 /* Input row y, columns x0 .. x0 + 2*cnt + 1, split into even (e[0..cnt]) and odd
- * (o[0..cnt]) positions, zero outside the plane. */
+ * (o[0..cnt]) positions, zero outside the plane. With AVX-512, 32 positions at a
+ * time: one masked load pair (masked-off lanes are never read) and two permutes;
+ * e and o then receive whole vectors (the half rows have a vector of slack). */
 static void wino__row(const float *plane, int h, int w, int y, int x0, int cnt, float *e,
                       float *o) {
   if (y < 0 || y >= h) {
@@ -127,11 +143,25 @@ static void wino__row(const float *plane, int h, int w, int y, int x0, int cnt, 
     return;
   }
   const float *r = plane + (size_t)y * (size_t)w;
+#if defined(__AVX512F__)
+  const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  for (int k = 0; k <= cnt; k += 16) {
+    int xs = x0 + 2 * k;
+    uint32_t in = wino__inside(xs, w);
+    const float *src = (const float *)((uintptr_t)r + (intptr_t)xs * (intptr_t)sizeof(float));
+    __m512 a = _mm512_maskz_loadu_ps((__mmask16)(in & 0xFFFF), src);
+    __m512 b = _mm512_maskz_loadu_ps((__mmask16)(in >> 16), src + 16);
+    _mm512_storeu_ps(e + k, _mm512_permutex2var_ps(a, ie, b));
+    _mm512_storeu_ps(o + k, _mm512_permutex2var_ps(a, io, b));
+  }
+#else
   for (int k = 0; k <= cnt; k++) {
     int x = x0 + 2 * k;
     e[k] = x >= 0 && x < w ? r[x] : 0.0f;
     o[k] = x + 1 >= 0 && x + 1 < w ? r[x + 1] : 0.0f;
   }
+#endif
 }
 
 /* Transforms run on 16 adjacent tiles at a time as GCC/Clang vector values (one
@@ -232,16 +262,38 @@ static void wino__at_row(const float *m, size_t stride, int cnt, float *y, int p
 }
 
 /* Output row yo from even/odd halves, columns x0 .. x0 + 2*cnt - 1 clipped to ow,
- * with y = act(y + bias + residual). */
+ * with y = act(y + bias + residual). With AVX-512, 16 tiles (32 columns) at a time:
+ * two permutes interleave the halves, the epilogue runs on vectors, stores are masked
+ * to the row. */
 static void wino__store(const wino_job_t *j, const float *ev, const float *od, int cnt, float b,
                         size_t o, int x0) {
   const float *res = j->residual ? j->residual + o : NULL;
   float *out = j->out + o;
   int n = 2 * cnt < j->ow - x0 ? 2 * cnt : j->ow - x0;
+#if defined(__AVX512F__)
+  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i hi =
+      _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  const __m512 bias = _mm512_set1_ps(b), zero = _mm512_setzero_ps();
+  for (int x = 0; x < n; x += 32) {
+    __m512 a = _mm512_loadu_ps(ev + x / 2), c = _mm512_loadu_ps(od + x / 2);
+    __m512 v[2] = {_mm512_permutex2var_ps(a, lo, c), _mm512_permutex2var_ps(a, hi, c)};
+    for (int h = 0; h < 2; h++) {
+      int left = n - x - 16 * h;
+      if (left <= 0) break;
+      __mmask16 mk = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+      __m512 y = _mm512_add_ps(v[h], bias);
+      if (res) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(mk, res + x + 16 * h));
+      if (j->p->relu) y = _mm512_max_ps(y, zero);
+      _mm512_mask_storeu_ps(out + x + 16 * h, mk, y);
+    }
+  }
+#else
   for (int x = 0; x < n; x++) {
     float y = ((x & 1) ? od : ev)[x >> 1] + b + (res ? res[x] : 0.0f);
     out[x] = j->p->relu && y < 0.0f ? 0.0f : y;
   }
+#endif
 }
 
 static void wino__output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
