@@ -33,7 +33,8 @@
 
 enum {
   CONV_COL_FLOATS = 1 << 17,  /* lowered block budget per thread: 512 KB (L2) */
-  CONV_BLOCK_MIN = 64,        /* never lower fewer columns than this per block */
+  CONV_TILE_COLS = 48,        /* kern_sgemm's micro-kernel width */
+  CONV_BLOCK_MIN = 48,        /* never lower fewer columns than this per block */
   CONV_ROWSPLIT_COLS = 160,   /* below this many columns per thread, split rows */
   CONV_ROW_ALIGN = 16         /* row-split boundaries fall on multiples of this */
 };
@@ -53,8 +54,10 @@ static int conv__direct(const kern_conv_t *p) {
          p->pad_l == 0 && p->pad_b == 0 && p->pad_r == 0;
 }
 
+/* Columns lowered per block: within the budget, a whole number of micro-kernel
+ * tiles (CONV_TILE_COLS), so only the last block of a range has a partial tile. */
 static size_t conv__block(size_t kdim, size_t cols) {
-  size_t b = CONV_COL_FLOATS / (kdim ? kdim : 1);
+  size_t b = CONV_COL_FLOATS / (kdim ? kdim : 1) / CONV_TILE_COLS * CONV_TILE_COLS;
   if (b < CONV_BLOCK_MIN) b = CONV_BLOCK_MIN;
   return b < cols ? b : cols;
 }
@@ -149,7 +152,13 @@ static void conv__block_run(const conv_job_t *j, int img, int r0, int r1, size_t
 static void conv__by_cols(void *arg, int tid, int nt) {
   const conv_job_t *j = arg;
   size_t b, e;
-  pool_split((size_t)j->n * j->cols, tid, nt, &b, &e);
+  /* Split in whole tiles of each image's columns, so a thread's range has at most one
+   * partial tile per image it touches. */
+  size_t tiles_img = (j->cols + CONV_TILE_COLS - 1) / CONV_TILE_COLS;
+  pool_split((size_t)j->n * tiles_img, tid, nt, &b, &e);
+  b = b / tiles_img * j->cols + b % tiles_img * CONV_TILE_COLS;
+  e = e / tiles_img * j->cols + (e % tiles_img) * CONV_TILE_COLS;
+  if (e > (size_t)j->n * j->cols) e = (size_t)j->n * j->cols;
   for (size_t pos = b; pos < e;) {
     int img = (int)(pos / j->cols);
     size_t c0 = pos % j->cols, c1 = c0 + j->block;

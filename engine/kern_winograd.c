@@ -59,8 +59,11 @@ int kern_wino_eligible(const kern_conv_t *p) {
          p->cin >= WINO_CH_MIN && p->cout >= WINO_CH_MIN;
 }
 
+/* Tiles per block: within the budget, and a whole number of the products' 48-column
+ * micro-kernel tiles when there is room for one. */
 static size_t wino__tb(const kern_conv_t *p) {
   size_t tb = WINO_BUDGET / ((size_t)WINO_XI * ((size_t)p->cin + (size_t)p->cout));
+  if (tb >= 48) tb = tb / 48 * 48;
   return tb < WINO_TB_MIN ? WINO_TB_MIN : tb;
 }
 
@@ -341,8 +344,10 @@ static void wino__block(const wino_job_t *j, int r0, int r1, size_t t0, size_t t
 
 static void wino__by_tiles(void *arg, int tid, int nt) {
   const wino_job_t *j = arg;
-  size_t b, e;
-  pool_split(j->tiles, tid, nt, &b, &e);
+  size_t b, e, units = (j->tiles + 47) / 48; /* whole 48-tile groups per thread */
+  pool_split(units, tid, nt, &b, &e);
+  b *= 48, e *= 48;
+  if (e > j->tiles) e = j->tiles;
   for (size_t t0 = b; t0 < e; t0 += j->tb)
     wino__block(j, 0, j->p->cout, t0, t0 + j->tb < e ? t0 + j->tb : e, j->kc->scratch[tid]);
 }
