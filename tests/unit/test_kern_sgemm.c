@@ -1,7 +1,8 @@
 /* test_kern_sgemm.c — the packed-weight sgemm (kern_sgemm.c) against a double-precision
  * product, on every tail of M (rows past a panel) and N (1..96 columns, so each of the
  * 1-, 2- and 3-vector tiles and every mask width is hit), with each epilogue variant,
- * a row range starting mid-matrix, and a B row stride wider than N. Tolerance as in
+ * a row range starting mid-matrix, a B row stride wider than N, and the tall kernel
+ * (few columns, long K) with row tails inside its 32-row tiles. Tolerance as in
  * test_kern_conv.c: 1e-5 of the sum of absolute terms. */
 #include <criterion/criterion.h>
 #include <stdlib.h>
@@ -57,4 +58,11 @@ Test(kern_sgemm, row_ranges_and_long_k) {
   sgemm_check(&rng, 37, 50, 300, 16, 7);
   sgemm_check(&rng, 64, 200, 1100, 8, 3); /* several column chunks at this k */
   sgemm_check(&rng, 3, 17, 5, 0, 6);
+}
+
+Test(kern_sgemm, tall_kernel_few_columns_long_k) {
+  ref_rng_t rng = {0x9E3779B97F4A7C15ull};
+  static const int cols[] = {1, 5, 12, 13, 16, 25, 49, 56};
+  for (int i = 0; i < 8; i++) sgemm_check(&rng, 40 + 8 * (i % 3), cols[i], 256 + 37 * i, 0, i);
+  sgemm_check(&rng, 64, 49, 300, 32, 7); /* a row range starting at a later panel */
 }
