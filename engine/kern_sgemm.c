@@ -47,11 +47,14 @@ void kern_sgemm_pack(const float *a, int m, int k, size_t lda, float *packed) {
   size_t panels = ((size_t)m + KERN_SGEMM_PANEL - 1) / KERN_SGEMM_PANEL;
   for (size_t pi = 0; pi < panels; pi++) {
     float *dst = packed + pi * KERN_SGEMM_PANEL * (size_t)k;
-    for (size_t kk = 0; kk < (size_t)k; kk++)
-      for (size_t r = 0; r < KERN_SGEMM_PANEL; r++) {
-        size_t row = pi * KERN_SGEMM_PANEL + r;
-        dst[kk * KERN_SGEMM_PANEL + r] = row < (size_t)m ? a[row * lda + kk] : 0.0f;
-      }
+    for (size_t r = 0; r < KERN_SGEMM_PANEL; r++) {
+      size_t row = pi * KERN_SGEMM_PANEL + r;
+      const float *src = a + row * lda;
+      if (row < (size_t)m)
+        for (size_t kk = 0; kk < (size_t)k; kk++) dst[kk * KERN_SGEMM_PANEL + r] = src[kk];
+      else
+        for (size_t kk = 0; kk < (size_t)k; kk++) dst[kk * KERN_SGEMM_PANEL + r] = 0.0f;
+    }
   }
 }
 
