@@ -34,6 +34,7 @@
 enum {
   CONV_COL_FLOATS = 1 << 17,  /* lowered block budget per thread: 512 KB (L2) */
   CONV_TILE_COLS = 48,        /* kern_sgemm's micro-kernel width */
+  CONV_SPLIT_COLS = 16,       /* thread shares of columns are multiples of this */
   CONV_BLOCK_MIN = 48,        /* never lower fewer columns than this per block */
   CONV_ROWSPLIT_COLS = 160,   /* below this many columns per thread, split rows */
   CONV_ROW_ALIGN = 16         /* row-split boundaries fall on multiples of this */
@@ -152,12 +153,13 @@ static void conv__block_run(const conv_job_t *j, int img, int r0, int r1, size_t
 static void conv__by_cols(void *arg, int tid, int nt) {
   const conv_job_t *j = arg;
   size_t b, e;
-  /* Split in whole tiles of each image's columns, so a thread's range has at most one
-   * partial tile per image it touches. */
-  size_t tiles_img = (j->cols + CONV_TILE_COLS - 1) / CONV_TILE_COLS;
-  pool_split((size_t)j->n * tiles_img, tid, nt, &b, &e);
-  b = b / tiles_img * j->cols + b % tiles_img * CONV_TILE_COLS;
-  e = e / tiles_img * j->cols + (e % tiles_img) * CONV_TILE_COLS;
+  /* Split in whole 16-column vectors of each image's columns: shares even to a
+   * vector, and each has at most one partial micro-kernel tile per image it touches
+   * (blocks are whole tiles from the start of the share). */
+  size_t vecs_img = (j->cols + CONV_SPLIT_COLS - 1) / CONV_SPLIT_COLS;
+  pool_split((size_t)j->n * vecs_img, tid, nt, &b, &e);
+  b = b / vecs_img * j->cols + b % vecs_img * CONV_SPLIT_COLS;
+  e = e / vecs_img * j->cols + (e % vecs_img) * CONV_SPLIT_COLS;
   if (e > (size_t)j->n * j->cols) e = (size_t)j->n * j->cols;
   for (size_t pos = b; pos < e;) {
     int img = (int)(pos / j->cols);

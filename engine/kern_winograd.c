@@ -344,9 +344,11 @@ static void wino__block(const wino_job_t *j, int r0, int r1, size_t t0, size_t t
 
 static void wino__by_tiles(void *arg, int tid, int nt) {
   const wino_job_t *j = arg;
-  size_t b, e, units = (j->tiles + 47) / 48; /* whole 48-tile groups per thread */
+  /* Whole vectors of 16 tiles per thread: even shares, and only the last block of a
+   * share has a partial 48-tile group in its products. */
+  size_t b, e, units = (j->tiles + 15) / 16;
   pool_split(units, tid, nt, &b, &e);
-  b *= 48, e *= 48;
+  b *= 16, e *= 16;
   if (e > j->tiles) e = j->tiles;
   for (size_t t0 = b; t0 < e; t0 += j->tb)
     wino__block(j, 0, j->p->cout, t0, t0 + j->tb < e ? t0 + j->tb : e, j->kc->scratch[tid]);
