@@ -256,7 +256,8 @@ models: | $(DEPS_TEST_STAMP)
 	$(PYTHON) models/fetch.py --dir models
 
 FUZZ_CC := clang
-FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+# -march as the build, so the fuzzers run the same SIMD code paths (e.g. the AVX2 resampler).
+FUZZ_FLAGS := -g -O1 -march=$(ARCH) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZERS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(ENGINE_SRCS) $(GEN_C) | $(DEPS_TEST_STAMP)
 	@mkdir -p $(@D)
