@@ -8,6 +8,9 @@
  * count_include_pad the divisor counts padding but not positions beyond it.
  */
 #include <float.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "kern_internal.h"
 
@@ -92,7 +95,26 @@ static void pool__max_row(const kern_pool_t *p, const float *v, int w, int ow, f
       for (int ox = i0; ox < i1; ox++) y[ox] = b[ox - i0 + kx] > y[ox] ? b[ox - i0 + kx] : y[ox];
     return;
   }
-  for (int ox = i0; ox < i1; ox++) {
+  int ox = i0;
+#if defined(__AVX512F__)
+  /* 3 taps at stride 2 (GoogLeNet's and ResNet's stride-2 pools), 16 outputs at a time:
+   * the window of output ox is e[ox], o[ox], e[ox + 1] with e and o the even and odd
+   * positions from ox*2 - pad; both halves come from one permute of two loads each.
+   * The loads stay inside [v, v + w): i1 bounds the last window to the row. */
+  if (s == 2 && k == 3) {
+    const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    for (; ox + 16 <= i1; ox += 16) {
+      const float *b = v + ox * 2 - pad; /* b[0 .. 32] are inside the row */
+      __m512 lo = _mm512_loadu_ps(b), hi = _mm512_loadu_ps(b + 16);
+      __m512 lo2 = _mm512_loadu_ps(b + 2), hi2 = _mm512_maskz_loadu_ps(0x7FFF, b + 18);
+      __m512 e = _mm512_permutex2var_ps(lo, ie, hi), o = _mm512_permutex2var_ps(lo, io, hi);
+      __m512 e1 = _mm512_permutex2var_ps(lo2, ie, hi2);
+      _mm512_storeu_ps(y + ox, _mm512_max_ps(_mm512_max_ps(e, o), e1));
+    }
+  }
+#endif
+  for (; ox < i1; ox++) {
     const float *b = v + ox * s - pad;
     float m = b[0];
     for (int kx = 1; kx < k; kx++) m = b[kx] > m ? b[kx] : m;
