@@ -14,6 +14,8 @@
 #include <stdatomic.h>
 
 #include "config.h"
+#include "conns.h"
+#include "linger.h"
 #include "modelset.h"
 #include "pipeline.h"
 
@@ -23,6 +25,11 @@ typedef struct {
   pipeline_t *pipe;
   atomic_int draining;  /* SIGTERM received: answer with Connection: close */
   atomic_long in_flight; /* requests between first callback and completion */
+  int max_connections;   /* derived from cfg and the open-file limit (rlimits.h) */
+  conns_t *conns;        /* open connections and their request deadlines */
+  linger_t *linger;      /* lingering close of refused uploads */
+  atomic_long upload_bytes; /* body bytes charged against cfg->upload_memory */
+  atomic_long upload_refused; /* uploads refused (503) because that budget was spent */
 } app_t;
 
 #endif
