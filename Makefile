@@ -136,6 +136,10 @@ endef
 ASAN := $(BUILD)/asan
 $(eval $(call VARIANT,$(BUILD),$(OPT)))
 $(eval $(call VARIANT,$(ASAN),$(SAN)))
+# For Valgrind, which does not decode AVX-512: the same code built for x86-64-v3 (AVX2).
+VG := $(BUILD)/vg
+VGOPT := -O1 -g -march=x86-64-v3
+$(eval $(call VARIANT,$(VG),$(VGOPT)))
 
 TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tools/%,$(TOOL_SRCS))
 TOOLS_ASAN := $(patsubst tests/tools/%.c,$(ASAN)/tools/%,$(TOOL_SRCS))

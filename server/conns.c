@@ -13,8 +13,9 @@
 
 #include "job.h"
 
-int conns_init(conns_t *c, int timeout_s, uint64_t min_rate) {
+int conns_init(conns_t *c, int timeout_s, uint64_t min_rate, long soft_limit) {
   c->head = NULL;
+  c->soft_limit = soft_limit;
   c->timeout_ns = (uint64_t)timeout_s * 1000000000u;
   c->min_rate = min_rate;
   atomic_init(&c->open, 0);
@@ -45,7 +46,7 @@ conn_entry_t *conns_open(conns_t *c, int fd) {
   if (c->head) c->head->prev = e;
   c->head = e;
   pthread_mutex_unlock(&c->mu);
-  atomic_fetch_add(&c->open, 1);
+  e->over = atomic_fetch_add(&c->open, 1) >= c->soft_limit;
   return e;
 }
 

@@ -17,6 +17,8 @@
  * from the loop thread. The list is under one mutex; an entry's fd is shut down
  * only under that mutex, and conns_close() (called by MHD before it closes the
  * fd) unlinks it under the same mutex, so a reused fd number is never touched.
+ * A connection opened while `soft_limit` others are open is marked `over`: its
+ * request is answered 503 and the connection closed (http.c).
  * Memory: conns_open() allocates the entry; conns_close() frees it.
  */
 #ifndef CLASSIFYD_CONNS_H
@@ -34,6 +36,7 @@ typedef struct conn_entry {
   _Atomic uint64_t t_start; /* accepted, or previous answer sent (CLOCK_MONOTONIC ns) */
   _Atomic uint64_t bytes;   /* body bytes of the current request so far */
   atomic_int state;         /* conn_state_t */
+  int over;                 /* opened beyond the soft limit: its request gets 503 */
 } conn_entry_t;
 
 typedef struct {
@@ -41,11 +44,12 @@ typedef struct {
   conn_entry_t *head;
   uint64_t timeout_ns;
   uint64_t min_rate; /* bytes per second that earn one more second; 0: no extension */
+  long soft_limit;   /* connections beyond this many are marked `over` */
   atomic_long open;  /* entries in the list */
   atomic_long cut;   /* connections shut down by the sweeper, ever */
 } conns_t;
 
-int conns_init(conns_t *c, int timeout_s, uint64_t min_rate); /* 0 or -1 */
+int conns_init(conns_t *c, int timeout_s, uint64_t min_rate, long soft_limit); /* 0 or -1 */
 void conns_deinit(conns_t *c);
 /* A connection was accepted; NULL when out of memory (then it is simply not watched). */
 conn_entry_t *conns_open(conns_t *c, int fd);

@@ -314,7 +314,8 @@ static int setup_loop(daemon_t *d) {
   d->drain_timer.data = d;
   if (uv_timer_init(&d->loop, &d->guard_timer) < 0) return -1;
   d->guard_timer.data = d;
-  if (conns_init(&d->conns, d->cfg.connection_timeout_s, (uint64_t)d->cfg.min_upload_rate) < 0)
+  if (conns_init(&d->conns, d->cfg.connection_timeout_s, (uint64_t)d->cfg.min_upload_rate,
+                 d->app.max_connections) < 0)
     return -1;
   d->conns_ok = 1;
   if (linger_start(&d->linger, d->linger_slots, LINGER_MAX_BYTES, LINGER_IDLE_MS,
@@ -334,12 +335,15 @@ static void guard_sweep(uv_timer_t *t) {
 /* Connection limit from the open-file limit; the memory fit from the file sizes. */
 static int check_limits(daemon_t *d) {
   char msg[1024];
-  if (rlimits_connections(0, d->cfg.max_connections, &d->app.max_connections, &d->linger_slots,
-                         msg, sizeof(msg)) < 0) {
+  rlimits_conns_t lim;
+  if (rlimits_connections(0, d->cfg.max_connections, &lim, msg, sizeof(msg)) < 0) {
     log_msg(LOG_ERROR, "%s", msg);
     return -1;
   }
   if (*msg) log_msg(LOG_WARN, "%s", msg);
+  d->app.max_connections = lim.soft;
+  d->app.accept_limit = lim.hard;
+  d->linger_slots = lim.linger;
   rlimits_memory("/sys/fs/cgroup", &d->mem);
   if (d->mem.limit) {
     if (rlimits_check_files(&d->cfg, &d->mem, rlimits_usage(&d->mem), msg, sizeof(msg)) < 0) {
@@ -368,8 +372,9 @@ static int serve(daemon_t *d) {
           reg->n < 2 ? "one model" : d->cfg.parallel_models ? "models in parallel"
                                                            : "one forward at a time",
           d->cfg.workers, d->cfg.http_threads, d->cfg.max_batch, d->cfg.batch_window_us);
-  log_msg(LOG_INFO, "limits: %d connections (%d per address), requests must arrive within %d s "
-          "(+1 s per %d bytes), %zu bytes of bodies in memory", d->app.max_connections,
+  log_msg(LOG_INFO, "limits: %d connections (503 up to %d, then unaccepted; %d per address), "
+          "requests must arrive within %d s (+1 s per %d bytes), %zu bytes of bodies in memory",
+          d->app.max_connections, d->app.accept_limit,
           d->cfg.max_connections_per_ip, d->cfg.connection_timeout_s, d->cfg.min_upload_rate,
           d->cfg.upload_memory);
   notify_send("STATUS=listening on port %d; loading %d model(s)", port, reg->n);

@@ -129,6 +129,7 @@ static void render_metrics(app_t *a, modelset_t *g, jout_t *j) {
                         .generation = (long)g->id,
                         .connections_open = atomic_load(&a->conns->open),
                         .connections_limit = a->max_connections,
+                        .connections_refused = atomic_load(&a->conns_refused),
                         .connections_cut = atomic_load(&a->conns->cut),
                         .lingering = atomic_load(&a->linger->active),
                         .lingered = atomic_load(&a->linger->total),

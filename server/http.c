@@ -34,6 +34,12 @@
 #include "handlers.h"
 #include "log.h"
 
+/* The connection's registry entry (conns.h); NULL if it is not watched. */
+static conn_entry_t *conn_entry(struct MHD_Connection *c) {
+  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  return ci ? ci->socket_context : NULL;
+}
+
 static int origin_allowed(const char *list, const char *origin) {
   size_t olen = strlen(origin);
   const char *p = list;
@@ -76,7 +82,8 @@ enum MHD_Result http_send(req_t *r, int status, char *body, size_t len, const ch
     snprintf(ra, sizeof(ra), "%d", retry_after);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
   }
-  if (atomic_load(&r->app->draining))
+  conn_entry_t *e = conn_entry(r->conn);
+  if (atomic_load(&r->app->draining) || (e && e->over))
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
   add_cors(r, resp);
   enum MHD_Result rc = MHD_queue_response(r->conn, (unsigned)status, resp);
@@ -139,6 +146,13 @@ static int fields_ok(req_t *r) {
 }
 
 static enum MHD_Result req_begin(req_t *r, const char *url, const char *method) {
+  conn_entry_t *e = conn_entry(r->conn);
+  if (e && e->over) {
+    atomic_fetch_add(&r->app->conns_refused, 1);
+    return http_error(r, 503, "too_many_connections",
+                      "more than %d connections are open; retry later",
+                      r->app->max_connections);
+  }
   if (!fields_ok(r)) return MHD_YES;
   router_match(r, url, r->model_name, sizeof(r->model_name));
   if (r->route == ROUTE_CLASSIFY && strcmp(method, MHD_HTTP_METHOD_POST) == 0) {
@@ -206,11 +220,6 @@ static enum MHD_Result req_consume(req_t *r, const char *data, size_t size) {
   int rc = r->is_multipart ? multipart_feed(&r->mp, data, size) : body_append(r, data, size);
   if (rc < 0) r->err_code = r->mp.oom ? "out_of_memory" : "invalid_multipart";
   return MHD_YES;
-}
-
-static conn_entry_t *conn_entry(struct MHD_Connection *c) {
-  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-  return ci ? ci->socket_context : NULL;
 }
 
 static enum MHD_Result req_step(req_t *r, const char *upload, size_t *upload_size) {
@@ -374,13 +383,14 @@ struct MHD_Daemon *http_start(app_t *app, int listen_fd, int *port_out) {
                                          (intptr_t)cfg->max_connections_per_ip, NULL};
   opts[no] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
   struct MHD_Daemon *d = MHD_start_daemon(
-      flags, 0, NULL, NULL, on_request, app, MHD_OPTION_NOTIFY_COMPLETED, on_completed, app,
+      flags, 0, NULL, NULL, on_request, app, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+      MHD_OPTION_NOTIFY_COMPLETED, on_completed, app,
       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout_s,
       MHD_OPTION_NOTIFY_CONNECTION, on_connection, app,
-      MHD_OPTION_CONNECTION_LIMIT, (unsigned)app->max_connections,
+      MHD_OPTION_CONNECTION_LIMIT, (unsigned)app->accept_limit,
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->header_limit,
-      MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
-      MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
+      MHD_OPTION_STRICT_FOR_CLIENT, 1, /* e.g. HTTP/1.1 without Host: 400 */
+      MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
   if (!d) {
     log_msg(LOG_ERROR, "cannot listen on %s (address in use or not available?)",
             listen_fd >= 0 ? "the socket-activated fd" : cfg->listen);

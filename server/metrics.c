@@ -184,6 +184,9 @@ static void render_guards(jout_t *o, const metrics_gauges_t *g) {
         (double)g->connections_open);
   gauge(o, "classifyd_connections_limit", "gauge", "Most client connections at once",
         (double)g->connections_limit);
+  gauge(o, "classifyd_connections_refused_total", "counter",
+        "Requests answered 503 because server.max_connections were open",
+        (double)g->connections_refused);
   gauge(o, "classifyd_connections_cut_total", "counter",
         "Connections cut off because their request did not arrive in time (slow clients)",
         (double)g->connections_cut);

@@ -18,8 +18,8 @@
 #define RLIMITS_MAX_LINGER 32
 #define RLIMITS_RSS_SLACK (32u << 20) /* allocator and library slack when counting RSS */
 
-int rlimits_connections(long nofile, int configured, int *max_conns, int *linger_slots,
-                       char *msg, size_t n) {
+int rlimits_connections(long nofile, int configured, rlimits_conns_t *out, char *msg,
+                        size_t n) {
   msg[0] = '\0';
   if (nofile <= 0) {
     struct rlimit rl;
@@ -27,22 +27,26 @@ int rlimits_connections(long nofile, int configured, int *max_conns, int *linger
                  ? (long)rl.rlim_cur : 1L << 20;
   }
   long avail = nofile - RLIMITS_FD_RESERVE;
-  if (avail < 4) {
+  if (avail < 8) {
     snprintf(msg, n, "the open-file limit (ulimit -n) is %ld: at least %d are needed "
-             "(%d for the daemon itself, 4 for connections)", nofile, RLIMITS_FD_RESERVE + 4,
+             "(%d for the daemon itself, 8 for connections)", nofile, RLIMITS_FD_RESERVE + 8,
              RLIMITS_FD_RESERVE);
     return -1;
   }
   long linger = avail / 8;
-  if (linger < 1) linger = 1;
   if (linger > RLIMITS_MAX_LINGER) linger = RLIMITS_MAX_LINGER;
-  long conns = avail - linger;
+  long hard = avail - linger; /* fds left for connections */
   long want = configured > 0 ? configured : RLIMITS_AUTO_CONNS;
-  if (configured > 0 && configured > conns)
-    snprintf(msg, n, "server.max_connections = %d needs more file descriptors than the "
-             "open-file limit (ulimit -n %ld) leaves; using %ld", configured, nofile, conns);
-  *max_conns = (int)(want < conns ? want : conns);
-  *linger_slots = (int)linger;
+  long overflow = want / 8 > 4 ? want / 8 : 4; /* answered 503 rather than left waiting */
+  if (want + overflow > hard) {
+    overflow = hard / 8 > 1 ? hard / 8 : 1;
+    if (configured > 0)
+      snprintf(msg, n, "server.max_connections = %d needs more file descriptors than the "
+               "open-file limit (ulimit -n %ld) leaves; using %ld", configured, nofile,
+               hard - overflow);
+    want = hard - overflow;
+  }
+  *out = (rlimits_conns_t){(int)want, (int)(want + overflow), (int)linger};
   return 0;
 }
 
@@ -105,18 +109,18 @@ void rlimits_budget(const config_t *c, const rlimits_mem_t *m, rlimits_budget_t 
 
 static double mib(uint64_t v) { return (double)v / MIB; }
 
-static int too_big(char *err, size_t n, const char *what, const char *model, uint64_t models,
+/* "<head> + decode budget ... = total, over the limit ... . <advice>" into err. */
+static int too_big(char *err, size_t n, const char *head, uint64_t models,
                    const rlimits_budget_t *b, const config_t *c, const rlimits_mem_t *m,
                    uint64_t used) {
   uint64_t total = used + models + b->decode + b->uploads + b->stacks;
   snprintf(err, n,
-           "memory: model %s does not fit: %s %.0f MiB + decode budget %.0f MiB (%d workers x "
-           "%" PRId64 " pixels x 3 B) + request bodies %.0f MiB (2 x server.upload_memory) + "
-           "thread stacks and slack %.0f MiB + %.0f MiB already in use = %.0f MiB, over the "
-           "limit of %.0f MiB (%s). Lower engine.workers, server.max_pixels or "
-           "server.upload_memory, serve fewer models, or raise the limit",
-           model, what, mib(models), mib(b->decode), c->workers, c->max_pixels, mib(b->uploads),
-           mib(b->stacks), mib(used), mib(total), mib(m->limit), m->source);
+           "%s + decode budget %.0f MiB (%d workers x %" PRId64 " pixels x 3 B) + request "
+           "bodies %.0f MiB (2 x server.upload_memory) + thread stacks and slack %.0f MiB = "
+           "%.0f MiB, over the memory limit of %.0f MiB (%s). Lower engine.workers, "
+           "server.max_pixels or server.upload_memory, serve fewer models, or raise the limit",
+           head, mib(b->decode), c->workers, c->max_pixels, mib(b->uploads), mib(b->stacks),
+           mib(total), mib(m->limit), m->source);
   return -1;
 }
 
@@ -129,10 +133,12 @@ int rlimits_check_files(const config_t *c, const rlimits_mem_t *m, uint64_t used
   for (int i = 0; i < c->n_models; i++) {
     struct stat st;
     if (stat(c->models[i].path, &st) == 0) models += (uint64_t)st.st_size;
-    if (used + models + b.decode + b.uploads + b.stacks > m->limit)
-      return too_big(err, n, i ? "weights (with the models before it, from the file sizes)"
-                                : "weights (from the file size)",
-                     c->models[i].name, models, &b, c, m, used);
+    if (used + models + b.decode + b.uploads + b.stacks <= m->limit) continue;
+    char head[400];
+    snprintf(head, sizeof(head), "memory: model %s does not fit: %.0f MiB in use + weights "
+             "%.0f MiB (%s, from the file size%s)", c->models[i].name, mib(used), mib(models),
+             c->models[i].path, i ? "s, with the models before it" : "");
+    return too_big(err, n, head, models, &b, c, m, used);
   }
   return 0;
 }
@@ -144,9 +150,10 @@ int rlimits_check_loaded(const config_t *c, const registry_t *reg, const rlimits
   rlimits_budget(c, m, &b);
   if (used + b.decode + b.uploads + b.stacks <= m->limit) return 0;
   const model_entry_t *last = &reg->m[reg->n - 1];
-  char what[160];
-  snprintf(what, sizeof(what), "loaded (last: %.0f MiB weights + %.0f MiB planned arena), "
-           "counted in use;", mib(last->info->weight_bytes),
-           mib(last->runner ? runner_arena_bytes(last->runner) : 0));
-  return too_big(err, n, what, last->conf->name, 0, &b, c, m, used);
+  char head[400];
+  snprintf(head, sizeof(head), "memory: model %s does not fit: loaded (%.0f MiB weights + "
+           "%.0f MiB planned arena), the process uses %.0f MiB", last->conf->name,
+           mib(last->info->weight_bytes), mib(last->runner ? runner_arena_bytes(last->runner) : 0),
+           mib(used));
+  return too_big(err, n, head, 0, &b, c, m, used);
 }

@@ -6,6 +6,8 @@
  * RLIMIT_NOFILE minus a reserve for the daemon's own fds (listening socket,
  * event loops, eventfds, model files being read) and the lingering-close
  * slots (linger.h). A configured limit above that is lowered, with a warning.
+ * Beyond the soft limit, an overflow of 1/8 more connections is still accepted
+ * so that their requests get a clean 503 instead of waiting unanswered.
  *
  * Memory: the limit is the tighter of RLIMIT_AS (address space: compared with
  * VmSize) and the cgroup's memory.max (v2) or memory.limit_in_bytes (v1)
@@ -38,12 +40,18 @@ typedef struct {
   uint64_t decode, uploads, stacks;
 } rlimits_budget_t;
 
-/* Connection and lingering-slot limits for RLIMIT_NOFILE = nofile (0: read it).
- * configured 0 means automatic (at most 1000). 0 with the numbers set, or -1 with
- * msg when the fd limit is too low to serve at all; msg also carries a warning when
- * a configured limit was lowered (msg[0] != 0). */
-int rlimits_connections(long nofile, int configured, int *max_conns, int *linger_slots,
-                       char *msg, size_t n);
+typedef struct {
+  int soft;   /* connections served; requests on more get 503 (server.max_connections) */
+  int hard;   /* connections accepted at all (libmicrohttpd's limit); more wait unaccepted */
+  int linger; /* lingering-close slots */
+} rlimits_conns_t;
+
+/* Connection limits for RLIMIT_NOFILE = nofile (0: read it); configured 0 means
+ * automatic (1000). 0 with *out set, or -1 with msg when the fd limit is too low to
+ * serve at all; msg also carries a warning when a configured limit was lowered
+ * (msg[0] != 0). */
+int rlimits_connections(long nofile, int configured, rlimits_conns_t *out, char *msg,
+                        size_t n);
 /* The tightest memory limit; cgroup_root is normally "/sys/fs/cgroup". */
 void rlimits_memory(const char *cgroup_root, rlimits_mem_t *out);
 /* Current use in the unit the limit counts (VmSize or VmRSS), 0 if unknown. */
