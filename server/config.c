@@ -62,8 +62,9 @@ static const setting_t settings[] = {
      "most header lines in a request (more: 431)"},
     {"server", "max_query_args", "max-query-args", T_INT, OFF(max_query_args), 1, 10000,
      "most query parameters in a URL (more: 414)"},
-    {"server", "upload_memory", "upload-memory", T_SIZE, OFF(upload_memory), 1 << 20, 1LL << 40,
-     "request bodies held in memory, all connections together (more: 503)"},
+    {"server", "upload_memory", "upload-memory", T_SIZE, OFF(upload_memory), 0, 1LL << 40,
+     "request bodies held in memory, all connections together (more: 503; 0: the larger of "
+     "128M and body_limit)"},
     {"server", "drain_timeout", "drain-timeout", T_INT, OFF(drain_timeout_s), 0, 3600,
      "seconds to finish in-flight requests after SIGTERM/SIGINT"},
     {"server", "cors_origins", "cors-origins", T_STR, OFF(cors_origins), 0, 0,
@@ -98,7 +99,7 @@ static void config_defaults(config_t *c) {
   c->header_limit = 32768;
   c->max_headers = 64;
   c->max_query_args = 16;
-  c->upload_memory = 128u << 20;
+  c->upload_memory = 0; /* automatic: see validate_limits */
   c->drain_timeout_s = 30;
   int ncpu = cpus_available();
   c->threads = ncpu > 256 ? 256 : ncpu;
@@ -503,7 +504,11 @@ static int validate_listen(const config_t *c, char *err, size_t n) {
   return 0;
 }
 
-static int validate_limits(const config_t *c, char *err, size_t n) {
+static int validate_limits(config_t *c, char *err, size_t n) {
+  if (c->upload_memory == 0) {
+    size_t dflt = (size_t)128 << 20;
+    c->upload_memory = c->body_limit > dflt ? c->body_limit : dflt;
+  }
   if (c->upload_memory >= c->body_limit) return 0;
   snprintf(err, n, "server.upload_memory: %zu is below server.body_limit (%zu): a body at the "
            "limit could never be accepted", c->upload_memory, c->body_limit);

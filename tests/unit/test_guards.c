@@ -229,3 +229,23 @@ Test(rlimits, models_that_do_not_fit_are_named_with_the_numbers) {
   cr_assert_eq(rlimits_check_files(&c, &m, 100u << 20, err, sizeof(err)), 0, "no limit");
   unlink(path);
 }
+
+Test(rlimits, upload_memory_defaults_to_the_body_limit_at_least) {
+  config_t c;
+  char err[512];
+  char *a1[] = {"classifyd", "--model", "a=/dev/null", NULL};
+  cr_assert_eq(config_parse(&c, 3, a1, err, sizeof(err)), 0, "%s", err);
+  cr_assert_eq(c.upload_memory, (size_t)128 << 20);
+  cr_assert_eq(c.max_connections, 0, "automatic");
+  cr_assert(c.header_limit == 32768 && c.max_headers == 64 && c.max_query_args == 16);
+  config_free(&c);
+  char *a2[] = {"classifyd", "--model", "a=/dev/null", "--body-limit", "512M", NULL};
+  cr_assert_eq(config_parse(&c, 5, a2, err, sizeof(err)), 0, "%s", err);
+  cr_assert_eq(c.upload_memory, (size_t)512 << 20);
+  config_free(&c);
+  char *a3[] = {"classifyd", "--model", "a=/dev/null", "--body-limit", "2M", "--upload-memory",
+                "1M", NULL};
+  cr_assert_eq(config_parse(&c, 7, a3, err, sizeof(err)), -1);
+  cr_assert(strstr(err, "server.upload_memory") && strstr(err, "server.body_limit"), "%s", err);
+  config_free(&c);
+}
