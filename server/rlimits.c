@@ -15,7 +15,7 @@
 
 #define MIB (1024.0 * 1024.0)
 #define RLIMITS_AUTO_CONNS 1000
-#define RLIMITS_MAX_LINGER 32
+#define RLIMITS_MAX_LINGER 256
 #define RLIMITS_RSS_SLACK (32u << 20) /* allocator and library slack when counting RSS */
 
 int rlimits_connections(long nofile, int configured, rlimits_conns_t *out, char *msg,

@@ -151,7 +151,7 @@ Test(rlimits, connections_follow_the_open_file_limit) {
   cr_assert_eq(c.soft, 25);                      /* 1/8 of the fds kept to answer 503 */
   cr_assert_str_eq(msg, "", "automatic: no warning");
   cr_assert_eq(rlimits_connections(100000, 10, &c, msg, sizeof(msg)), 0);
-  cr_assert(c.soft == 10 && c.hard == 14 && c.linger == 32);
+  cr_assert(c.soft == 10 && c.hard == 14 && c.linger == 256);
   cr_assert_eq(rlimits_connections(100000, 0, &c, msg, sizeof(msg)), 0);
   cr_assert(c.soft == 1000 && c.hard == 1125);
   cr_assert_eq(rlimits_connections(1024, 5000, &c, msg, sizeof(msg)), 0);
