@@ -36,7 +36,8 @@
 
 /* The connection's registry entry (conns.h); NULL if it is not watched. */
 static conn_entry_t *conn_entry(struct MHD_Connection *c) {
-  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
   return ci ? ci->socket_context : NULL;
 }
 
@@ -314,7 +315,8 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
                           enum MHD_ConnectionNotificationCode code) {
   app_t *app = cls;
   if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     *socket_context = ci ? conns_open(app->conns, ci->connect_fd) : NULL;
   } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
     conns_close(app->conns, *socket_context); /* before MHD closes the fd */

@@ -72,8 +72,11 @@ static void *linger_main(void *arg) {
     }
     int n = 0;
     pf[n++] = (struct pollfd){.fd = l->wake_fd, .events = POLLIN};
-    for (int i = 0; i < l->slots; i++)
-      if (l->slot[i].fd >= 0) idx[n] = i, pf[n++] = (struct pollfd){.fd = l->slot[i].fd, .events = POLLIN};
+    for (int i = 0; i < l->slots; i++) {
+      if (l->slot[i].fd < 0) continue;
+      idx[n] = i;
+      pf[n++] = (struct pollfd){.fd = l->slot[i].fd, .events = POLLIN};
+    }
     int timeout = next_timeout_ms(l, job_now_ns());
     pthread_mutex_unlock(&l->mu);
     (void)poll(pf, (nfds_t)n, timeout);
