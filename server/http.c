@@ -115,11 +115,7 @@ enum MHD_Result http_error(req_t *r, int status, const char *code, const char *f
   return http_send(r, status, body, len, "application/json", allow, status == 503 ? 1 : 0);
 }
 
-/* Everything but a classify upload is answered on MHD's second call, once the
- * request is complete: answering on the first call would make MHD close the
- * connection (no keep-alive). A classify request may be refused on the first
- * call (bad parameters, Content-Length over the limit) precisely so that its
- * body is never read. */
+/* A request that declares a body: refused before reading it, its socket lingers. */
 static int has_body(req_t *r) {
   const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
                                                MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -146,6 +142,12 @@ static int fields_ok(req_t *r) {
   return 1;
 }
 
+/* Everything but a classify upload is answered on MHD's second call, once the
+ * request is complete: answering on the first call would make MHD close the
+ * connection (no keep-alive). A classify request may be refused on the first
+ * call (bad parameters, Content-Length over the limit) precisely so that its
+ * body is never read; so are requests over the connection limit or the header
+ * and query counts. */
 static enum MHD_Result req_begin(req_t *r, const char *url, const char *method) {
   conn_entry_t *e = conn_entry(r->conn);
   if (e && e->over) {
