@@ -106,7 +106,7 @@ Test(linger, reads_until_the_client_closes_then_closes) {
   }
   cr_assert_eq(atomic_load(&l.active), 1);
   close(sv[1]);
-  for (int i = 0; i < 100 && atomic_load(&l.active); i++) usleep(10000);
+  for (int i = 0; i < 500 && atomic_load(&l.active); i++) usleep(10000);
   cr_assert_eq(atomic_load(&l.active), 0, "closed once the client closed");
   cr_assert_eq(atomic_load(&l.total), 1);
   linger_stop(&l);
@@ -135,8 +135,10 @@ Test(linger, bounded_by_bytes_idle_time_and_slots) {
   cr_assert_eq(linger_add(&l, a[0]), 0, "the slot is free again");
   close(a[0]);
   cr_assert(peer_closed(a[1], 100), "FIN at once");
-  usleep(400000); /* idle 200 ms: closed without the client doing anything */
+  uint64_t t0 = job_now_ns(); /* idle 200 ms: closed without the client doing anything */
+  while (atomic_load(&l.active) && job_now_ns() - t0 < 5 * SEC) usleep(10000);
   cr_assert_eq(atomic_load(&l.active), 0);
+  cr_assert_geq(job_now_ns() - t0, 150000000u, "not before the idle time");
   close(a[1]);
   close(b[1]);
   linger_stop(&l);
