@@ -10,8 +10,9 @@
  * previous answer was sent. conns_sweep() (called from a timer) shuts down the
  * socket of every connection past its deadline; libmicrohttpd then sees the
  * end of the stream and closes the connection through its own path.
- * A connection whose request is complete (decoding, queued, being answered) is
- * exempt until its answer is sent.
+ * A waiting connection whose client has closed its end is shut down at the
+ * next sweep too. A connection whose request is complete (decoding, queued,
+ * being answered) is exempt until its answer is sent.
  *
  * Threads: open/close/progress are called from libmicrohttpd's threads, sweep
  * from the loop thread. The list is under one mutex; an entry's fd is shut down
@@ -46,7 +47,7 @@ typedef struct {
   uint64_t min_rate; /* bytes per second that earn one more second; 0: no extension */
   long soft_limit;   /* connections beyond this many are marked `over` */
   atomic_long open;  /* entries in the list */
-  atomic_long cut;   /* connections shut down by the sweeper, ever */
+  atomic_long cut;   /* connections shut down by the sweeper (late or gone), ever */
 } conns_t;
 
 int conns_init(conns_t *c, int timeout_s, uint64_t min_rate, long soft_limit); /* 0 or -1 */
@@ -57,7 +58,8 @@ void conns_close(conns_t *c, conn_entry_t *e); /* NULL is ignored */
 void conns_progress(conn_entry_t *e, uint64_t bytes); /* body bytes arrived */
 void conns_exempt(conn_entry_t *e);   /* request complete: no deadline until answered */
 void conns_answered(conn_entry_t *e); /* answer sent: the next request's clock starts */
-/* Shuts down every watched connection past its deadline at `now`; returns how many. */
+/* Shuts down every waiting connection past its deadline at `now` or whose client
+ * has gone; returns how many. */
 int conns_sweep(conns_t *c, uint64_t now);
 
 #endif

@@ -252,6 +252,9 @@ enum MHD_Result handlers_classify_submit(req_t *r) {
                       a->pipe->capacity);
   job_t *j = &r->job;
   j->conn = r->conn;
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+  j->fd = ci ? ci->connect_fd : -1;
   j->model = r->model;
   j->data = r->body;
   j->len = r->body_len;

@@ -282,6 +282,11 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
   *con_cls = NULL;
   double secs = (double)(job_now_ns() - r->t_start) / 1e9;
   int status = r->state == RS_ANSWERED ? r->status : (r->status ? r->status : 0);
+  /* Resumed, then closed before answering (the client had gone): log the job's outcome. */
+  if (r->state == RS_QUEUED && r->job.status) {
+    status = r->job.status;
+    if (!r->err_code) r->err_code = r->job.err_code;
+  }
   metrics_request(r->ep, r->state == RS_ANSWERED ? status : 0);
   metrics_observe(H_REQUEST, secs);
   log_request(&(log_request_t){.method = r->method,

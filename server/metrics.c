@@ -188,7 +188,7 @@ static void render_guards(jout_t *o, const metrics_gauges_t *g) {
         "Requests answered 503 because server.max_connections were open",
         (double)g->connections_refused);
   gauge(o, "classifyd_connections_cut_total", "counter",
-        "Connections cut off because their request did not arrive in time (slow clients)",
+        "Connections cut off: request not in time (slow clients), or client gone mid-request",
         (double)g->connections_cut);
   gauge(o, "classifyd_connections_lingering", "gauge",
         "Refused uploads whose socket is read and discarded before closing",

@@ -421,9 +421,9 @@ def test_disconnects(img):
         s.sendall(b"POST /classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
                   b"Content-Length: 2000000\r\n\r\n" + b"\xff" * 500000)
         s.close()
-    ok, m, fds = settle(d, base)
-    check("10 clients gone mid-upload: in-flight, queue and body bytes back to 0, fds to "
-          "baseline", ok, f"{m.get('classifyd_requests_in_flight')} "
+    ok, m, fds = settle(d, base, timeout=5)  # the connection timeout is 30 s here
+    check("10 clients gone mid-upload: within 5 s in-flight, queue and body bytes back to 0, "
+          "fds to baseline", ok, f"{m.get('classifyd_requests_in_flight')} "
           f"{m.get('classifyd_queue_depth')} {m.get('classifyd_upload_bytes')} fds {fds}/{base}")
     socks = []
     req = (b"POST /classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
@@ -434,16 +434,20 @@ def test_disconnects(img):
         socks.append(s)
     deadline = time.time() + 10
     depth = 0
-    while time.time() < deadline and depth < 3:
+    while time.time() < deadline and depth < 8:
         depth = d.metrics().get("classifyd_queue_depth", 0)
-        time.sleep(0.05)
-    check("12 whole uploads queue up behind a busy engine", depth >= 3, depth)
+        time.sleep(0.02)
+    check(f"12 whole uploads queue up behind a busy engine ({depth:.0f} queued)", depth >= 8,
+          depth)
     for s in socks:
         s.close()  # gone while queued
     ok, m, fds = settle(d, base, timeout=120)
     check("12 clients gone while queued: their jobs finish and are freed (gauges 0, fds "
           "back to baseline)", ok, f"{m.get('classifyd_requests_in_flight')} "
           f"{m.get('classifyd_queue_depth')} fds {fds}/{base}")
+    gone = len(re.findall(r"POST /classify 499 .*error=client_closed", d.text()))
+    check(f"jobs of clients gone while queued are dropped before decoding ({gone} of 12 got "
+          f"499 client_closed, the rest were decoding or computing already)", gone >= 5, gone)
     check("the daemon still answers after that", classify(d, img)[0] == 200)
     stop_clean(d, "disconnect")
 

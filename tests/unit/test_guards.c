@@ -70,6 +70,27 @@ Test(conns, sweep_cuts_only_late_waiting_connections) {
   for (int i = 0; i < 2; i++) close(a[i]), close(b[i]), close(e2[i]);
 }
 
+Test(conns, sweep_cuts_a_waiting_connection_whose_client_left) {
+  conns_t c;
+  cr_assert_eq(conns_init(&c, 30, 1000, 100), 0);
+  int gone[2], busy[2];
+  cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, gone), 0);
+  cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, busy), 0);
+  conn_entry_t *g = conns_open(&c, gone[0]), *b = conns_open(&c, busy[0]);
+  cr_assert_eq(send(busy[1], "GET", 3, 0), 3); /* unread data: not gone */
+  cr_assert_eq(conns_sweep(&c, job_now_ns()), 0, "both clients are there");
+  close(gone[1]);
+  close(busy[1]); /* data still pending before its end of stream: MHD reads it first */
+  cr_assert_eq(conns_sweep(&c, job_now_ns()), 1, "the one with only end-of-stream left");
+  cr_assert_eq(atomic_load(&g->state), CONN_CUT);
+  cr_assert_eq(atomic_load(&b->state), CONN_WAITING);
+  conns_close(&c, g);
+  conns_close(&c, b);
+  conns_deinit(&c);
+  close(gone[0]);
+  close(busy[0]);
+}
+
 Test(conns, connections_beyond_the_soft_limit_are_marked_over) {
   conns_t c;
   cr_assert_eq(conns_init(&c, 30, 0, 2), 0);
