@@ -3,9 +3,11 @@
  *
  * For each image, out[Cout, cols] = W[Cout, K] x col[K, cols] with cols = oh*ow and
  * K = cin*kh*kw. Threads never wait on each other inside a conv:
- *  - column split (the usual case): the n*cols output columns are divided between
- *    threads; each lowers its own columns, block by block, into its scratch and
- *    multiplies them, writing straight into the strided output (ldc = cols);
+ *  - column split (the usual case): the n*cols output columns are cut into a few
+ *    chunks per thread, which the threads claim as they go (a thread descheduled on
+ *    a busy machine then holds back one chunk, not half the layer); each lowers its
+ *    chunk's columns, block by block, into its scratch and multiplies them, writing
+ *    straight into the strided output (ldc = cols);
  *  - row split (few columns per thread, e.g. 7x7 maps at batch 1): each thread
  *    takes a range of output channels and all columns. The lowering is then done
  *    by every thread (cheap next to the GEMM), but each thread packs only its share
@@ -25,6 +27,7 @@
  * is independent. No allocation here: scratch comes from kern_ctx_t.
  */
 #include <cblas.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
 #include "cnn.h"
@@ -34,7 +37,8 @@
 enum {
   CONV_COL_FLOATS = 1 << 17,  /* lowered block budget per thread: 512 KB (L2) */
   CONV_TILE_COLS = 48,        /* kern_sgemm's micro-kernel width */
-  CONV_SPLIT_COLS = 16,       /* thread shares of columns are multiples of this */
+  CONV_SPLIT_COLS = 16,       /* column chunks are multiples of this */
+  CONV_CHUNKS_PER_THREAD = 4, /* column chunks per thread, claimed dynamically */
   CONV_BLOCK_MIN = 48,        /* never lower fewer columns than this per block */
   CONV_ROWSPLIT_COLS = 160,   /* below this many columns per thread, split rows */
   CONV_ROW_ALIGN = 16         /* row-split boundaries fall on multiples of this */
@@ -48,6 +52,8 @@ typedef struct {
   int n, h, w, ow;
   size_t cols, kdim, block, in_img, out_img;
   int direct;
+  size_t vecs_img, chunk_vecs, chunks; /* column split: chunks of chunk_vecs 16-col vectors */
+  atomic_size_t next_chunk;            /* claimed by the threads as they go */
 } conv_job_t;
 
 static int conv__direct(const kern_conv_t *p) {
@@ -150,24 +156,30 @@ static void conv__block_run(const conv_job_t *j, int img, int r0, int r1, size_t
     conv__epilogue(p, c, j->residual ? j->residual + off : NULL, r0, r1, c1 - c0, j->cols);
 }
 
+/* Column split, claimed chunk by chunk: a thread that is descheduled on a busy
+ * machine leaves its later chunks to the others instead of holding the whole layer
+ * back. Chunks are whole 16-column vectors of an image's columns, CONV_CHUNKS_PER_THREAD
+ * per thread and each a whole number of 48-column tiles when large enough, so a chunk
+ * has at most one partial micro-kernel tile per image it touches. */
 static void conv__by_cols(void *arg, int tid, int nt) {
-  const conv_job_t *j = arg;
-  size_t b, e;
-  /* Split in whole 16-column vectors of each image's columns: shares even to a
-   * vector, and each has at most one partial micro-kernel tile per image it touches
-   * (blocks are whole tiles from the start of the share). */
-  size_t vecs_img = (j->cols + CONV_SPLIT_COLS - 1) / CONV_SPLIT_COLS;
-  pool_split((size_t)j->n * vecs_img, tid, nt, &b, &e);
-  b = b / vecs_img * j->cols + b % vecs_img * CONV_SPLIT_COLS;
-  e = e / vecs_img * j->cols + (e % vecs_img) * CONV_SPLIT_COLS;
-  if (e > (size_t)j->n * j->cols) e = (size_t)j->n * j->cols;
-  for (size_t pos = b; pos < e;) {
-    int img = (int)(pos / j->cols);
-    size_t c0 = pos % j->cols, c1 = c0 + j->block;
-    if (c1 > j->cols) c1 = j->cols;
-    if (c1 - c0 > e - pos) c1 = c0 + (e - pos);
-    conv__block_run(j, img, 0, j->p->cout, c0, c1, j->kc->scratch ? j->kc->scratch[tid] : NULL);
-    pos += c1 - c0;
+  conv_job_t *j = arg;
+  size_t total = (size_t)j->n * j->vecs_img;
+  for (;;) {
+    size_t u = atomic_fetch_add_explicit(&j->next_chunk, 1, memory_order_relaxed);
+    if (u >= j->chunks) return;
+    size_t b = u * j->chunk_vecs, e = b + j->chunk_vecs < total ? b + j->chunk_vecs : total;
+    b = b / j->vecs_img * j->cols + b % j->vecs_img * CONV_SPLIT_COLS;
+    e = e / j->vecs_img * j->cols + (e % j->vecs_img) * CONV_SPLIT_COLS;
+    if (e > (size_t)j->n * j->cols) e = (size_t)j->n * j->cols;
+    for (size_t pos = b; pos < e;) {
+      int img = (int)(pos / j->cols);
+      size_t c0 = pos % j->cols, c1 = c0 + j->block;
+      if (c1 > j->cols) c1 = j->cols;
+      if (c1 - c0 > e - pos) c1 = c0 + (e - pos);
+      conv__block_run(j, img, 0, j->p->cout, c0, c1,
+                      j->kc->scratch ? j->kc->scratch[tid] : NULL);
+      pos += c1 - c0;
+    }
   }
 }
 
@@ -203,5 +215,11 @@ void kern_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *in, in
   int nt = kern_threads(kc);
   int rows = nt > 1 && (size_t)n * j.cols / (size_t)nt < CONV_ROWSPLIT_COLS &&
              p->cout >= nt * CONV_ROW_ALIGN;
+  j.vecs_img = (j.cols + CONV_SPLIT_COLS - 1) / CONV_SPLIT_COLS;
+  size_t total = (size_t)n * j.vecs_img, want = (size_t)nt * CONV_CHUNKS_PER_THREAD;
+  j.chunk_vecs = (total + want - 1) / want;
+  if (j.chunk_vecs >= 3) j.chunk_vecs = (j.chunk_vecs + 2) / 3 * 3;
+  j.chunks = (total + j.chunk_vecs - 1) / j.chunk_vecs;
+  atomic_init(&j.next_chunk, 0);
   pool_run(kc->pool, rows ? conv__by_rows : conv__by_cols, &j);
 }

@@ -17,7 +17,7 @@
  * input transform into V [16][Cin][tb], 16 sgemms into M [16][rows][tb], output
  * transform with the fused epilogue y = act(y + bias + residual) written straight
  * into the NCHW output (edge tiles clipped). Work split, as in kern_conv.c: by
- * tile ranges, or by ranges of output channels when there are few tiles per thread
+ * tile chunks claimed as the threads go, or by ranges of output channels when there are few tiles per thread
  * (each thread then transforms all of the input, cheap next to its products, but
  * reads only its share of U). tb is fixed per layer so that V + M stay within
  * WINO_BUDGET floats; kern_wino_scratch_floats returns exactly that need.
@@ -27,6 +27,7 @@
  * single-threaded, as for every kernel.
  */
 #include <cblas.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,7 @@ enum {
   WINO_TB_MIN = 16,         /* never fewer tiles per block */
   WINO_ROWSPLIT_TILES = 64, /* below this many tiles per thread, split output channels */
   WINO_ROW_ALIGN = 16,
+  WINO_CHUNKS_PER_THREAD = 4, /* tile chunks per thread, claimed dynamically */
   WINO_CH_MIN = 8, /* below this many channels the products are too thin to gain */
   WINO_VL = 16     /* tiles per vector in the transforms */
 };
@@ -52,6 +54,8 @@ typedef struct {
   float *out;
   int h, w, oh, ow, tw;
   size_t tiles_img, tiles, tb;
+  size_t chunk, chunks;      /* tile split: chunks of `chunk` tiles, */
+  atomic_size_t next_chunk;  /* claimed by the threads as they go (as in kern_conv.c) */
 } wino_job_t;
 
 int kern_wino_eligible(const kern_conv_t *p) {
@@ -343,15 +347,14 @@ static void wino__block(const wino_job_t *j, int r0, int r1, size_t t0, size_t t
 }
 
 static void wino__by_tiles(void *arg, int tid, int nt) {
-  const wino_job_t *j = arg;
-  /* Whole vectors of 16 tiles per thread: even shares, and only the last block of a
-   * share has a partial 48-tile group in its products. */
-  size_t b, e, units = (j->tiles + 15) / 16;
-  pool_split(units, tid, nt, &b, &e);
-  b *= 16, e *= 16;
-  if (e > j->tiles) e = j->tiles;
-  for (size_t t0 = b; t0 < e; t0 += j->tb)
-    wino__block(j, 0, j->p->cout, t0, t0 + j->tb < e ? t0 + j->tb : e, j->kc->scratch[tid]);
+  wino_job_t *j = arg;
+  for (;;) {
+    size_t u = atomic_fetch_add_explicit(&j->next_chunk, 1, memory_order_relaxed);
+    if (u >= j->chunks) return;
+    size_t b = u * j->chunk, e = b + j->chunk < j->tiles ? b + j->chunk : j->tiles;
+    for (size_t t0 = b; t0 < e; t0 += j->tb)
+      wino__block(j, 0, j->p->cout, t0, t0 + j->tb < e ? t0 + j->tb : e, j->kc->scratch[tid]);
+  }
 }
 
 static void wino__by_rows(void *arg, int tid, int nt) {
@@ -376,5 +379,12 @@ void kern_wino_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *i
   if (j.tiles == 0) return;
   int nt = kern_threads(kc);
   int rows = nt > 1 && j.tiles / (size_t)nt < WINO_ROWSPLIT_TILES && p->cout >= nt * WINO_ROW_ALIGN;
+  /* Tile chunks: WINO_CHUNKS_PER_THREAD per thread, whole vectors of 16 tiles (whole
+   * 48-tile groups for the products when large enough). */
+  size_t want = (size_t)nt * WINO_CHUNKS_PER_THREAD;
+  j.chunk = ((j.tiles + want - 1) / want + 15) / 16 * 16;
+  if (j.chunk >= 48) j.chunk = (j.chunk + 47) / 48 * 48;
+  j.chunks = (j.tiles + j.chunk - 1) / j.chunk;
+  atomic_init(&j.next_chunk, 0);
   pool_run(kc->pool, rows ? wino__by_rows : wino__by_tiles, &j);
 }
