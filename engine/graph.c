@@ -60,6 +60,15 @@ int64_t graph_numel(const graph_value_t *v) {
   return k;
 }
 
+int graph_dims_within(const int64_t *dims, int ndim, int64_t limit) {
+  int64_t k = 1;
+  for (int i = 0; i < ndim; i++) {
+    if (dims[i] < 0 || dims[i] > limit) return 0;
+    if (dims[i] > 0 && (k *= dims[i]) > limit) return 0;
+  }
+  return 1;
+}
+
 int graph_is_runtime(const graph_value_t *v) { return v->kind == VAL_RUNTIME || v->kind == VAL_INPUT; }
 
 int graph_root(const cnn_model_t *m, int v) {
