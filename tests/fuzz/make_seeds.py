@@ -1,14 +1,17 @@
 #!/usr/bin/python3
-"""make_onnx_seeds.py — tiny ONNX models for the fuzzers (a few hundred bytes each).
+"""make_seeds.py — the fuzzers' seed corpora (each file well under 2 KB).
 
-    /usr/bin/python3 tests/fuzz/make_onnx_seeds.py tests/fuzz
+    /usr/bin/python3 tests/fuzz/make_seeds.py tests/fuzz
 
 Writes corpus/fuzz_onnx/*.onnx (one model per supported op family, with classifyd's
-metadata on some) and tiny.onnx, the 8x8-input classifier that fuzz_request and
-fuzz_query serve. Deterministic: the weights come from a fixed-seed generator.
+metadata on some), tiny.onnx (the 8x8-input classifier the HTTP fuzzers serve), and
+requests for fuzz_request (raw HTTP), fuzz_multipart (boundary line + body) and
+fuzz_query (request targets), built around 9x9 PNG/JPEG/WebP images made with PIL.
+Deterministic: the weights come from a fixed-seed generator, the images from fixed pixels.
 """
 import json
 import os
+import io
 import sys
 
 import numpy as np
@@ -119,6 +122,95 @@ def old_opset():
     return model(nodes, inits, [3], opset=9)
 
 
+def images():
+    from PIL import Image
+    im = Image.new("RGB", (9, 9))
+    im.putdata([(x * 28, y * 28, (x + y) * 14) for y in range(9) for x in range(9)])
+    out = {}
+    for fmt in ("PNG", "JPEG", "WEBP"):
+        b = io.BytesIO()
+        im.save(b, fmt, **({"quality": 50} if fmt == "JPEG" else {}))
+        out[fmt.lower()] = b.getvalue()
+    return out
+
+
+def http(method, target, headers=(), body=b""):
+    head = [f"{method} {target} HTTP/1.1", "Host: fuzz"] + list(headers)
+    if body:
+        head.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+def multipart(boundary, parts):
+    out = b""
+    for name, filename, ctype, data in parts:
+        disp = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        out += f"--{boundary}\r\nContent-Disposition: {disp}\r\n".encode()
+        if ctype:
+            out += f"Content-Type: {ctype}\r\n".encode()
+        out += b"\r\n" + data + b"\r\n"
+    return out + f"--{boundary}--\r\n".encode()
+
+
+def chunked(data, size):
+    out = b""
+    for i in range(0, len(data), size):
+        piece = data[i:i + size]
+        out += b"%x\r\n" % len(piece) + piece + b"\r\n"
+    return out + b"0\r\n\r\n"
+
+
+def write(folder, name, data):
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, name), "wb") as f:
+        f.write(data)
+
+
+def http_seeds(out):
+    img = images()
+    png, jpg, webp = img["png"], img["jpeg"], img["webp"]
+    mp = multipart("xYz", [("note", None, None, b"hello"), ("image", "a.png", "image/png", png)])
+    req = {
+        "healthz": http("GET", "/healthz"),
+        "readyz": http("GET", "/v2/health/ready"),
+        "models": http("GET", "/models"),
+        "metrics": http("GET", "/metrics"),
+        "page": http("HEAD", "/"),
+        "static": http("GET", "/static/app.js"),
+        "options": http("OPTIONS", "/classify", ["Origin: http://ok.example",
+                                                 "Access-Control-Request-Method: POST"]),
+        "wrong_method": http("DELETE", "/models"),
+        "raw_png": http("POST", "/classify?top_k=3", ["Content-Type: image/png"], png),
+        "raw_jpeg": http("POST", "/models/bgr/classify", ["Content-Type: image/jpeg",
+                                                          "Origin: https://b.example"], jpg),
+        "raw_webp": http("POST", "/classify?model=bgr&top_k=1", [], webp),
+        "multipart": http("POST", "/classify", ["Content-Type: multipart/form-data; boundary=xYz"],
+                          mp),
+        "too_large": http("POST", "/classify", ["Content-Length: 99999999"]),
+        "keepalive": http("GET", "/healthz") + http("POST", "/classify", [], png),
+    }
+    req["chunked"] = http("POST", "/classify?top_k=5", ["Transfer-Encoding: chunked",
+                                                         "Content-Type: image/png"]) + chunked(png, 40)
+    for name, data in req.items():
+        write(os.path.join(out, "corpus", "fuzz_request"), name, data)
+    parts = {
+        "image_named": ("xYz", [("image", None, None, png)]),
+        "file_part": ("----b0", [("x", "photo.jpg", "image/jpeg", jpg)]),
+        "data_after_file": ("B", [("f", "a.webp", "image/webp", webp), ("data", None, None, png),
+                                  ("image", "b.png", None, jpg)]),
+        "no_file": ("zz", [("a", None, None, b"1"), ("b", None, "text/plain", b"2")]),
+    }
+    for name, (b, p) in parts.items():
+        write(os.path.join(out, "corpus", "fuzz_multipart"), name,
+              b.encode() + b"\n" + multipart(b, p))
+    queries = ["/classify", "/classify?top_k=1", "/classify?top_k=1000&model=bgr",
+               "/classify?model=tiny&top_k=05", "/classify?model=%62gr&top_k=+2",
+               "/models/tiny/classify?top_k=2", "/models/nope/classify", "/classify?top_k=0",
+               "/classify?top_k=1001", "/classify?model=&top_k=", "/classify?a=1&a=2&top_k=3&top_k=4"]
+    for i, q in enumerate(queries):
+        write(os.path.join(out, "corpus", "fuzz_query"), "q%02d" % i, q.encode())
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else "tests/fuzz"
     corpus = os.path.join(out, "corpus", "fuzz_onnx")
@@ -129,6 +221,7 @@ def main():
         onnx.checker.check_model(m)
         onnx.save(m, os.path.join(corpus, name + ".onnx"))
     onnx.save(models["tiny"], os.path.join(out, "tiny.onnx"))
+    http_seeds(out)
 
 
 if __name__ == "__main__":
