@@ -34,6 +34,14 @@
  * that a product of two bounded sizes never overflows int64. A hostile file cannot
  * make shape inference or the plan ask for more. */
 #define GRAPH_MAX_ELEMS ((int64_t)1 << 28)
+/* Further load-time bounds, each far above real classifiers (ResNet-152: ~500 nodes,
+ * ~1,000 values; ImageNet-21k: 21,841 classes), so that a small hostile file cannot
+ * make loading slow (value lookup is linear) or memory-hungry (labels are per class,
+ * the arena per image). */
+#define GRAPH_MAX_NODES 16384
+#define GRAPH_MAX_VALUES 32768
+#define GRAPH_MAX_CLASSES (1 << 20)
+#define GRAPH_MAX_PLAN_FLOATS ((int64_t)1 << 28)
 
 typedef enum { DT_FLOAT = 1, DT_INT64 = 7 } graph_dtype_t;
 

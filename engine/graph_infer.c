@@ -258,5 +258,8 @@ int graph_infer(cnn_model_t *m, cnn_error_t *err) {
   if (o->kind != VAL_RUNTIME || o->ndim != 2 || o->dims[1] < 1)
     return cnn_error_set(err, CNN_EMODEL_UNSUPPORTED,
                          "output '%s' must be [batch, classes] computed from the input", o->name);
+  if (o->dims[1] > GRAPH_MAX_CLASSES)
+    return cnn_error_set(err, CNN_EMODEL_UNSUPPORTED, "output '%s' has %lld classes (max %d)",
+                         o->name, (long long)o->dims[1], GRAPH_MAX_CLASSES);
   return 0;
 }
