@@ -287,19 +287,21 @@ $(FUZZ_DIR)/%: $(FUZZ_DIR)/obj/tests/fuzz/%.o $(FUZZ_OBJS)
 .SECONDARY: $(FUZZ_OBJS) $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(FUZZ_SRCS))
 -include $(patsubst %.c,$(FUZZ_DIR)/obj/%.d,$(FUZZ_LINKED) $(FUZZ_SRCS))
 
-# All targets at once, each for FUZZ_SECONDS, niced; logs in $(BUILD)/fuzzlogs/NAME.log, the
+# All targets (or FUZZ_ONLY="fuzz_onnx ...") at once, each for FUZZ_SECONDS, niced; logs in $(BUILD)/fuzzlogs/NAME.log, the
 # grown corpora in $(BUILD)/corpus/NAME; any crash input lands in $(BUILD)/fuzzlogs/.
 FUZZ_SECONDS ?= 60
 FUZZ_LOGS := $(BUILD)/fuzzlogs
+FUZZ_ONLY ?=
+FUZZ_RUN = $(if $(FUZZ_ONLY),$(addprefix $(FUZZ_DIR)/,$(FUZZ_ONLY)),$(FUZZERS))
 fuzz: $(FUZZERS)
 	@mkdir -p $(FUZZ_LOGS); pids=; \
-	for f in $(FUZZERS); do n=$$(basename $$f); mkdir -p $(BUILD)/corpus/$$n tests/fuzz/regress/$$n; \
+	for f in $(FUZZ_RUN); do n=$$(basename $$f); mkdir -p $(BUILD)/corpus/$$n tests/fuzz/regress/$$n; \
 	  d=; [ -f tests/fuzz/$$n.dict ] && d=-dict=tests/fuzz/$$n.dict; \
 	  FUZZ_TINY_ONNX=$(abspath tests/fuzz/tiny.onnx) nice -n 19 $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -rss_limit_mb=2048 $$d \
 	    -artifact_prefix=$(FUZZ_LOGS)/$$n- $(BUILD)/corpus/$$n tests/fuzz/corpus/$$n \
 	    tests/fuzz/regress/$$n > $(FUZZ_LOGS)/$$n.log 2>&1 & pids="$$pids $$!"; done; \
 	fail=0; for p in $$pids; do wait $$p || fail=1; done; \
-	for f in $(FUZZERS); do n=$$(basename $$f); echo "== $$n"; \
+	for f in $(FUZZ_RUN); do n=$$(basename $$f); echo "== $$n"; \
 	  grep -E '^(Done|stat::)' $(FUZZ_LOGS)/$$n.log; grep -E '#[0-9]+ *DONE' $(FUZZ_LOGS)/$$n.log; done; \
 	[ $$fail = 0 ] || { echo "fuzz: a target failed (see $(FUZZ_LOGS))"; exit 1; }
 
