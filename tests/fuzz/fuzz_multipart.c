@@ -43,7 +43,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   memcpy(req + n, body, body_len);
   size_t got = fuzz_http_exchange(h, req, (size_t)n + body_len, resp, sizeof(resp));
   free(req);
-  fuzz_http_check(resp, got, 5);
+  fuzz_http_check(resp, got, sizeof(resp), 5);
   if (got) {
     int st = fuzz_http_status(resp, got);
     if (st != 200 && st != 400 && st != 413 && st != 415 && st != 422 && st != 503) {

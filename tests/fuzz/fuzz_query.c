@@ -79,7 +79,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                     "Content-Length: %zu\r\n\r\n", target, sizeof(png));
   memcpy(req + hl, png, sizeof(png));
   size_t got = fuzz_http_exchange(h, req, (size_t)hl + sizeof(png), resp, sizeof(resp));
-  fuzz_http_check(resp, got, 5);
+  fuzz_http_check(resp, got, sizeof(resp), 5);
   int st = got ? fuzz_http_status(resp, got) : 0;
   if (st == 200 && strncmp(target, "/classify", 9) != 0 &&
       strncmp(target, "/models/tiny/classify", 21) != 0 &&

@@ -19,6 +19,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size > 200000) return 0;
   fuzz_http_t *h = fuzz_http_start(flags, 2);
   size_t n = fuzz_http_exchange(h, data, size, resp, sizeof(resp));
-  fuzz_http_check(resp, n, 5); /* tiny has 5 classes: top_k is clamped to them */
+  fuzz_http_check(resp, n, sizeof(resp), 5); /* tiny has 5 classes: top_k is clamped to them */
   return 0;
 }

@@ -23,9 +23,10 @@ typedef struct fuzz_http fuzz_http_t;
  * harness's own. Aborts with a message when it cannot start (the fuzzer is useless then). */
 fuzz_http_t *fuzz_http_start(const char *const *extra, int nextra);
 
-/* One request: returns the number of answer bytes stored in resp (at most cap - 1,
- * NUL-terminated), 0 when the server closed without answering. Aborts when the
- * server neither answers nor closes within FUZZ_HTTP_TIMEOUT_MS (a hang is a finding). */
+/* One request: returns the number of answer bytes received, 0 when the server closed
+ * without answering; at most cap - 1 of them are stored in resp (NUL-terminated).
+ * Aborts when the server neither answers nor closes within FUZZ_HTTP_TIMEOUT_MS (a
+ * hang is a finding). */
 size_t fuzz_http_exchange(fuzz_http_t *h, const void *req, size_t len, char *resp, size_t cap);
 
 /* Status code of an HTTP/1.x answer, or -1 when resp is not one. */
@@ -38,8 +39,10 @@ const char *fuzz_http_body(const char *resp, size_t len);
  * breaks a promise: a status line with a known status; for a JSON body, valid JSON; an
  * error answer has {"error":{"code","message"}}; a classify answer has 1..max_k
  * predictions with indices < 5, labels, probabilities in [0,1] sorted descending and a
- * known model name. 500 answers are findings unless they say out_of_memory. */
-void fuzz_http_check(const char *resp, size_t len, int max_k);
+ * known model name. 500 answers are findings unless they say out_of_memory. `received`
+ * is what fuzz_http_exchange returned for a buffer of `cap` bytes: when more arrived
+ * than fit, the last, cut answer is not checked. */
+void fuzz_http_check(const char *resp, size_t received, size_t cap, int max_k);
 
 #define FUZZ_HTTP_TIMEOUT_MS 10000
 
