@@ -253,14 +253,14 @@ static void check_predictions(json_t *doc, const char *resp, int max_k) {
  * connection carries several: each body is Content-Length bytes, except after HEAD
  * (no body: the next answer follows at once). */
 static size_t check_one(const char *resp, size_t len, int cut, int max_k) {
+  const char *body = fuzz_http_body(resp, len);
+  if (!body && cut) return len; /* the last answer, cut by our buffer */
   int status = fuzz_http_status(resp, len);
   static const int known[] = {100, 200, 204, 400, 404, 405, 406, 411, 413, 414, 415, 417,
                               431, 500, 501, 503, 504, 505};
   int ok = 0;
   for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) ok |= status == known[i];
   if (!ok) bad_answer("unexpected status", resp);
-  const char *body = fuzz_http_body(resp, len);
-  if (!body && cut) return len; /* the last answer, cut by our buffer */
   if (!body) bad_answer("no end of headers", resp);
   size_t head = (size_t)(body - resp), blen = 0;
   if (status == 100) return head; /* interim answer to Expect: 100-continue, no body */
