@@ -12,13 +12,15 @@
 #   make bench-peers the engine against ONNX Runtime (npm, into build/peers) and PyTorch
 #   make models     download official weights (checked) and export ONNX; offline: see models/
 #   make check-asan the unit tests under AddressSanitizer + UBSan only
+#   make test-abuse abusive clients and resource limits (release and ASan daemons)
+#   make test-valgrind the daemon under Valgrind memcheck (build/vg: x86-64-v3)
 #   make fuzz       libFuzzer targets (FUZZ_SECONDS each)
 #   make install    binary, config, systemd units, models folder (PREFIX, DESTDIR); make uninstall
 #
 # Layout: engine/ -> build/libcnn.a; server/ -> build/classifyd; tests/unit/ -> one
 # Criterion binary; tests/tools/*.c, tests/bench/*.c -> one binary each. The ASan
-# variant of everything lives under build/asan/. Sources are found by wildcard, so a
-# new .c file needs no Makefile edit.
+# variant of everything lives under build/asan/, a Valgrind-friendly one under
+# build/vg/. Sources are found by wildcard, so a new .c file needs no Makefile edit.
 
 SHELL := /bin/bash
 CC ?= gcc
@@ -43,7 +45,7 @@ PKG_LIBS = $(eval PKG_LIBS := $(shell pkg-config --libs $(PKGS)))$(PKG_LIBS)
 CRIT_LIBS = $(eval CRIT_LIBS := $(shell pkg-config --libs criterion))$(CRIT_LIBS)
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
-OPT := -O2 -march=$(ARCH) -g
+OPT := -O3 -march=$(ARCH) -g
 SAN := -O1 -g -march=$(ARCH) -fsanitize=address,undefined -fno-omit-frame-pointer \
        -fno-sanitize-recover=undefined
 CPPFLAGS_ALL = -Iengine -Iserver -I$(BUILD)/gen -D_GNU_SOURCE $(PKG_CFLAGS)
@@ -66,7 +68,8 @@ FUZZ_SRCS := $(wildcard tests/fuzz/*.c)
 
 .PHONY: all deps deps-test test check-asan unit unit-asan bench run models clean \
         fuzz fuzz-smoke bench-decode bench-peers test-models test-diff test-cli test-integration \
-        format install uninstall test-systemd test-browser test-deploy test-docker
+        format install uninstall test-systemd test-browser test-deploy test-docker \
+        test-integration-asan test-abuse test-valgrind
 .DEFAULT_GOAL := all
 
 # ---- dependencies -----------------------------------------------------------------
@@ -135,6 +138,10 @@ endef
 ASAN := $(BUILD)/asan
 $(eval $(call VARIANT,$(BUILD),$(OPT)))
 $(eval $(call VARIANT,$(ASAN),$(SAN)))
+# For Valgrind, which does not decode AVX-512: the same code built for x86-64-v3 (AVX2).
+VG := $(BUILD)/vg
+VGOPT := -O1 -g -march=x86-64-v3
+$(eval $(call VARIANT,$(VG),$(VGOPT)))
 
 TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tools/%,$(TOOL_SRCS))
 TOOLS_ASAN := $(patsubst tests/tools/%.c,$(ASAN)/tools/%,$(TOOL_SRCS))
@@ -173,6 +180,21 @@ test-cli: $(BUILD)/classifyd $(ASAN)/classifyd $(TOOLS_ASAN) test-models
 	$(TEST_ENV) tests/cli/run.sh
 test-integration: $(BUILD)/classifyd test-models
 	$(TEST_ENV) tests/integration/run.sh
+# The same suite against the ASan/UBSan daemon (leak check at each daemon's exit);
+# reference predictions from the release CLI.
+test-integration-asan: $(BUILD)/classifyd $(ASAN)/classifyd test-models
+	$(TEST_ENV) CLASSIFYD=$(abspath $(ASAN))/classifyd CLI_CLASSIFYD=$(abspath $(BUILD))/classifyd \
+	  tests/integration/run.sh
+
+# Abusive clients and resource limits (tests/abuse), release then ASan/UBSan build.
+test-abuse: $(BUILD)/classifyd $(ASAN)/classifyd $(TEST_MODELS_DIR)/resnet18.onnx \
+            $(TEST_MODELS_DIR)/resnet50.onnx | $(DEPS_TEST_STAMP)
+	$(TEST_ENV) tests/abuse/run.sh
+	$(TEST_ENV) CLASSIFYD=$(abspath $(ASAN))/classifyd ASAN=1 tests/abuse/run.sh
+
+# The daemon under Valgrind memcheck (tests/valgrind), built for x86-64-v3.
+test-valgrind: $(VG)/classifyd | $(DEPS_TEST_STAMP)
+	$(TEST_ENV) CLASSIFYD=$(abspath $(VG))/classifyd tests/valgrind/run.sh
 
 test-systemd: $(BUILD)/classifyd $(ASAN)/classifyd test-models
 	$(TEST_ENV) tests/systemd/run.sh
@@ -205,6 +227,9 @@ test: $(DEPS_TEST_STAMP)
 	$(MAKE) test-diff
 	$(MAKE) test-cli
 	@if [ -x tests/integration/run.sh ]; then $(MAKE) test-integration; fi
+	$(MAKE) test-integration-asan
+	$(MAKE) test-abuse
+	$(MAKE) test-valgrind
 	$(MAKE) test-systemd
 	$(MAKE) test-browser
 	$(MAKE) test-deploy
@@ -260,7 +285,8 @@ models: | $(DEPS_TEST_STAMP)
 # dictionary tests/fuzz/NAME.dict, seeds tests/fuzz/corpus/NAME, past crashes
 # tests/fuzz/regress/NAME (replayed by fuzz-smoke, so by make test).
 FUZZ_CC := clang
-FUZZ_SAN := -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined
+# -march as the build, so the fuzzers run the same SIMD code paths (e.g. the AVX2 resampler).
+FUZZ_SAN := -g -O1 -march=$(ARCH) -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_DIR := $(BUILD)/fuzz
 FUZZ_LIB_SRCS := $(wildcard tests/fuzz/lib/*.c)
 FUZZ_LINKED := $(ENGINE_SRCS) $(filter-out server/main.c,$(SERVER_SRCS)) $(FUZZ_LIB_SRCS)

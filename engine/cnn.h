@@ -122,6 +122,14 @@ int cnn_ctx_max_batch(const cnn_ctx_t *ctx);
  * the graph's output as is (logits for torchvision exports). */
 int cnn_forward(cnn_ctx_t *ctx, const float *input, int n, float *output, cnn_error_t *err);
 
+/* Profiling for benchmarks: while on, each forward records every node's wall time,
+ * keeping each node's fastest (noise on a shared machine only adds time; two clock
+ * reads per node); cnn_ctx_profile_print writes those times summed per op type and
+ * the slowest nodes, then clears the counters.
+ * Returns 0 or CNN_ENOMEM (turning it on allocates one counter per node). */
+int cnn_ctx_set_profiling(cnn_ctx_t *ctx, int on);
+void cnn_ctx_profile_print(cnn_ctx_t *ctx, void *file /* FILE * */, int top);
+
 /* Top-k of one row of scores: writes k indices and probabilities (softmax of the
  * row unless `already_probabilities`), sorted by probability, descending; ties
  * keep the lower index first. k is clamped to [1, n]; returns the k used. */

@@ -9,8 +9,10 @@
  * (the model is read-only). Nodes run in file order; dead (fused) nodes and alias
  * ops (Reshape, Flatten, ...) cost nothing.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "error.h"
 #include "graph.h"
@@ -24,6 +26,8 @@ struct cnn_ctx {
   float **ptr; /* per value: its data (input-rooted values are set per forward) */
   pool_t *pool;
   kern_ctx_t kc;
+  double *prof_ms; /* per node, when profiling; NULL otherwise */
+  long prof_runs;
 };
 
 static void *alloc64(size_t bytes) {
@@ -95,6 +99,7 @@ void cnn_ctx_destroy(cnn_ctx_t *c) {
   free(c->scratch_mem);
   free(c->scratch);
   free(c->ptr);
+  free(c->prof_ms);
   free(c);
 }
 
@@ -103,6 +108,64 @@ size_t cnn_ctx_arena_bytes(const cnn_ctx_t *c) {
 }
 
 int cnn_ctx_max_batch(const cnn_ctx_t *c) { return c->max_batch; }
+
+/* ---- profiling -------------------------------------------------------------------- */
+
+/* Single-threaded contexts time nodes in thread CPU time, which a shared machine's
+ * preemptions do not inflate; with workers, wall time is the only honest measure. */
+static double ctx_now_ms(const cnn_ctx_t *c) {
+  struct timespec ts;
+  clock_gettime(c->threads == 1 ? CLOCK_THREAD_CPUTIME_ID : CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+int cnn_ctx_set_profiling(cnn_ctx_t *c, int on) {
+  free(c->prof_ms);
+  c->prof_ms = on ? calloc((size_t)c->m->nnodes, sizeof *c->prof_ms) : NULL;
+  c->prof_runs = 0;
+  return on && !c->prof_ms ? CNN_ENOMEM : 0;
+}
+
+static int ctx_cmp_desc(const void *a, const void *b) {
+  double x = ((const double *)a)[0], y = ((const double *)b)[0];
+  return (x < y) - (x > y);
+}
+
+void cnn_ctx_profile_print(cnn_ctx_t *c, void *file, int top) {
+  FILE *f = file;
+  const cnn_model_t *m = c->m;
+  if (!c->prof_ms || c->prof_runs == 0) return;
+  double by_op[OP__COUNT] = {0}, total = 0;
+  double(*rank)[2] = calloc((size_t)m->nnodes, sizeof *rank);
+  for (int i = 0; i < m->nnodes; i++) {
+    by_op[m->nodes[i].op] += c->prof_ms[i];
+    total += c->prof_ms[i];
+    if (rank) rank[i][0] = c->prof_ms[i], rank[i][1] = i;
+  }
+  double per = 1.0; /* counters hold each node's minimum over the forwards */
+  fprintf(f, "profile: each node's fastest of %ld forwards, %.3f ms in all\n", c->prof_runs,
+          total * per);
+  for (int op = 0; op < OP__COUNT; op++)
+    if (by_op[op] > 0)
+      fprintf(f, "  %-18s %8.3f ms  %5.1f%%\n", graph_op_name(op), by_op[op] * per,
+              100.0 * by_op[op] / total);
+  if (rank) {
+    qsort(rank, (size_t)m->nnodes, sizeof *rank, ctx_cmp_desc);
+    for (int i = 0; i < top && i < m->nnodes && rank[i][0] > 0; i++) {
+      const graph_node_t *nd = &m->nodes[(int)rank[i][1]];
+      fprintf(f, "  %8.3f ms  %-12s %s", rank[i][0] * per, graph_op_name(nd->op), nd->name);
+      if (nd->op == OP_CONV) {
+        const kern_conv_t *k = &nd->a.conv.k;
+        fprintf(f, "  %dx%d/%d %d->%d @%dx%d%s", k->kh, k->kw, k->stride_h, k->cin, k->cout,
+                nd->a.conv.h, nd->a.conv.w, k->packed ? " wino" : "");
+      }
+      fputc('\n', f);
+    }
+    free(rank);
+  }
+  memset(c->prof_ms, 0, (size_t)m->nnodes * sizeof *c->prof_ms);
+  c->prof_runs = 0;
+}
 
 /* ---- execution ------------------------------------------------------------------- */
 
@@ -234,8 +297,15 @@ int cnn_forward(cnn_ctx_t *c, const float *input, int n, float *output, cnn_erro
     if (graph_root(m, v) == m->input) c->ptr[v] = (float *)input;
   for (int i = 0; i < m->nnodes; i++) {
     const graph_node_t *nd = &m->nodes[i];
-    if (!nd->dead && !is_alias_op(nd->op)) run_node(c, nd, n);
+    if (nd->dead || is_alias_op(nd->op)) continue;
+    double t0 = c->prof_ms ? ctx_now_ms(c) : 0.0;
+    run_node(c, nd, n);
+    if (c->prof_ms) {
+      double dt = ctx_now_ms(c) - t0;
+      if (c->prof_runs == 0 || dt < c->prof_ms[i]) c->prof_ms[i] = dt;
+    }
   }
+  c->prof_runs++;
   size_t per = (size_t)graph_numel(&m->vals[m->output]);
   memcpy(output, c->ptr[m->output], per * (size_t)n * sizeof(float));
   return 0;

@@ -147,6 +147,7 @@ int graph_infer_tensor_op(cnn_model_t *m, graph_node_t *n, cnn_error_t *err); /*
 int graph_is_runtime(const graph_value_t *v);
 int graph_fuse(cnn_model_t *m, cnn_error_t *err);          /* graph_fuse.c */
 int graph_plan(cnn_model_t *m, cnn_error_t *err);          /* graph_plan.c */
+const char *graph_op_name(int op);                        /* ONNX op type; onnx_node.c */
 int graph_root(const cnn_model_t *m, int v);               /* follow alias_of */
 
 /* Error helper naming the node: "node 'conv1' (Conv): <msg>". */

@@ -24,11 +24,16 @@ typedef struct {
   int w, h, subsamp, colorspace;
 } jpeg_header_t;
 
+/* Valgrind showed libjpeg-turbo returning success for a stream that ends inside
+ * the markers (FF D8 FF then zeros) without setting the sides: they start at 0
+ * and a header without positive sides is invalid. */
 static int jpeg_header(tjhandle tj, const uint8_t *p, size_t len, jpeg_header_t *hd) {
+  *hd = (jpeg_header_t){0};
   if (len > (size_t)0xFFFFFFFFu)
     return -1;
-  return tjDecompressHeader3(tj, p, (unsigned long)len, &hd->w, &hd->h, &hd->subsamp,
-                             &hd->colorspace);
+  int rc = tjDecompressHeader3(tj, p, (unsigned long)len, &hd->w, &hd->h, &hd->subsamp,
+                               &hd->colorspace);
+  return rc < 0 || hd->w <= 0 || hd->h <= 0 ? -1 : 0;
 }
 
 int image__jpeg_header_sides(const uint8_t *p, size_t len, int *w, int *h) {

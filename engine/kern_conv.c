@@ -27,11 +27,15 @@
 #include <cblas.h>
 #include <stdlib.h>
 
+#include "cnn.h"
 #include "kern_internal.h"
+#include "kern_sgemm.h"
 
 enum {
-  CONV_COL_FLOATS = 1 << 19,  /* lowered block budget per thread: 2 MB */
-  CONV_BLOCK_MIN = 64,        /* never lower fewer columns than this per block */
+  CONV_COL_FLOATS = 1 << 17,  /* lowered block budget per thread: 512 KB (L2) */
+  CONV_TILE_COLS = 48,        /* kern_sgemm's micro-kernel width */
+  CONV_SPLIT_COLS = 16,       /* thread shares of columns are multiples of this */
+  CONV_BLOCK_MIN = 48,        /* never lower fewer columns than this per block */
   CONV_ROWSPLIT_COLS = 160,   /* below this many columns per thread, split rows */
   CONV_ROW_ALIGN = 16         /* row-split boundaries fall on multiples of this */
 };
@@ -51,20 +55,34 @@ static int conv__direct(const kern_conv_t *p) {
          p->pad_l == 0 && p->pad_b == 0 && p->pad_r == 0;
 }
 
+/* Columns lowered per block: within the budget, a whole number of micro-kernel
+ * tiles (CONV_TILE_COLS), so only the last block of a range has a partial tile. */
 static size_t conv__block(size_t kdim, size_t cols) {
-  size_t b = CONV_COL_FLOATS / (kdim ? kdim : 1);
+  size_t b = CONV_COL_FLOATS / (kdim ? kdim : 1) / CONV_TILE_COLS * CONV_TILE_COLS;
   if (b < CONV_BLOCK_MIN) b = CONV_BLOCK_MIN;
   return b < cols ? b : cols;
 }
 
 int kern_conv_prepare(kern_conv_t *p) {
   p->packed = NULL;
-  return kern_wino_eligible(p) ? kern_wino_prepare(p) : 0;
+  p->gemm_a = NULL;
+  if (kern_wino_eligible(p)) return kern_wino_prepare(p);
+  if (!kern_sgemm_available()) return 0;
+  int kdim = p->cin * p->kh * p->kw;
+  if (posix_memalign((void **)&p->gemm_a, 64,
+                     kern_sgemm_packed_floats(p->cout, kdim) * sizeof(float))) {
+    p->gemm_a = NULL;
+    return CNN_ENOMEM;
+  }
+  kern_sgemm_pack(p->weight, p->cout, kdim, (size_t)kdim, p->gemm_a);
+  return 0;
 }
 
 void kern_conv_release(kern_conv_t *p) {
   free(p->packed);
+  free(p->gemm_a);
   p->packed = NULL;
+  p->gemm_a = NULL;
 }
 
 size_t kern_conv2d_scratch_floats(const kern_conv_t *p, int h, int w, int oh, int ow,
@@ -119,6 +137,12 @@ static void conv__block_run(const conv_job_t *j, int img, int r0, int r1, size_t
   }
   size_t off = (size_t)img * j->out_img + (size_t)r0 * j->cols + c0;
   float *c = j->out + off;
+  if (p->gemm_a) {
+    kern_sgemm_epi_t epi = {.bias = p->bias, .res = j->residual ? j->residual + off : NULL,
+                            .ldr = j->cols, .relu = p->relu};
+    kern_sgemm_run(p->gemm_a, r0, r1, (int)j->kdim, b, ldb, c1 - c0, c, j->cols, &epi);
+    return;
+  }
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, (int)(c1 - c0), (int)j->kdim,
               1.0f, p->weight + (size_t)r0 * j->kdim, (int)j->kdim, b, (int)ldb, 0.0f, c,
               (int)j->cols);
@@ -129,7 +153,14 @@ static void conv__block_run(const conv_job_t *j, int img, int r0, int r1, size_t
 static void conv__by_cols(void *arg, int tid, int nt) {
   const conv_job_t *j = arg;
   size_t b, e;
-  pool_split((size_t)j->n * j->cols, tid, nt, &b, &e);
+  /* Split in whole 16-column vectors of each image's columns: shares even to a
+   * vector, and each has at most one partial micro-kernel tile per image it touches
+   * (blocks are whole tiles from the start of the share). */
+  size_t vecs_img = (j->cols + CONV_SPLIT_COLS - 1) / CONV_SPLIT_COLS;
+  pool_split((size_t)j->n * vecs_img, tid, nt, &b, &e);
+  b = b / vecs_img * j->cols + b % vecs_img * CONV_SPLIT_COLS;
+  e = e / vecs_img * j->cols + (e % vecs_img) * CONV_SPLIT_COLS;
+  if (e > (size_t)j->n * j->cols) e = (size_t)j->n * j->cols;
   for (size_t pos = b; pos < e;) {
     int img = (int)(pos / j->cols);
     size_t c0 = pos % j->cols, c1 = c0 + j->block;

@@ -6,8 +6,15 @@
  * thread first writes beta*C broadcast into its block of Y, then accumulates
  * alpha*op(A)op(B) into it with sgemm (beta 1), so C is read once and Y is
  * written by exactly one thread. No allocation.
+ *
+ * A classifier head at small batch (A not transposed, B transposed: Y = X W^T with
+ * W stored N x K, at most GEMM_DOT_ROWS rows of X) is a few dot products per weight
+ * row: gemm__dots computes them directly, with 16-lane partial sums, so each weight
+ * row is read once from memory and used for every image while in L1; sgemm would
+ * first copy all of W into its packed format, on every call.
  */
 #include <cblas.h>
+#include <string.h>
 
 #include "kern_internal.h"
 
@@ -35,9 +42,49 @@ static float gemm__init_c(const gemm_job_t *j, int r0, int r1, int n0, int n1) {
   return 1.0f;
 }
 
+enum { GEMM_DOT_ROWS = 8 };
+
+typedef float gemm_vf __attribute__((vector_size(64)));
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi" /* static helpers only: the ABI note is moot */
+#endif
+
+/* dot(x, w) over k: 16 partial sums in two vectors, then the lanes, then the tail. */
+static float gemm__dot(const float *x, const float *w, int k) {
+  gemm_vf s0 = {0}, s1 = {0};
+  int i = 0;
+  for (; i + 32 <= k; i += 32) {
+    gemm_vf a0, a1, b0, b1;
+    memcpy(&a0, x + i, sizeof a0), memcpy(&a1, x + i + 16, sizeof a1);
+    memcpy(&b0, w + i, sizeof b0), memcpy(&b1, w + i + 16, sizeof b1);
+    s0 += a0 * b0, s1 += a1 * b1;
+  }
+  s0 += s1;
+  float s = 0.0f;
+  for (int l = 0; l < 16; l++) s += s0[l];
+  for (; i < k; i++) s += x[i] * w[i];
+  return s;
+}
+
+/* Y[r0:r1, n0:n1] (+)= alpha * A[r] . B[col] for A not transposed, B transposed. */
+static void gemm__dots(const gemm_job_t *j, int r0, int r1, int n0, int n1, float beta) {
+  for (int col = n0; col < n1; col++) {
+    const float *w = j->b + (size_t)col * (size_t)j->k;
+    for (int r = r0; r < r1; r++) {
+      float *y = j->y + (size_t)r * (size_t)j->n + col;
+      float d = j->alpha * gemm__dot(j->a + (size_t)r * (size_t)j->k, w, j->k);
+      *y = beta != 0.0f ? *y + d : d;
+    }
+  }
+}
+
 static void gemm__block(const gemm_job_t *j, int r0, int r1, int n0, int n1) {
   if (r0 >= r1 || n0 >= n1) return;
   float beta = gemm__init_c(j, r0, r1, n0, n1);
+  if (!j->ta && j->tb && r1 - r0 <= GEMM_DOT_ROWS) {
+    gemm__dots(j, r0, r1, n0, n1, beta);
+    return;
+  }
   /* op(A) rows r0.. and op(B) columns n0.. as sub-matrices of the originals */
   const float *a = j->ta ? j->a + r0 : j->a + (size_t)r0 * (size_t)j->k;
   const float *b = j->tb ? j->b + (size_t)n0 * (size_t)j->k : j->b + n0;

@@ -12,6 +12,9 @@
 #include "kern_internal.h"
 
 #include <string.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 typedef struct {
   const kern_conv_t *p;
@@ -26,6 +29,29 @@ static void im2col__valid_x(const im2col_geom_t *g, int kx, int *lo, int *hi) {
   *lo = a < g->ow ? a : g->ow;
   *hi = b < g->ow ? b : g->ow;
   if (*hi < *lo) *hi = *lo;
+}
+
+/* dst[x - a] = base[2x] for x in [a, b): with AVX-512, 16 at a time from a masked
+ * load pair (lanes past the last position are never read) and one permute. */
+static float *im2col__stride2(const float *base, int a, int b, float *dst) {
+#if defined(__AVX512F__)
+  const __m512i even =
+      _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  int x = a;
+  for (; x < b; x += 16) {
+    int n = b - x < 16 ? b - x : 16, span = 2 * n - 1; /* positions 2x .. 2x + 2n - 2 */
+    const float *src = base + (ptrdiff_t)x * 2;
+    __mmask16 m0 = span >= 16 ? 0xFFFF : (__mmask16)((1u << span) - 1);
+    __mmask16 m1 = span > 16 ? (__mmask16)((1u << (span - 16)) - 1) : 0;
+    __m512 lo = _mm512_maskz_loadu_ps(m0, src), hi = _mm512_maskz_loadu_ps(m1, src + 16);
+    _mm512_mask_storeu_ps(dst, (__mmask16)((1u << n) - 1), _mm512_permutex2var_ps(lo, even, hi));
+    dst += n;
+  }
+  return dst;
+#else
+  for (int x = a; x < b; x++) *dst++ = base[(ptrdiff_t)x * 2];
+  return dst;
+#endif
 }
 
 /* Output row oy, columns [x0, x1), tap (ky, kx) whose valid x range is [lo, hi). */
@@ -44,6 +70,8 @@ static float *im2col__run(const im2col_geom_t *g, const float *plane, int oy, in
   if (sw == 1) {
     memcpy(dst, base + a, sizeof *dst * (size_t)(b - a));
     dst += b - a;
+  } else if (sw == 2) {
+    dst = im2col__stride2(base, a, b, dst);
   } else {
     for (int x = a; x < b; x++) *dst++ = base[(ptrdiff_t)x * sw];
   }

@@ -8,6 +8,9 @@
  * count_include_pad the divisor counts padding but not positions beyond it.
  */
 #include <float.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "kern_internal.h"
 
@@ -63,49 +66,124 @@ static void pool__plane(const pool_job_t *j, const float *x, float *y) {
   }
 }
 
-/* Stride-1 max pooling (GoogLeNet's inception branches): interior columns, whose
- * windows lie inside the row, are computed a tap at a time across the whole row,
- * which vectorizes; edge columns use the generic window. Same comparisons as
- * pool__max_window, so the results are identical. */
-static void pool__max_s1_plane(const pool_job_t *j, const float *x, float *y) {
+/* Max pooling, separably: for each output row, the column maxima over its window's
+ * input rows (contiguous, vectorizes), then each output's maximum over its window's
+ * columns of that row (interior windows without clipping tests). max is exact, so
+ * the order changes nothing: results equal pool__plane's. Rows up to POOL_ROW_MAX
+ * wide (the row lives on the stack); wider ones take pool__plane. */
+enum { POOL_ROW_MAX = 2048 };
+
+static void pool__max_row(const kern_pool_t *p, const float *v, int w, int ow, float *y) {
+  int s = p->stride_w, k = p->kw, pad = p->pad_l;
+  /* Interior outputs: windows [ox*s - pad, +k) inside [0, w). */
+  int i0 = (pad + s - 1) / s, i1 = w - k + pad >= 0 ? (w - k + pad) / s + 1 : 0;
+  if (i1 > ow) i1 = ow;
+  if (i0 > i1) i0 = i1;
+  for (int ox = 0; ox < ow; ox++) {
+    if (ox == i0) ox = i1;
+    if (ox >= ow) break;
+    int x0, x1, nx;
+    pool__span(ox, s, k, pad, p->pad_r, w, &x0, &x1, &nx);
+    float m = x1 > x0 ? -FLT_MAX : 0.0f;
+    for (int x = x0; x < x1; x++) m = v[x] > m ? v[x] : m;
+    y[ox] = m;
+  }
+  if (s == 1) {
+    const float *b = v + i0 - pad;
+    for (int ox = i0; ox < i1; ox++) y[ox] = b[ox - i0];
+    for (int kx = 1; kx < k; kx++)
+      for (int ox = i0; ox < i1; ox++) y[ox] = b[ox - i0 + kx] > y[ox] ? b[ox - i0 + kx] : y[ox];
+    return;
+  }
+  int ox = i0;
+#if defined(__AVX512F__)
+  /* 3 taps at stride 2 (GoogLeNet's and ResNet's stride-2 pools), 16 outputs at a time:
+   * the window of output ox is e[ox], o[ox], e[ox + 1] with e and o the even and odd
+   * positions from ox*2 - pad; both halves come from one permute of two loads each.
+   * The loads stay inside [v, v + w): i1 bounds the last window to the row. */
+  if (s == 2 && k == 3) {
+    const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    for (; ox + 16 <= i1; ox += 16) {
+      const float *b = v + ox * 2 - pad; /* b[0 .. 32] are inside the row */
+      __m512 lo = _mm512_loadu_ps(b), hi = _mm512_loadu_ps(b + 16);
+      __m512 lo2 = _mm512_loadu_ps(b + 2), hi2 = _mm512_maskz_loadu_ps(0x7FFF, b + 18);
+      __m512 e = _mm512_permutex2var_ps(lo, ie, hi), o = _mm512_permutex2var_ps(lo, io, hi);
+      __m512 e1 = _mm512_permutex2var_ps(lo2, ie, hi2);
+      _mm512_storeu_ps(y + ox, _mm512_max_ps(_mm512_max_ps(e, o), e1));
+    }
+  }
+#endif
+  for (; ox < i1; ox++) {
+    const float *b = v + ox * s - pad;
+    float m = b[0];
+    for (int kx = 1; kx < k; kx++) m = b[kx] > m ? b[kx] : m;
+    y[ox] = m;
+  }
+}
+
+static void pool__max_plane(const pool_job_t *j, const float *x, float *y) {
   const kern_pool_t *p = j->p;
-  int w = j->w, ow = j->ow, ix0 = p->pad_l, ix1 = w - p->kw + p->pad_l + 1;
-  if (ix1 > ow) ix1 = ow;
-  if (ix0 > ix1) ix0 = ix1;
-  for (int oy = 0; oy < j->oh; oy++, y += ow) {
+  float v[POOL_ROW_MAX];
+  for (int oy = 0; oy < j->oh; oy++, y += j->ow) {
     int y0, y1, ny;
-    pool__span(oy, 1, p->kh, p->pad_t, p->pad_b, j->h, &y0, &y1, &ny);
-    for (int ox = 0; ox < ow; ox++) {
-      if (ox == ix0) ox = ix1;
-      if (ox >= ow) break;
-      int x0, x1, nx;
-      pool__span(ox, 1, p->kw, p->pad_l, p->pad_r, w, &x0, &x1, &nx);
-      y[ox] = (y1 > y0 && x1 > x0) ? pool__max_window(x, w, y0, y1, x0, x1) : 0.0f;
+    pool__span(oy, p->stride_h, p->kh, p->pad_t, p->pad_b, j->h, &y0, &y1, &ny);
+    if (y1 <= y0) {
+      for (int ox = 0; ox < j->ow; ox++) y[ox] = 0.0f;
+      continue;
     }
-    for (int ox = ix0; ox < ix1; ox++) y[ox] = y1 > y0 ? -FLT_MAX : 0.0f;
-    for (int yy = y0; yy < y1; yy++) {
-      const float *row = x + (size_t)yy * w - p->pad_l;
-      for (int kx = 0; kx < p->kw; kx++)
-        for (int ox = ix0; ox < ix1; ox++) {
-          float v = row[ox + kx];
-          y[ox] = v > y[ox] ? v : y[ox];
-        }
+    const float *r = x + (size_t)y0 * (size_t)j->w;
+    for (int xx = 0; xx < j->w; xx++) v[xx] = r[xx];
+    for (int yy = y0 + 1; yy < y1; yy++) {
+      r = x + (size_t)yy * (size_t)j->w;
+      for (int xx = 0; xx < j->w; xx++) v[xx] = r[xx] > v[xx] ? r[xx] : v[xx];
     }
+    pool__max_row(p, v, j->w, j->ow, y);
+  }
+}
+
+/* 3x3, stride 1, padding 1 on every side (GoogLeNet's inception branches): the
+ * output has the input's size, and both passes run over the whole plane as flat,
+ * vectorizable loops (a row-by-row pass spends more on loop overhead than on the
+ * maxima at 7 to 28 columns); columns 0 and w-1 are fixed up afterwards. The
+ * intermediate plane lives on the stack, so planes up to POOL_PLANE_MAX only. */
+enum { POOL_PLANE_MAX = 4096 };
+
+static int pool__is_3x3_same(const kern_pool_t *p, int h, int w, int oh, int ow) {
+  return p->kh == 3 && p->kw == 3 && p->stride_h == 1 && p->stride_w == 1 && p->pad_t == 1 &&
+         p->pad_l == 1 && p->pad_b == 1 && p->pad_r == 1 && oh == h && ow == w && h >= 2 &&
+         w >= 2 && (size_t)h * (size_t)w <= POOL_PLANE_MAX;
+}
+
+static inline float pool__max2(float a, float b) { return a > b ? a : b; }
+
+static void pool__max_3x3_same(const float *x, int h, int w, float *y) {
+  float v[POOL_PLANE_MAX];
+  size_t n = (size_t)h * (size_t)w, uw = (size_t)w;
+  for (size_t i = 0; i < uw; i++) v[i] = pool__max2(x[i], x[i + uw]);
+  for (size_t i = uw; i < n - uw; i++) v[i] = pool__max2(pool__max2(x[i - uw], x[i]), x[i + uw]);
+  for (size_t i = n - uw; i < n; i++) v[i] = pool__max2(x[i - uw], x[i]);
+  for (size_t i = 1; i + 1 < n; i++) y[i] = pool__max2(pool__max2(v[i - 1], v[i]), v[i + 1]);
+  for (size_t r = 0; r < n; r += uw) {
+    y[r] = pool__max2(v[r], v[r + 1]);
+    y[r + uw - 1] = pool__max2(v[r + uw - 2], v[r + uw - 1]);
   }
 }
 
 static void pool__task(void *arg, int tid, int nt) {
   const pool_job_t *j = arg;
-  if (!j->avg && j->p->stride_w == 1 && j->p->stride_h == 1) {
-    size_t b, e, in_plane = (size_t)j->h * j->w, out_plane = (size_t)j->oh * j->ow;
-    pool_split(j->planes, tid, nt, &b, &e);
-    for (size_t i = b; i < e; i++)
-      pool__max_s1_plane(j, j->in + i * in_plane, j->out + i * out_plane);
-    return;
-  }
   size_t b, e, in_plane = (size_t)j->h * j->w, out_plane = (size_t)j->oh * j->ow;
   pool_split(j->planes, tid, nt, &b, &e);
-  for (size_t i = b; i < e; i++) pool__plane(j, j->in + i * in_plane, j->out + i * out_plane);
+  int separable = !j->avg && j->w <= POOL_ROW_MAX;
+  int same3 = !j->avg && pool__is_3x3_same(j->p, j->h, j->w, j->oh, j->ow);
+  for (size_t i = b; i < e; i++) {
+    if (same3)
+      pool__max_3x3_same(j->in + i * in_plane, j->h, j->w, j->out + i * out_plane);
+    else if (separable)
+      pool__max_plane(j, j->in + i * in_plane, j->out + i * out_plane);
+    else
+      pool__plane(j, j->in + i * in_plane, j->out + i * out_plane);
+  }
 }
 
 static void pool__run(const kern_ctx_t *kc, const kern_pool_t *p, const float *in, int n,

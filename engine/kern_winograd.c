@@ -27,11 +27,13 @@
  * single-threaded, as for every kernel.
  */
 #include <cblas.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cnn.h"
 #include "kern_internal.h"
+#include "kern_sgemm.h"
 
 enum {
   WINO_XI = 16,             /* 4x4 transform domain */
@@ -57,8 +59,11 @@ int kern_wino_eligible(const kern_conv_t *p) {
          p->cin >= WINO_CH_MIN && p->cout >= WINO_CH_MIN;
 }
 
+/* Tiles per block: within the budget, and a whole number of the products' 48-column
+ * micro-kernel tiles when there is room for one. */
 static size_t wino__tb(const kern_conv_t *p) {
   size_t tb = WINO_BUDGET / ((size_t)WINO_XI * ((size_t)p->cin + (size_t)p->cout));
+  if (tb >= 48) tb = tb / 48 * 48;
   return tb < WINO_TB_MIN ? WINO_TB_MIN : tb;
 }
 
@@ -73,11 +78,9 @@ size_t kern_wino_scratch_floats(const kern_conv_t *p, int ow) {
 }
 
 /* u[xi][co][ci] = (G g G^T)[xi] for g = weight[co][ci], computed in double. */
-int kern_wino_prepare(kern_conv_t *p) {
+static void wino__transform_weights(const kern_conv_t *p, float *u) {
   static const double g4[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
   size_t cin = (size_t)p->cin, cout = (size_t)p->cout, plane = cin * cout;
-  float *u = NULL;
-  if (posix_memalign((void **)&u, 64, WINO_XI * plane * sizeof *u)) return CNN_ENOMEM;
   for (size_t co = 0; co < cout; co++)
     for (size_t ci = 0; ci < cin; ci++) {
       const float *g = p->weight + (co * cin + ci) * 9;
@@ -90,12 +93,52 @@ int kern_wino_prepare(kern_conv_t *p) {
           u[(size_t)(i * 4 + jx) * plane + co * cin + ci] =
               (float)(t[i][0] * g4[jx][0] + t[i][1] * g4[jx][1] + t[i][2] * g4[jx][2]);
     }
+}
+
+/* Size of one xi's U as the products read it: packed panels, or the plain matrix. */
+static size_t wino__uplane(const kern_conv_t *p) {
+  return kern_sgemm_available() ? kern_sgemm_packed_floats(p->cout, p->cin)
+                                : (size_t)p->cin * (size_t)p->cout;
+}
+
+int kern_wino_prepare(kern_conv_t *p) {
+  size_t plane = (size_t)p->cin * (size_t)p->cout, uplane = wino__uplane(p);
+  float *u = NULL, *tmp = NULL;
+  if (posix_memalign((void **)&u, 64, WINO_XI * uplane * sizeof *u)) return CNN_ENOMEM;
+  if (!kern_sgemm_available()) {
+    wino__transform_weights(p, u);
+    p->packed = u;
+    return 0;
+  }
+  if (!(tmp = malloc(WINO_XI * plane * sizeof *tmp))) {
+    free(u);
+    return CNN_ENOMEM;
+  }
+  wino__transform_weights(p, tmp);
+  for (size_t xi = 0; xi < WINO_XI; xi++)
+    kern_sgemm_pack(tmp + xi * plane, p->cout, p->cin, (size_t)p->cin, u + xi * uplane);
+  free(tmp);
   p->packed = u;
   return 0;
 }
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+
+/* Lanes i of [0, 32) whose position xs + i lies in [0, w), as a 32-bit mask. */
+static inline uint32_t wino__inside(int xs, int w) {
+  int lo = xs < 0 ? -xs : 0, hi = w - xs;
+  if (hi > 32) hi = 32;
+  if (hi <= lo) return 0;
+  uint64_t m = ((uint64_t)1 << hi) - 1;
+  return (uint32_t)(m & ~(((uint64_t)1 << lo) - 1));
+}
+#endif
+
 /* Input row y, columns x0 .. x0 + 2*cnt + 1, split into even (e[0..cnt]) and odd
- * (o[0..cnt]) positions, zero outside the plane. */
+ * (o[0..cnt]) positions, zero outside the plane. With AVX-512, 32 positions at a
+ * time: one masked load pair (masked-off lanes are never read) and two permutes;
+ * e and o then receive whole vectors (the half rows have a vector of slack). */
 static void wino__row(const float *plane, int h, int w, int y, int x0, int cnt, float *e,
                       float *o) {
   if (y < 0 || y >= h) {
@@ -103,11 +146,25 @@ static void wino__row(const float *plane, int h, int w, int y, int x0, int cnt, 
     return;
   }
   const float *r = plane + (size_t)y * (size_t)w;
+#if defined(__AVX512F__)
+  const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  for (int k = 0; k <= cnt; k += 16) {
+    int xs = x0 + 2 * k;
+    uint32_t in = wino__inside(xs, w);
+    const float *src = (const float *)((uintptr_t)r + (intptr_t)xs * (intptr_t)sizeof(float));
+    __m512 a = _mm512_maskz_loadu_ps((__mmask16)(in & 0xFFFF), src);
+    __m512 b = _mm512_maskz_loadu_ps((__mmask16)(in >> 16), src + 16);
+    _mm512_storeu_ps(e + k, _mm512_permutex2var_ps(a, ie, b));
+    _mm512_storeu_ps(o + k, _mm512_permutex2var_ps(a, io, b));
+  }
+#else
   for (int k = 0; k <= cnt; k++) {
     int x = x0 + 2 * k;
     e[k] = x >= 0 && x < w ? r[x] : 0.0f;
     o[k] = x + 1 >= 0 && x + 1 < w ? r[x + 1] : 0.0f;
   }
+#endif
 }
 
 /* Transforms run on 16 adjacent tiles at a time as GCC/Clang vector values (one
@@ -208,16 +265,38 @@ static void wino__at_row(const float *m, size_t stride, int cnt, float *y, int p
 }
 
 /* Output row yo from even/odd halves, columns x0 .. x0 + 2*cnt - 1 clipped to ow,
- * with y = act(y + bias + residual). */
+ * with y = act(y + bias + residual). With AVX-512, 16 tiles (32 columns) at a time:
+ * two permutes interleave the halves, the epilogue runs on vectors, stores are masked
+ * to the row. */
 static void wino__store(const wino_job_t *j, const float *ev, const float *od, int cnt, float b,
                         size_t o, int x0) {
   const float *res = j->residual ? j->residual + o : NULL;
   float *out = j->out + o;
   int n = 2 * cnt < j->ow - x0 ? 2 * cnt : j->ow - x0;
+#if defined(__AVX512F__)
+  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i hi =
+      _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  const __m512 bias = _mm512_set1_ps(b), zero = _mm512_setzero_ps();
+  for (int x = 0; x < n; x += 32) {
+    __m512 a = _mm512_loadu_ps(ev + x / 2), c = _mm512_loadu_ps(od + x / 2);
+    __m512 v[2] = {_mm512_permutex2var_ps(a, lo, c), _mm512_permutex2var_ps(a, hi, c)};
+    for (int h = 0; h < 2; h++) {
+      int left = n - x - 16 * h;
+      if (left <= 0) break;
+      __mmask16 mk = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+      __m512 y = _mm512_add_ps(v[h], bias);
+      if (res) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(mk, res + x + 16 * h));
+      if (j->p->relu) y = _mm512_max_ps(y, zero);
+      _mm512_mask_storeu_ps(out + x + 16 * h, mk, y);
+    }
+  }
+#else
   for (int x = 0; x < n; x++) {
     float y = ((x & 1) ? od : ev)[x >> 1] + b + (res ? res[x] : 0.0f);
     out[x] = j->p->relu && y < 0.0f ? 0.0f : y;
   }
+#endif
 }
 
 static void wino__output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
@@ -249,17 +328,28 @@ static void wino__block(const wino_job_t *j, int r0, int r1, size_t t0, size_t t
   size_t nb = t1 - t0, cin = (size_t)p->cin, cout = (size_t)p->cout, rows = (size_t)(r1 - r0);
   float *v = scratch, *m = v + WINO_XI * cin * j->tb, *buf = m + WINO_XI * cout * j->tb;
   wino__input(j, t0, t1, v, buf);
-  for (size_t xi = 0; xi < WINO_XI; xi++)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)nb, (int)cin, 1.0f,
-                j->u + xi * cout * cin + (size_t)r0 * cin, (int)cin, v + xi * cin * nb, (int)nb,
-                0.0f, m + xi * rows * nb, (int)nb);
+  if (kern_sgemm_available()) {
+    size_t uplane = wino__uplane(p);
+    for (size_t xi = 0; xi < WINO_XI; xi++)
+      kern_sgemm_run(j->u + xi * uplane, r0, r1, (int)cin, v + xi * cin * nb, nb, nb,
+                     m + xi * rows * nb, nb, NULL);
+  } else {
+    for (size_t xi = 0; xi < WINO_XI; xi++)
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)nb, (int)cin,
+                  1.0f, j->u + xi * cout * cin + (size_t)r0 * cin, (int)cin, v + xi * cin * nb,
+                  (int)nb, 0.0f, m + xi * rows * nb, (int)nb);
+  }
   wino__output(j, r0, r1, t0, t1, m, buf);
 }
 
 static void wino__by_tiles(void *arg, int tid, int nt) {
   const wino_job_t *j = arg;
-  size_t b, e;
-  pool_split(j->tiles, tid, nt, &b, &e);
+  /* Whole vectors of 16 tiles per thread: even shares, and only the last block of a
+   * share has a partial 48-tile group in its products. */
+  size_t b, e, units = (j->tiles + 15) / 16;
+  pool_split(units, tid, nt, &b, &e);
+  b *= 16, e *= 16;
+  if (e > j->tiles) e = j->tiles;
   for (size_t t0 = b; t0 < e; t0 += j->tb)
     wino__block(j, 0, j->p->cout, t0, t0 + j->tb < e ? t0 + j->tb : e, j->kc->scratch[tid]);
 }

@@ -33,7 +33,8 @@ typedef struct {
   const float *weight; /* cout x cin x kh x kw (ONNX layout), owned by the model */
   const float *bias;   /* cout floats or NULL */
   int relu;            /* 1: max(0, y) */
-  void *packed;        /* kernel-private prepared weights; set by kern_conv_prepare */
+  void *packed;        /* Winograd-transformed weights; set by kern_conv_prepare */
+  float *gemm_a;       /* weights packed for kern_sgemm (AVX-512); set by kern_conv_prepare */
 } kern_conv_t;
 
 /* At model load: prepare weights (e.g. pack or transform). Returns 0 or CNN_ENOMEM. */

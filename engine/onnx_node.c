@@ -331,6 +331,12 @@ static const op_desc_t op_table[] = {
     {"Slice", OP_SLICE, "starts ends axes", parse_slice},
 };
 
+const char *graph_op_name(int op) {
+  for (size_t i = 0; i < sizeof op_table / sizeof op_table[0]; i++)
+    if ((int)op_table[i].op == op) return op_table[i].type;
+  return "?";
+}
+
 /* Constant: its output becomes a constant value; the node itself never runs. */
 static int parse_constant(cnn_model_t *m, const Onnx__NodeProto *np, graph_node_t *n,
                           cnn_error_t *err) {

@@ -14,6 +14,8 @@
 #include <stdatomic.h>
 
 #include "config.h"
+#include "conns.h"
+#include "linger.h"
 #include "modelset.h"
 #include "pipeline.h"
 
@@ -23,6 +25,13 @@ typedef struct {
   pipeline_t *pipe;
   atomic_int draining;  /* SIGTERM received: answer with Connection: close */
   atomic_long in_flight; /* requests between first callback and completion */
+  int max_connections;   /* served at once; derived from cfg and ulimit -n (rlimits.h) */
+  int accept_limit;      /* accepted at once (requests beyond max_connections get 503) */
+  conns_t *conns;        /* open connections and their request deadlines */
+  linger_t *linger;      /* lingering close of refused uploads */
+  atomic_long upload_bytes; /* body bytes charged against cfg->upload_memory */
+  atomic_long conns_refused;  /* requests answered 503 because too many connections were open */
+  atomic_long upload_refused; /* uploads refused (503) because that budget was spent */
 } app_t;
 
 #endif

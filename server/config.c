@@ -49,7 +49,22 @@ static const setting_t settings[] = {
     {"server", "request_deadline_ms", "request-deadline-ms", T_INT, OFF(request_deadline_ms), 1,
      3600000, "a request not started on the engine within this many ms gets 504"},
     {"server", "connection_timeout", "connection-timeout", T_INT, OFF(connection_timeout_s), 1,
-     3600, "seconds an idle or stalled connection is kept"},
+     3600, "seconds a request may take to arrive (idle or trickling), see min_upload_rate"},
+    {"server", "min_upload_rate", "min-upload-rate", T_SIZE, OFF(min_upload_rate), 0, 1LL << 30,
+     "a request arriving at this many bytes/s or faster is never cut off (0: no extension)"},
+    {"server", "max_connections", "max-connections", T_INT, OFF(max_connections), 0, 1000000,
+     "most client connections at once (0: automatic, from ulimit -n, at most 1000)"},
+    {"server", "max_connections_per_ip", "max-connections-per-ip", T_INT,
+     OFF(max_connections_per_ip), 0, 1000000, "most connections from one address (0: no limit)"},
+    {"server", "header_limit", "header-limit", T_SIZE, OFF(header_limit), 4096, 1 << 20,
+     "bytes for a request line and headers (more: 431 or 414)"},
+    {"server", "max_headers", "max-headers", T_INT, OFF(max_headers), 1, 10000,
+     "most header lines in a request (more: 431)"},
+    {"server", "max_query_args", "max-query-args", T_INT, OFF(max_query_args), 1, 10000,
+     "most query parameters in a URL (more: 414)"},
+    {"server", "upload_memory", "upload-memory", T_SIZE, OFF(upload_memory), 0, 1LL << 40,
+     "request bodies held in memory, all connections together (more: 503; 0: the larger of "
+     "128M and body_limit)"},
     {"server", "drain_timeout", "drain-timeout", T_INT, OFF(drain_timeout_s), 0, 3600,
      "seconds to finish in-flight requests after SIGTERM/SIGINT"},
     {"server", "cors_origins", "cors-origins", T_STR, OFF(cors_origins), 0, 0,
@@ -80,6 +95,11 @@ static void config_defaults(config_t *c) {
   c->max_side = 20000;
   c->request_deadline_ms = 30000;
   c->connection_timeout_s = 30;
+  c->min_upload_rate = 1024;
+  c->header_limit = 32768;
+  c->max_headers = 64;
+  c->max_query_args = 16;
+  c->upload_memory = 0; /* automatic: see validate_limits */
   c->drain_timeout_s = 30;
   int ncpu = cpus_available();
   c->threads = ncpu > 256 ? 256 : ncpu;
@@ -158,6 +178,7 @@ static int set_global(config_t *c, const setting_t *s, const char *v, char *err,
   case T_SIZE:
     if (parse_ll(v, s->type == T_SIZE, &x) < 0 || x < s->min || x > s->max) return -1;
     if (s->off == OFF(body_limit)) c->body_limit = (size_t)x;
+    else if (s->off == OFF(upload_memory)) c->upload_memory = (size_t)x;
     else if (s->off == OFF(max_pixels)) c->max_pixels = x;
     else *(int *)p = (int)x;
     return 0;
@@ -483,6 +504,17 @@ static int validate_listen(const config_t *c, char *err, size_t n) {
   return 0;
 }
 
+static int validate_limits(config_t *c, char *err, size_t n) {
+  if (c->upload_memory == 0) {
+    size_t dflt = (size_t)128 << 20;
+    c->upload_memory = c->body_limit > dflt ? c->body_limit : dflt;
+  }
+  if (c->upload_memory >= c->body_limit) return 0;
+  snprintf(err, n, "server.upload_memory: %zu is below server.body_limit (%zu): a body at the "
+           "limit could never be accepted", c->upload_memory, c->body_limit);
+  return -1;
+}
+
 int config_parse(config_t *c, int argc, char **argv, char *err, size_t n) {
   struct option opts[N_SETTINGS + 6];
   const char *file = NULL;
@@ -493,7 +525,7 @@ int config_parse(config_t *c, int argc, char **argv, char *err, size_t n) {
   if (!c->listen || !c->cors_origins) return fail(err, n, "out of memory%s%s", "", "");
   if (file && config_read_file(c, file, err, n) < 0) return -1;
   if (apply_flags(c, argc, argv, opts, err, n) < 0 || validate_models(c, err, n) < 0 ||
-      validate_listen(c, err, n) < 0)
+      validate_listen(c, err, n) < 0 || validate_limits(c, err, n) < 0)
     return -1;
   return 0;
 }
@@ -528,6 +560,7 @@ static int setting_differs(const setting_t *s, const config_t *a, const config_t
   const char *pa = (const char *)a + s->off, *pb = (const char *)b + s->off;
   if (s->type == T_STR) return strcmp(*(char *const *)pa, *(char *const *)pb) != 0;
   if (s->off == OFF(body_limit)) return a->body_limit != b->body_limit;
+  if (s->off == OFF(upload_memory)) return a->upload_memory != b->upload_memory;
   if (s->off == OFF(max_pixels)) return a->max_pixels != b->max_pixels;
   return *(const int *)pa != *(const int *)pb;
 }
@@ -539,7 +572,7 @@ static int setting_reloadable(const setting_t *s) {
 
 static size_t setting_size(const setting_t *s) {
   if (s->type == T_STR) return sizeof(char *);
-  if (s->off == OFF(body_limit)) return sizeof(size_t);
+  if (s->off == OFF(body_limit) || s->off == OFF(upload_memory)) return sizeof(size_t);
   if (s->off == OFF(max_pixels)) return sizeof(int64_t);
   return sizeof(int);
 }

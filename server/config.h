@@ -47,6 +47,12 @@ typedef struct {
   int max_side;
   int request_deadline_ms;
   int connection_timeout_s;
+  int min_upload_rate;        /* bytes/s that extend connection_timeout for a request */
+  int max_connections;        /* 0: automatic, from the open-file limit */
+  int max_connections_per_ip; /* 0: no per-address limit */
+  int header_limit;           /* bytes for the request line and headers (MHD memory limit) */
+  int max_headers, max_query_args;
+  size_t upload_memory; /* request bodies held in memory, all connections together */
   int drain_timeout_s;
   char *cors_origins; /* comma-separated; "" = CORS off; "*" = any */
   int threads;        /* engine threads per inference context */

@@ -21,6 +21,12 @@
  * after a clean drain; 1 when a model failed to load at start-up, the socket
  * could not be bound or the drain timed out; 2 for invalid configuration
  * (before anything is bound).
+ * Guards (before binding): the connection limit follows the open-file limit,
+ * and the models plus the decode and upload budgets must fit in the memory
+ * limit (RLIMIT_AS or the cgroup's), checked from the file sizes before
+ * loading and again once loaded (rlimits.h): else exit 1 with a message naming
+ * the model and the numbers. A timer sweeps slow clients every 200 ms
+ * (conns.h); refused uploads linger before closing (linger.h).
  */
 #include "daemon.h"
 
@@ -32,6 +38,7 @@
 #include "cpus.h"
 #include "gate.h"
 #include "http.h"
+#include "rlimits.h"
 #include "log.h"
 #include "notify.h"
 #include "signals.h"
@@ -47,6 +54,11 @@ typedef struct {
   signals_t sig;
   notify_watchdog_t wd;
   uv_timer_t drain_timer;
+  uv_timer_t guard_timer; /* sweeps slow clients (conns.h) */
+  conns_t conns;
+  linger_t linger;
+  int linger_slots, conns_ok;
+  rlimits_mem_t mem;
   uv_async_t loader_async;
   uv_thread_t loader;
   gate_t gate; /* one forward at a time across models (and generations) unless parallel_models */
@@ -58,6 +70,12 @@ typedef struct {
   uint64_t drain_start;
   struct MHD_Daemon *mhd;
 } daemon_t;
+
+/* Lingering close of refused uploads (linger.h): at most this much is read and
+ * dropped, for at most this long, giving up after this long without data. */
+#define LINGER_MAX_BYTES (32u << 20)
+#define LINGER_TOTAL_MS 10000
+#define LINGER_IDLE_MS 2000
 
 static daemon_t g_d;
 
@@ -124,6 +142,9 @@ static void loader_main(void *arg) {
   if (!d->loader_reload) {
     modelset_t *s = modelset_slot_get(&d->slot);
     result = load_set(d, s);
+    if (result == 1 && rlimits_check_loaded(&s->cfg, &s->reg, &d->mem, rlimits_usage(&d->mem),
+                                           d->loader_err, sizeof(d->loader_err)) < 0)
+      result = -1;
     modelset_unref(s);
   } else {
     modelset_t *s = reload_prepare(d);
@@ -158,10 +179,12 @@ static void finish(daemon_t *d) {
   if (d->finished) return;
   d->finished = 1;
   uv_timer_stop(&d->drain_timer);
+  uv_timer_stop(&d->guard_timer);
   atomic_store(&d->loader_stop, 1);
   if (d->loader_started) uv_thread_join(&d->loader);
   d->loader_started = 0;
   uv_close((uv_handle_t *)&d->drain_timer, NULL);
+  uv_close((uv_handle_t *)&d->guard_timer, NULL);
   uv_close((uv_handle_t *)&d->loader_async, NULL);
   notify_watchdog_close(&d->wd);
   signals_close(&d->sig);
@@ -289,7 +312,48 @@ static int setup_loop(daemon_t *d) {
   d->loader_async.data = d;
   if (uv_timer_init(&d->loop, &d->drain_timer) < 0) return -1;
   d->drain_timer.data = d;
+  if (uv_timer_init(&d->loop, &d->guard_timer) < 0) return -1;
+  d->guard_timer.data = d;
+  if (conns_init(&d->conns, d->cfg.connection_timeout_s, (uint64_t)d->cfg.min_upload_rate,
+                 d->app.max_connections) < 0)
+    return -1;
+  d->conns_ok = 1;
+  if (linger_start(&d->linger, d->linger_slots, LINGER_MAX_BYTES, LINGER_IDLE_MS,
+                   LINGER_TOTAL_MS) < 0)
+    return -1;
+  d->app.conns = &d->conns;
+  d->app.linger = &d->linger;
   return notify_watchdog_start(&d->wd, &d->loop) < 0 ? -1 : 0;
+}
+
+static void guard_sweep(uv_timer_t *t) {
+  daemon_t *d = t->data;
+  int n = conns_sweep(&d->conns, job_now_ns());
+  if (n) log_msg(LOG_DEBUG, "cut off %d connection(s) whose request did not arrive in time", n);
+}
+
+/* Connection limit from the open-file limit; the memory fit from the file sizes. */
+static int check_limits(daemon_t *d) {
+  char msg[1024];
+  rlimits_conns_t lim;
+  if (rlimits_connections(0, d->cfg.max_connections, &lim, msg, sizeof(msg)) < 0) {
+    log_msg(LOG_ERROR, "%s", msg);
+    return -1;
+  }
+  if (*msg) log_msg(LOG_WARN, "%s", msg);
+  d->app.max_connections = lim.soft;
+  d->app.accept_limit = lim.hard;
+  d->linger_slots = lim.linger;
+  rlimits_memory("/sys/fs/cgroup", &d->mem);
+  if (d->mem.limit) {
+    if (rlimits_check_files(&d->cfg, &d->mem, rlimits_usage(&d->mem), msg, sizeof(msg)) < 0) {
+      log_msg(LOG_ERROR, "%s", msg);
+      return -1;
+    }
+    log_msg(LOG_INFO, "memory limit %.0f MiB (%s): models and budgets fit",
+            (double)d->mem.limit / (1 << 20), d->mem.source);
+  }
+  return 0;
 }
 
 static int serve(daemon_t *d) {
@@ -308,7 +372,13 @@ static int serve(daemon_t *d) {
           reg->n < 2 ? "one model" : d->cfg.parallel_models ? "models in parallel"
                                                            : "one forward at a time",
           d->cfg.workers, d->cfg.http_threads, d->cfg.max_batch, d->cfg.batch_window_us);
+  log_msg(LOG_INFO, "limits: %d connections (503 up to %d, then unaccepted; %d per address), "
+          "requests must arrive within %d s (+1 s per %d bytes), %zu bytes of bodies in memory",
+          d->app.max_connections, d->app.accept_limit,
+          d->cfg.max_connections_per_ip, d->cfg.connection_timeout_s, d->cfg.min_upload_rate,
+          d->cfg.upload_memory);
   notify_send("STATUS=listening on port %d; loading %d model(s)", port, reg->n);
+  uv_timer_start(&d->guard_timer, guard_sweep, 200, 200);
   if (loader_start(d, 0) < 0) {
     d->exit_code = 1;
     begin_drain(d);
@@ -331,6 +401,10 @@ int daemon_main(int argc, char **argv) {
   d->argv = argv;
   log_init((log_level_t)d->cfg.log_level, d->cfg.log_json);
   metrics_init();
+  if (check_limits(d) < 0) {
+    config_free(&d->cfg);
+    return 1;
+  }
   if (setup_models(d) < 0 || setup_loop(d) < 0) {
     log_msg(LOG_ERROR, "cannot initialise the event loop");
     return 1;
@@ -338,6 +412,8 @@ int daemon_main(int argc, char **argv) {
   int code = serve(d);
   if (!d->finished) finish(d);
   uv_run(&d->loop, UV_RUN_DEFAULT); /* let the close callbacks run */
+  linger_stop(&d->linger);           /* MHD is stopped: nothing adds any more */
+  if (d->conns_ok) conns_deinit(&d->conns);
   modelset_slot_deinit(&d->slot);    /* MHD is stopped: this was the last reference */
   pipeline_deinit(&d->pipe);
   if (d->gate_ok) gate_deinit(&d->gate);

@@ -126,7 +126,15 @@ static void render_metrics(app_t *a, modelset_t *g, jout_t *j) {
                         .in_flight = atomic_load(&a->in_flight),
                         .models_loaded = registry_ready_count(&g->reg),
                         .models_configured = g->reg.n,
-                        .generation = (long)g->id};
+                        .generation = (long)g->id,
+                        .connections_open = atomic_load(&a->conns->open),
+                        .connections_limit = a->max_connections,
+                        .connections_refused = atomic_load(&a->conns_refused),
+                        .connections_cut = atomic_load(&a->conns->cut),
+                        .lingering = atomic_load(&a->linger->active),
+                        .lingered = atomic_load(&a->linger->total),
+                        .upload_bytes = atomic_load(&a->upload_bytes),
+                        .upload_refused = atomic_load(&a->upload_refused)};
   metrics_render(j, &m);
 }
 
@@ -188,6 +196,8 @@ static enum MHD_Result check_length(req_t *r) {
     return http_error(r, 413, "payload_too_large", "body of %llu bytes exceeds the limit of %zu",
                       v, r->app->cfg->body_limit);
   r->content_length = v;
+  if (end != cl && *end == '\0' && http_upload_charge(r, v) < 0)
+    return http_error(r, 503, "server_busy", "too many uploads in progress; retry later");
   return MHD_YES;
 }
 
@@ -215,6 +225,8 @@ enum MHD_Result handlers_classify_begin(req_t *r, const char *path_model) {
 }
 
 static enum MHD_Result submit_checks(req_t *r) {
+  if (r->err_code && !strcmp(r->err_code, "server_busy"))
+    return http_error(r, 503, "server_busy", "too many uploads in progress; retry later");
   if (r->err_code && !strcmp(r->err_code, "out_of_memory"))
     return http_error(r, 500, "internal_error", "out of memory reading the body");
   if (r->err_code)
@@ -243,6 +255,9 @@ enum MHD_Result handlers_classify_submit(req_t *r) {
                       a->pipe->capacity);
   job_t *j = &r->job;
   j->conn = r->conn;
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+  j->fd = ci ? ci->connect_fd : -1;
   j->model = r->model;
   j->data = r->body;
   j->len = r->body_len;

@@ -8,7 +8,12 @@
  * RS_UPLOAD (body chunks counted and stored; over the limit -> connection cut
  * off) -> upload complete -> RS_QUEUED (connection suspended, job in the
  * pipeline) -> resumed by http_job_finished() on the loop thread -> answered.
- * A Content-Length above the limit is refused (413) before any body is read.
+ * A Content-Length above the limit is refused (413) before any body is read;
+ * such a socket lingers after the answer (linger.h) so the client reads it.
+ * Guards: every connection is registered (conns.h) so a request trickling in
+ * is cut off at its deadline; MHD enforces the connection limits (total and per
+ * address) and the header memory; on_request bounds header and query counts;
+ * bodies are charged against server.upload_memory (503 past it).
  * Memory: the body buffer starts at the declared Content-Length when that is at
  * most 1 MiB (else 64 KiB) and grows by doubling, never beyond the body limit.
  */
@@ -28,6 +33,13 @@
 
 #include "handlers.h"
 #include "log.h"
+
+/* The connection's registry entry (conns.h); NULL if it is not watched. */
+static conn_entry_t *conn_entry(struct MHD_Connection *c) {
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  return ci ? ci->socket_context : NULL;
+}
 
 static int origin_allowed(const char *list, const char *origin) {
   size_t olen = strlen(origin);
@@ -71,7 +83,8 @@ enum MHD_Result http_send(req_t *r, int status, char *body, size_t len, const ch
     snprintf(ra, sizeof(ra), "%d", retry_after);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
   }
-  if (atomic_load(&r->app->draining))
+  conn_entry_t *e = conn_entry(r->conn);
+  if (atomic_load(&r->app->draining) || (e && e->over))
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
   add_cors(r, resp);
   enum MHD_Result rc = MHD_queue_response(r->conn, (unsigned)status, resp);
@@ -102,12 +115,48 @@ enum MHD_Result http_error(req_t *r, int status, const char *code, const char *f
   return http_send(r, status, body, len, "application/json", allow, status == 503 ? 1 : 0);
 }
 
+/* A request that declares a body: refused before reading it, its socket lingers. */
+static int has_body(req_t *r) {
+  const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+                                               MHD_HTTP_HEADER_CONTENT_LENGTH);
+  return (cl && strcmp(cl, "0") != 0) ||
+         MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+                                     MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL;
+}
+
+/* Header and query floods: MHD bounds their bytes (header_limit); these bound counts. */
+static int fields_ok(req_t *r) {
+  const config_t *cfg = r->app->cfg;
+  int nh = MHD_get_connection_values(r->conn, MHD_HEADER_KIND, NULL, NULL);
+  if (nh > cfg->max_headers) {
+    http_error(r, 431, "headers_too_large", "%d header lines; at most %d are accepted", nh,
+               cfg->max_headers);
+    return 0;
+  }
+  int nq = MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, NULL, NULL);
+  if (nq > cfg->max_query_args) {
+    http_error(r, 414, "uri_too_long", "%d query parameters; at most %d are accepted", nq,
+               cfg->max_query_args);
+    return 0;
+  }
+  return 1;
+}
+
 /* Everything but a classify upload is answered on MHD's second call, once the
  * request is complete: answering on the first call would make MHD close the
  * connection (no keep-alive). A classify request may be refused on the first
  * call (bad parameters, Content-Length over the limit) precisely so that its
- * body is never read. */
+ * body is never read; so are requests over the connection limit or the header
+ * and query counts. */
 static enum MHD_Result req_begin(req_t *r, const char *url, const char *method) {
+  conn_entry_t *e = conn_entry(r->conn);
+  if (e && e->over) {
+    atomic_fetch_add(&r->app->conns_refused, 1);
+    return http_error(r, 503, "too_many_connections",
+                      "more than %d connections are open; retry later",
+                      r->app->max_connections);
+  }
+  if (!fields_ok(r)) return MHD_YES;
   router_match(r, url, r->model_name, sizeof(r->model_name));
   if (r->route == ROUTE_CLASSIFY && strcmp(method, MHD_HTTP_METHOD_POST) == 0) {
     enum MHD_Result rc = handlers_classify_begin(r, r->model_name);
@@ -146,6 +195,19 @@ static int body_append(req_t *r, const char *data, size_t size) {
   return 0;
 }
 
+int http_upload_charge(req_t *r, uint64_t total) {
+  if (total <= r->charged) return 0;
+  long add = (long)(total - r->charged);
+  long budget = (long)r->app->cfg->upload_memory;
+  if (atomic_fetch_add(&r->app->upload_bytes, add) + add > budget) {
+    atomic_fetch_sub(&r->app->upload_bytes, add);
+    atomic_fetch_add(&r->app->upload_refused, 1);
+    return -1;
+  }
+  r->charged = total;
+  return 0;
+}
+
 static enum MHD_Result req_consume(req_t *r, const char *data, size_t size) {
   r->bytes_in += size;
   if (r->bytes_in > r->app->cfg->body_limit) {
@@ -154,16 +216,46 @@ static enum MHD_Result req_consume(req_t *r, const char *data, size_t size) {
     return MHD_NO; /* cut the client off: no response can be queued mid-body */
   }
   if (r->err_code) return MHD_YES; /* already failed: discard up to the limit */
+  if (http_upload_charge(r, r->bytes_in) < 0) {
+    r->err_code = "server_busy"; /* answered 503 once the body is in (and discarded) */
+    return MHD_YES;
+  }
   int rc = r->is_multipart ? multipart_feed(&r->mp, data, size) : body_append(r, data, size);
   if (rc < 0) r->err_code = r->mp.oom ? "out_of_memory" : "invalid_multipart";
   return MHD_YES;
+}
+
+static enum MHD_Result req_step(req_t *r, const char *upload, size_t *upload_size) {
+  if (r->state == RS_QUEUED) return handlers_classify_answer(r);
+  if (r->state == RS_DEFERRED) { /* discard any body, bounded by the body limit */
+    r->bytes_in += *upload_size;
+    conns_progress(conn_entry(r->conn), *upload_size);
+    if (r->bytes_in > r->app->cfg->body_limit) return MHD_NO;
+    if (*upload_size == 0) return req_answer_deferred(r);
+    *upload_size = 0;
+    return MHD_YES;
+  }
+  if (r->state == RS_ANSWERED) {
+    *upload_size = 0;
+    return MHD_YES;
+  }
+  if (*upload_size) {
+    conns_progress(conn_entry(r->conn), *upload_size);
+    enum MHD_Result rc = req_consume(r, upload, *upload_size);
+    *upload_size = 0;
+    return rc;
+  }
+  return handlers_classify_submit(r);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **con_cls) {
   req_t *r = *con_cls;
-  if (!r) {
+  enum MHD_Result rc;
+  if (r) {
+    rc = req_step(r, upload, upload_size);
+  } else {
     app_t *app = cls;
     r = calloc(1, sizeof(*r));
     if (!r) return MHD_NO;
@@ -175,26 +267,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     snprintf(r->path, sizeof(r->path), "%s", url);
     atomic_fetch_add(&app->in_flight, 1);
     *con_cls = r;
-    return req_begin(r, url, method);
+    rc = req_begin(r, url, method);
+    if (r->state == RS_ANSWERED && has_body(r)) r->linger = 1;
   }
-  if (r->state == RS_QUEUED) return handlers_classify_answer(r);
-  if (r->state == RS_DEFERRED) { /* discard any body, bounded by the body limit */
-    r->bytes_in += *upload_size;
-    if (r->bytes_in > r->app->cfg->body_limit) return MHD_NO;
-    if (*upload_size == 0) return req_answer_deferred(r);
-    *upload_size = 0;
-    return MHD_YES;
-  }
-  if (r->state == RS_ANSWERED) {
-    *upload_size = 0;
-    return MHD_YES;
-  }
-  if (*upload_size) {
-    enum MHD_Result rc = req_consume(r, upload, *upload_size);
-    *upload_size = 0;
-    return rc;
-  }
-  return handlers_classify_submit(r);
+  /* The whole request is in: no arrival deadline until it is answered. */
+  if (r->state == RS_QUEUED || r->state == RS_ANSWERED) conns_exempt(conn_entry(c));
+  return rc;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -204,6 +282,11 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
   *con_cls = NULL;
   double secs = (double)(job_now_ns() - r->t_start) / 1e9;
   int status = r->state == RS_ANSWERED ? r->status : (r->status ? r->status : 0);
+  /* Resumed, then closed before answering (the client had gone): log the job's outcome. */
+  if (r->state == RS_QUEUED && r->job.status) {
+    status = r->job.status;
+    if (!r->err_code) r->err_code = r->job.err_code;
+  }
   metrics_request(r->ep, r->state == RS_ANSWERED ? status : 0);
   metrics_observe(H_REQUEST, secs);
   log_request(&(log_request_t){.method = r->method,
@@ -216,8 +299,15 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                                .error = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK
                                             ? r->err_code
                                             : (r->err_code ? r->err_code : "connection_closed")});
+  if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) {
+    conns_answered(conn_entry(c)); /* the next request on this connection: a new clock */
+    const union MHD_ConnectionInfo *ci =
+        r->linger ? MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD) : NULL;
+    if (ci) (void)linger_add(r->app->linger, ci->connect_fd);
+  }
   multipart_deinit(&r->mp);
   free(r->body);
+  if (r->charged) atomic_fetch_sub(&r->app->upload_bytes, (long)r->charged);
   modelset_unref(r->gen);
   atomic_fetch_sub(&r->app->in_flight, 1);
   free(r);
@@ -226,6 +316,19 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 void http_job_finished(job_t *j) {
   req_t *r = (req_t *)((char *)j - offsetof(req_t, job));
   MHD_resume_connection(r->conn);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+  app_t *app = cls;
+  if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    *socket_context = ci ? conns_open(app->conns, ci->connect_fd) : NULL;
+  } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+    conns_close(app->conns, *socket_context); /* before MHD closes the fd */
+    *socket_context = NULL;
+  }
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap) {
@@ -278,18 +381,25 @@ struct MHD_Daemon *http_start(app_t *app, int listen_fd, int *port_out) {
                    MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
   /* The listening socket (passed by systemd, or bound by MHD) and, with more than one
    * thread, the pool size: MHD warns about a pool of size 1. */
-  struct MHD_OptionItem opts[3];
+  struct MHD_OptionItem opts[4];
   int no = 0;
   opts[no++] = listen_fd >= 0 ? (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, listen_fd, NULL}
                               : (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &ss};
   if (cfg->http_threads > 1)
     opts[no++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)cfg->http_threads, NULL};
+  if (cfg->max_connections_per_ip > 0)
+    opts[no++] = (struct MHD_OptionItem){MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                                         (intptr_t)cfg->max_connections_per_ip, NULL};
   opts[no] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
   struct MHD_Daemon *d = MHD_start_daemon(
-      flags, 0, NULL, NULL, on_request, app, MHD_OPTION_NOTIFY_COMPLETED, on_completed, app,
+      flags, 0, NULL, NULL, on_request, app, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+      MHD_OPTION_NOTIFY_COMPLETED, on_completed, app,
       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout_s,
-      MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
-      MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
+      MHD_OPTION_NOTIFY_CONNECTION, on_connection, app,
+      MHD_OPTION_CONNECTION_LIMIT, (unsigned)app->accept_limit,
+      MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->header_limit,
+      MHD_OPTION_STRICT_FOR_CLIENT, 1, /* e.g. HTTP/1.1 without Host: 400 */
+      MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
   if (!d) {
     log_msg(LOG_ERROR, "cannot listen on %s (address in use or not available?)",
             listen_fd >= 0 ? "the socket-activated fd" : cfg->listen);

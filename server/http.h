@@ -47,6 +47,8 @@ typedef struct req {
   multipart_t mp;
   uint8_t *body; /* raw body, or the chosen multipart part */
   size_t body_len, body_cap;
+  uint64_t charged; /* body bytes charged against server.upload_memory */
+  int linger;       /* answered before its body was read: linger on close (linger.h) */
   job_t job;
 } req_t;
 
@@ -56,6 +58,9 @@ struct MHD_Daemon *http_start(app_t *app, int listen_fd, int *port_out);
 void http_quiesce(struct MHD_Daemon *d); /* stop accepting new connections */
 void http_stop(struct MHD_Daemon *d);
 void http_job_finished(job_t *j); /* loop thread: resume the job's connection */
+/* Charges the request's body up to `total` bytes against server.upload_memory;
+ * -1 (nothing charged) when that would pass the budget. Released at completion. */
+int http_upload_charge(req_t *r, uint64_t total);
 
 /* Response helpers for handlers.c: take ownership of body (malloc'd). */
 enum MHD_Result http_send(req_t *r, int status, char *body, size_t len, const char *ctype,

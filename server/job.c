@@ -3,11 +3,14 @@
  *
  * The map is the daemon's contract with clients: invalid_image 400,
  * image_too_large 413, unsupported_media_type 415, anything else 500.
+ * job_client_gone() peeks at the client's socket (see job.h).
  */
 #include "job.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <sys/socket.h>
 
 #include "cnn.h"
 
@@ -18,6 +21,13 @@ void job_fail(job_t *j, int status, const char *code, const char *fmt, ...) {
   va_end(ap);
   j->err_code = code;
   j->status = status;
+}
+
+int job_client_gone(const job_t *j) {
+  if (j->fd < 0) return 0;
+  char c;
+  ssize_t n = recv(j->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
 int job_status_for_cnn(int cnn_code) {

@@ -23,6 +23,7 @@ struct model_entry;
 
 typedef struct job {
   void *conn; /* struct MHD_Connection *, resumed when the job is finished */
+  int fd;     /* the client's socket (-1: unknown), only peeked at: job_client_gone() */
   struct model_entry *model;
   const uint8_t *data; /* the image bytes, owned by the request */
   size_t len;
@@ -51,6 +52,11 @@ void job_fail(job_t *j, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* Finish the job with the HTTP status matching an engine error. */
 void job_fail_cnn(job_t *j, int cnn_code, const char *msg);
+/* 1 when the client has closed its connection (end of stream or reset on j->fd):
+ * no one will read the answer. A pipelined next request is data, so not gone.
+ * Safe while the job is out: the connection is suspended, MHD neither reads
+ * nor closes the socket. */
+int job_client_gone(const job_t *j);
 /* HTTP status for an engine error code. */
 int job_status_for_cnn(int cnn_code);
 

@@ -179,6 +179,29 @@ static void render_process(jout_t *o) {
         "Start time of the process since unix epoch in seconds.", start_time);
 }
 
+static void render_guards(jout_t *o, const metrics_gauges_t *g) {
+  gauge(o, "classifyd_connections_open", "gauge", "Client connections open",
+        (double)g->connections_open);
+  gauge(o, "classifyd_connections_limit", "gauge", "Most client connections at once",
+        (double)g->connections_limit);
+  gauge(o, "classifyd_connections_refused_total", "counter",
+        "Requests answered 503 because server.max_connections were open",
+        (double)g->connections_refused);
+  gauge(o, "classifyd_connections_cut_total", "counter",
+        "Connections cut off: request not in time (slow clients), or client gone mid-request",
+        (double)g->connections_cut);
+  gauge(o, "classifyd_connections_lingering", "gauge",
+        "Refused uploads whose socket is read and discarded before closing",
+        (double)g->lingering);
+  gauge(o, "classifyd_connections_lingered_total", "counter",
+        "Refused uploads whose socket lingered before closing", (double)g->lingered);
+  gauge(o, "classifyd_upload_bytes", "gauge",
+        "Request body bytes held, counted against server.upload_memory", (double)g->upload_bytes);
+  gauge(o, "classifyd_upload_refused_total", "counter",
+        "Uploads refused with 503 because server.upload_memory was spent",
+        (double)g->upload_refused);
+}
+
 void metrics_render(jout_t *o, const metrics_gauges_t *g) {
   render_requests(o);
   for (int h = 0; h < H_COUNT; h++) render_hist(o, h);
@@ -190,6 +213,7 @@ void metrics_render(jout_t *o, const metrics_gauges_t *g) {
   gauge(o, "classifyd_models_loaded", "gauge", "Models loaded and ready", (double)g->models_loaded);
   gauge(o, "classifyd_models_configured", "gauge", "Models configured",
         (double)g->models_configured);
+  render_guards(o, g);
   render_reloads(o, g->generation);
   render_process(o);
 }

@@ -26,6 +26,9 @@ typedef enum { H_REQUEST = 0, H_QUEUE, H_PREPROCESS, H_INFERENCE, H_BATCH, H_COU
 
 typedef struct {
   long queue_depth, queue_capacity, in_flight, models_loaded, models_configured, generation;
+  long connections_open, connections_limit, connections_refused, connections_cut, lingering,
+      lingered;
+  long upload_bytes, upload_refused;
 } metrics_gauges_t;
 
 void metrics_init(void); /* records the process start time */

@@ -9,7 +9,10 @@
  * inference in the runners. Admission is a counter bounded by `capacity`:
  * a job counts from admission until a runner takes it (or it fails before),
  * which is exactly the queue whose depth /metrics reports and /readyz checks.
- * Deadlines are checked when decoding starts and when a runner takes the job.
+ * Deadlines are checked when decoding starts and when a runner takes the job;
+ * a job whose client has closed its connection is dropped when its decoding
+ * would start (job_client_gone), so abandoned requests cost no decode and no
+ * forward.
  * Decoding is just in time: a job is decoded only when its model's runner has
  * a hold slot (runner_hold: two batches' worth), else it waits, still
  * compressed, in the loop's pending list (FIFO; a job of a model with a free
@@ -66,6 +69,10 @@ static void decode_work(uv_work_t *w) {
   pipeline_t *p = w->loop->data;
   model_entry_t *m = j->model;
   j->t_dec0 = job_now_ns();
+  if (job_client_gone(j)) { /* 499 as nginx logs it; the answer goes nowhere */
+    job_fail(j, 499, "client_closed", "the client closed the connection while queued");
+    return;
+  }
   if (j->t_dec0 > j->deadline) {
     job_fail(j, 504, "deadline_exceeded", "request waited %.1f ms, past its deadline",
              (double)(j->t_dec0 - j->t_start) / 1e6);

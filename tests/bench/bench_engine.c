@@ -41,6 +41,8 @@ static double pct(double *v, int n, double p) {
   return v[i];
 }
 
+static int g_profile; /* --profile N: per-op profile and the N slowest nodes, on stderr */
+
 static int bench_batch(const char *name, cnn_ctx_t *ctx, const cnn_model_info_t *info, int batch,
                        double seconds) {
   size_t per = (size_t)info->in_c * info->in_h * info->in_w;
@@ -62,6 +64,13 @@ static int bench_batch(const char *name, cnn_ctx_t *ctx, const cnn_model_info_t 
     lat[n++] = now_ms() - t;
   }
   double p50 = pct(lat, n, 0.5), p99 = pct(lat, n, 0.99);
+  if (g_profile) {
+    cnn_ctx_set_profiling(ctx, 1);
+    for (int i = 0; i < 10; i++) cnn_forward(ctx, in, batch, out, &err);
+    fprintf(stderr, "%s batch %d ", name, batch);
+    cnn_ctx_profile_print(ctx, stderr, g_profile);
+    cnn_ctx_set_profiling(ctx, 0);
+  }
   printf("| %-10s | %5d | %9.2f | %9.2f | %8.1f | %5d |\n", name, batch, p50, p99, batch * 1e3 / p50, n);
   fflush(stdout);
   free(in), free(out), free(lat);
@@ -173,7 +182,8 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--batches")) batches = argv[i + 1];
     else if (!strcmp(argv[i], "--serve")) serve_path = argv[i + 1];
     else if (!strcmp(argv[i], "--input")) input = argv[i + 1];
-    else return fprintf(stderr, "usage: bench_engine --models DIR [--threads N] [--seconds S] [--archs a,b] [--batches 1,8]\n"
+    else if (!strcmp(argv[i], "--profile")) g_profile = atoi(argv[i + 1]);
+    else return fprintf(stderr, "usage: bench_engine --models DIR [--threads N] [--seconds S] [--archs a,b] [--batches 1,8] [--profile TOPN]\n"
                                    "       bench_engine --serve MODEL.onnx --input FILE [--threads N]\n"), 2;
   }
   if (threads < 1 || threads > 256 || seconds <= 0) return fprintf(stderr, "bench: bad arguments\n"), 2;

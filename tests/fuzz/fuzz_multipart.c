@@ -34,14 +34,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   char head[256];
   int quoted = blen > 0 && boundary[0] == '"'; /* boundary="..." */
   int n = snprintf(head, sizeof(head),
-                   "POST /classify HTTP/1.1\r\nHost: fuzz\r\nContent-Type: multipart/form-data; "
-                   "boundary=%s%s\r\nContent-Length: %zu\r\n\r\n",
+                   "POST /classify HTTP/1.1\r\nHost: fuzz\r\nConnection: close\r\n"
+                   "Content-Type: multipart/form-data; boundary=%s%s\r\nContent-Length: %zu\r\n\r\n",
                    boundary, quoted ? "\"" : "", body_len);
   char *req = malloc((size_t)n + body_len);
   if (!req) return 0;
   memcpy(req, head, (size_t)n);
   memcpy(req + n, body, body_len);
-  size_t got = fuzz_http_exchange(h, req, (size_t)n + body_len, resp, sizeof(resp));
+  size_t got = fuzz_http_exchange(h, req, (size_t)n + body_len, resp, sizeof(resp), 0);
   free(req);
   fuzz_http_check(resp, got, sizeof(resp), 5);
   if (got) {

@@ -75,10 +75,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   fuzz_http_t *h = fuzz_http_start(NULL, 0);
   char req[4096 + sizeof(png)];
   int hl = snprintf(req, sizeof(req),
-                    "POST %s HTTP/1.1\r\nHost: fuzz\r\nContent-Type: image/png\r\n"
+                    "POST %s HTTP/1.1\r\nHost: fuzz\r\nConnection: close\r\nContent-Type: image/png\r\n"
                     "Content-Length: %zu\r\n\r\n", target, sizeof(png));
   memcpy(req + hl, png, sizeof(png));
-  size_t got = fuzz_http_exchange(h, req, (size_t)hl + sizeof(png), resp, sizeof(resp));
+  size_t got = fuzz_http_exchange(h, req, (size_t)hl + sizeof(png), resp, sizeof(resp), 0);
   fuzz_http_check(resp, got, sizeof(resp), 5);
   int st = got ? fuzz_http_status(resp, got) : 0;
   if (st == 200 && strncmp(target, "/classify", 9) != 0 &&

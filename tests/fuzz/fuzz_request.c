@@ -18,7 +18,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static char resp[65536];
   if (size > 200000) return 0;
   fuzz_http_t *h = fuzz_http_start(flags, 2);
-  size_t n = fuzz_http_exchange(h, data, size, resp, sizeof(resp));
+  size_t n = fuzz_http_exchange(h, data, size, resp, sizeof(resp), 1);
   fuzz_http_check(resp, n, sizeof(resp), 5); /* tiny has 5 classes: top_k is clamped to them */
   return 0;
 }

@@ -94,3 +94,16 @@ Test(image_hostile, custom_limits) {
     free(data);
   }
 }
+
+/* Found by the daemon's Valgrind run: libjpeg-turbo accepted this header without
+ * setting the sides, which were then read uninitialised (random 400 or 413). */
+Test(image_hostile, jpeg_markers_then_zeros_is_invalid) {
+  uint8_t buf[203] = {0xff, 0xd8, 0xff};
+  cnn_image_t img;
+  cnn_error_t err = {0};
+  for (int i = 0; i < 3; i++) {
+    cr_assert_eq(cnn_image_decode(buf, sizeof(buf), NULL, 0, &img, &err), CNN_EIMAGE_INVALID,
+                 "got %s", err.msg);
+    cr_assert_null(img.rgb);
+  }
+}

@@ -27,7 +27,7 @@ static void conv_check(ref_rng_t *rng, const conv_case_t *c) {
   float *out = ref_random(rng, nout, 100, 200); /* garbage the kernel must overwrite */
   double *want = malloc(nout * sizeof *want), *mag = malloc(nout * sizeof *mag);
   kern_conv_t p = {c->cin, c->cout, c->kh, c->kw, c->sh, c->sw, c->pt, c->pl, c->pb, c->pr,
-                   wt, bias, c->relu, NULL};
+                   wt, bias, c->relu, NULL, NULL};
   cr_assert_eq(kern_conv_prepare(&p), 0);
   int wino = c->kh == 3 && c->kw == 3 && c->sh == 1 && c->sw == 1 && c->cin >= 8 && c->cout >= 8;
   cr_assert_eq(p.packed != NULL, wino, "Winograd taken %d, expected %d", p.packed != NULL, wino);

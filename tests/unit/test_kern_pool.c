@@ -55,6 +55,9 @@ Test(kern_pool, network_windows_ceil_mode) {
   kern_pool_t mp = {3, 3, 2, 2, 0, 0, 0, 0, 0}; /* GoogLeNet: 3x3/2 ceil, runs off edge */
   pool_check(&rng, 0, &mp, 1, 8, 112, 112, 1, 2);
   pool_check(&rng, 0, &mp, 2, 4, 57, 57, 1, 3);
+  kern_pool_t sp = {3, 3, 1, 1, 1, 1, 1, 1, 0}; /* inception branch 4: whole-plane path */
+  static const int side[][2] = {{2, 2}, {2, 5}, {5, 2}, {7, 7}, {14, 14}, {28, 28}, {64, 64}, {65, 64}};
+  for (int i = 0; i < 8; i++) pool_check(&rng, 0, &sp, 2, 3, side[i][0], side[i][1], 1, 2);
   kern_pool_t rp = {3, 3, 2, 2, 1, 1, 1, 1, 0}; /* ResNet stem maxpool */
   pool_check(&rng, 0, &rp, 1, 8, 112, 112, 0, 2);
   for (int cip = 0; cip <= 1; cip++) {

@@ -2,8 +2,9 @@
  * fuzz_http.c — in-process daemon for the HTTP fuzzers (see fuzz_http.h).
  *
  * Threads: libFuzzer's thread sends and reads; MHD's polling thread runs http.c; the
- * loop thread runs the pipeline's hand-offs; libuv workers decode; one runner thread
- * per model infers. Exactly as in daemon.c, minus signals, reload, systemd and drain.
+ * loop thread runs the pipeline's hand-offs and the slow-client sweeper; libuv workers
+ * decode; one runner thread per model infers; linger.c's thread drains refused uploads.
+ * As in daemon.c, minus signals, reload, systemd, drain and the memory-limit check.
  * The model is tests/fuzz/tiny.onnx (8x8 input, 5 classes, microseconds per forward),
  * found next to the binary (../../tests/fuzz/) or through $FUZZ_TINY_ONNX, served twice:
  * "tiny" (default) and "bgr" (other preprocessing), so ?model= selection matters.
@@ -30,6 +31,12 @@
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
+#include "rlimits.h"
+
+/* daemon.c's lingering-close settings for refused uploads. */
+#define LINGER_MAX_BYTES (32u << 20)
+#define LINGER_TOTAL_MS 10000
+#define LINGER_IDLE_MS 2000
 
 struct fuzz_http {
   config_t cfg;
@@ -39,6 +46,9 @@ struct fuzz_http {
   app_t app;
   uv_loop_t loop;
   uv_thread_t loop_thread;
+  uv_timer_t guard_timer; /* sweeps slow clients, as daemon.c's */
+  conns_t conns;
+  linger_t linger;
   struct MHD_Daemon *mhd;
   struct sockaddr_un addr;
   socklen_t addrlen;
@@ -106,6 +116,30 @@ static void load_models(fuzz_http_t *h) {
   h->app.models = &h->slot;
 }
 
+/* The connection guards of daemon.c (check_limits, setup_loop): limits from the
+ * open-file limit, the registry of connections and its sweeper, lingering close. */
+static void guard_sweep(uv_timer_t *t) {
+  fuzz_http_t *h = t->data;
+  conns_sweep(&h->conns, job_now_ns());
+}
+
+static void setup_guards(fuzz_http_t *h) {
+  rlimits_conns_t lim;
+  char msg[512];
+  if (rlimits_connections(0, h->cfg.max_connections, &lim, msg, sizeof(msg)) < 0) die(msg);
+  h->app.max_connections = lim.soft;
+  h->app.accept_limit = lim.hard;
+  if (conns_init(&h->conns, h->cfg.connection_timeout_s, (uint64_t)h->cfg.min_upload_rate,
+                 lim.soft) < 0 ||
+      linger_start(&h->linger, lim.linger, LINGER_MAX_BYTES, LINGER_IDLE_MS, LINGER_TOTAL_MS) < 0)
+    die("connection guards");
+  h->app.conns = &h->conns;
+  h->app.linger = &h->linger;
+  if (uv_timer_init(&h->loop, &h->guard_timer) < 0) die("guard timer");
+  h->guard_timer.data = h;
+  uv_timer_start(&h->guard_timer, guard_sweep, 200, 200);
+}
+
 static void loop_main(void *arg) {
   fuzz_http_t *h = arg;
   uv_run(&h->loop, UV_RUN_DEFAULT);
@@ -143,6 +177,7 @@ fuzz_http_t *fuzz_http_start(const char *const *extra, int nextra) {
     die("pipeline init");
   h.app.cfg = &h.cfg;
   h.app.pipe = &h.pipe;
+  setup_guards(&h);
   load_models(&h);
   if (uv_thread_create(&h.loop_thread, loop_main, &h) != 0) die("loop thread");
   int port;
@@ -163,7 +198,7 @@ static long long now_ms(void) {
  * Under heavy load it can still miss it; then MHD's idle timeout (2 s here) closes the
  * connection, so only a request our code holds (a suspended upload whose job is never
  * finished) reaches FUZZ_HTTP_TIMEOUT_MS and counts as a hang. */
-static void half_close(int fd) {
+static void shut_sending(int fd) {
   for (int i = 0; i < 200; i++) {
     int queued = 0;
     if (ioctl(fd, SIOCOUTQ, &queued) < 0 || queued == 0) break;
@@ -175,14 +210,16 @@ static void half_close(int fd) {
 
 /* Writes all of req while draining the answer (a server may answer early and stop
  * reading: a full socket buffer on both sides must not deadlock us). */
-size_t fuzz_http_exchange(fuzz_http_t *h, const void *req, size_t len, char *resp, size_t cap) {
+size_t fuzz_http_exchange(fuzz_http_t *h, const void *req, size_t len, char *resp, size_t cap,
+                          int half_close) {
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0 || connect(fd, (struct sockaddr *)&h->addr, h->addrlen) < 0) die("connect");
   const char *p = req;
   size_t sent = 0, got = 0, stored = 0;
   int wr_open = 1;
   long long deadline = now_ms() + FUZZ_HTTP_TIMEOUT_MS;
-  if (len == 0) half_close(fd), wr_open = 0;
+  if (len == 0 && half_close) shut_sending(fd);
+  if (len == 0) wr_open = 0;
   for (;;) {
     struct pollfd pf = {fd, (short)(POLLIN | (wr_open ? POLLOUT : 0)), 0};
     long long left = deadline - now_ms();
@@ -193,7 +230,7 @@ size_t fuzz_http_exchange(fuzz_http_t *h, const void *req, size_t len, char *res
       if (w > 0) sent += (size_t)w;
       if (w < 0 && errno != EAGAIN && errno != EINTR) wr_open = 0; /* server closed */
       if (sent == len) {
-        half_close(fd);
+        if (half_close) shut_sending(fd);
         wr_open = 0;
       }
     }
@@ -257,7 +294,7 @@ static size_t check_one(const char *resp, size_t len, int cut, int max_k) {
   if (!body && cut) return len; /* the last answer, cut by our buffer */
   int status = fuzz_http_status(resp, len);
   static const int known[] = {100, 200, 204, 400, 404, 405, 406, 411, 413, 414, 415, 417,
-                              431, 500, 501, 503, 504, 505};
+                              431, 499, 500, 501, 503, 504, 505};
   int ok = 0;
   for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) ok |= status == known[i];
   if (!ok) bad_answer("unexpected status", resp);

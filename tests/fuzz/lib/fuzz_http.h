@@ -25,9 +25,13 @@ fuzz_http_t *fuzz_http_start(const char *const *extra, int nextra);
 
 /* One request: returns the number of answer bytes received, 0 when the server closed
  * without answering; at most cap - 1 of them are stored in resp (NUL-terminated).
- * Aborts when the server neither answers nor closes within FUZZ_HTTP_TIMEOUT_MS (a
- * hang is a finding). */
-size_t fuzz_http_exchange(fuzz_http_t *h, const void *req, size_t len, char *resp, size_t cap);
+ * half_close: 1 shuts our sending side once everything is sent (raw bytes: the server
+ * learns there is no more; a classify still queued is then dropped as 499
+ * client_closed); 0 keeps it open (for requests with "Connection: close", which the
+ * server answers in full and then closes). Aborts when the server neither answers nor
+ * closes within FUZZ_HTTP_TIMEOUT_MS (a hang is a finding). */
+size_t fuzz_http_exchange(fuzz_http_t *h, const void *req, size_t len, char *resp, size_t cap,
+                          int half_close);
 
 /* Status code of an HTTP/1.x answer, or -1 when resp is not one. */
 int fuzz_http_status(const char *resp, size_t len);

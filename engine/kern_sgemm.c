@@ -1,0 +1,293 @@
+/*
+ * kern_sgemm.c — the engine's own single-thread sgemm for convolutions, with weights
+ * packed once at load and the conv epilogue applied from registers.
+ *
+ * Why not OpenBLAS here: OpenBLAS repacks the weight matrix on every call (12% of a
+ * ResNet-50 forward went to sgemm_oncopy), its epilogue-free interface forces a second
+ * pass over the output for bias, residual and ReLU, and the Debian build may be pinned
+ * to AVX2 kernels (OPENBLAS_CORETYPE=Haswell on machines whose AVX-512 it mishandles),
+ * which is half the FMA width of an AVX-512 core. OpenBLAS stays the path for Gemm,
+ * MatMul and for CPUs without AVX-512 (kern_sgemm_available() says which).
+ *
+ * C[M x N] = A[M x K] B[K x N], all row-major. A (the weights) is packed by
+ * kern_sgemm_pack into panels of KERN_SGEMM_PANEL (16) rows: panel i holds
+ * A[16i .. 16i+16) as [K][16], zero-padded past M, so kernels read it sequentially.
+ * B is read in place through ldb (a packed lowering, a Winograd V, or a 1x1 conv's
+ * input); loads past N are masked, never made.
+ *
+ * Wide kernel (the usual case): MR = 8 rows (half a panel) x 48 columns (3 zmm) = 24
+ * accumulators; each k step is 3 vector loads of B, 8 broadcasts of A and 24 FMAs.
+ * Tails of N use 2 or 1 vectors, the last one masked.
+ * Tall kernel (few columns: 7x7 maps at batch 1, where 48-column tiles would waste
+ * a quarter of every FMA): vectors run down M instead, 32 rows (two panels) x up to
+ * 12 columns = 24 accumulators; each k step is 2 vector loads of A, up to 12
+ * broadcasts of B and 24 FMAs. Its results are stored down the columns of C with
+ * scatters, once per tile after the whole K loop.
+ * Both apply the epilogue (bias per row, residual shaped like C, ReLU) before the
+ * single store of each accumulator.
+ *
+ * Blocking is the caller's: it hands blocks of B small enough to stay in L2 while
+ * every row panel of A passes over them (kern_conv.c, kern_winograd.c). Nothing here
+ * allocates or takes locks.
+ */
+#include "kern_sgemm.h"
+
+enum {
+  SGEMM_B_BUDGET = 96 * 1024, /* floats of B per column chunk: 384 KB, in L2 */
+  SGEMM_TALL_MAX_N = 56,      /* at most this many columns: the tall kernel, */
+  SGEMM_TALL_MIN_K = 256      /* if K is long enough to pay for its scattered stores */
+};
+
+size_t kern_sgemm_packed_floats(int m, int k) {
+  size_t panels = ((size_t)m + KERN_SGEMM_PANEL - 1) / KERN_SGEMM_PANEL;
+  return panels * KERN_SGEMM_PANEL * (size_t)k;
+}
+
+void kern_sgemm_pack(const float *a, int m, int k, size_t lda, float *packed) {
+  size_t panels = ((size_t)m + KERN_SGEMM_PANEL - 1) / KERN_SGEMM_PANEL;
+  for (size_t pi = 0; pi < panels; pi++) {
+    float *dst = packed + pi * KERN_SGEMM_PANEL * (size_t)k;
+    for (size_t r = 0; r < KERN_SGEMM_PANEL; r++) {
+      size_t row = pi * KERN_SGEMM_PANEL + r;
+      const float *src = a + row * lda;
+      if (row < (size_t)m)
+        for (size_t kk = 0; kk < (size_t)k; kk++) dst[kk * KERN_SGEMM_PANEL + r] = src[kk];
+      else
+        for (size_t kk = 0; kk < (size_t)k; kk++) dst[kk * KERN_SGEMM_PANEL + r] = 0.0f;
+    }
+  }
+}
+
+/* Row r's first packed element: its panel, then its lane; successive k are PANEL apart. */
+static inline const float *sgemm__arow(const float *packed, int r, int k) {
+  return packed + (size_t)(r / KERN_SGEMM_PANEL) * KERN_SGEMM_PANEL * (size_t)k +
+         (size_t)(r % KERN_SGEMM_PANEL);
+}
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+
+int kern_sgemm_available(void) { return 1; }
+
+/* One MR x (16*NV) tile, the last vector masked by `last`; rows >= mr are not stored. */
+static inline __attribute__((always_inline)) void
+sgemm__tile(const int nv, size_t k, const float *a, const float *b, size_t ldb, float *c,
+            size_t ldc, int mr, __mmask16 last, const float *bias, const float *res, size_t ldr,
+            int relu) {
+  __m512 acc[KERN_SGEMM_MR][3];
+#pragma GCC unroll 8
+  for (int i = 0; i < KERN_SGEMM_MR; i++)
+#pragma GCC unroll 3
+    for (int j = 0; j < 3; j++) acc[i][j] = _mm512_setzero_ps();
+  for (size_t p = 0; p < k; p++) {
+    __m512 b0, b1 = _mm512_setzero_ps(), b2 = _mm512_setzero_ps();
+    if (nv == 1) {
+      b0 = _mm512_maskz_loadu_ps(last, b);
+    } else if (nv == 2) {
+      b0 = _mm512_loadu_ps(b);
+      b1 = _mm512_maskz_loadu_ps(last, b + 16);
+    } else {
+      b0 = _mm512_loadu_ps(b);
+      b1 = _mm512_loadu_ps(b + 16);
+      b2 = _mm512_maskz_loadu_ps(last, b + 32);
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < KERN_SGEMM_MR; i++) {
+      __m512 ai = _mm512_set1_ps(a[i]);
+      acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
+      if (nv > 1) acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
+      if (nv > 2) acc[i][2] = _mm512_fmadd_ps(ai, b2, acc[i][2]);
+    }
+    a += KERN_SGEMM_PANEL;
+    b += ldb;
+  }
+  const __m512 zero = _mm512_setzero_ps();
+#pragma GCC unroll 8
+  for (int i = 0; i < KERN_SGEMM_MR; i++) {
+    if (i >= mr) break;
+    float *ci = c + (size_t)i * ldc;
+    __m512 bi = _mm512_set1_ps(bias ? bias[i] : 0.0f);
+    const float *ri = res ? res + (size_t)i * ldr : NULL;
+#pragma GCC unroll 3
+    for (int j = 0; j < nv; j++) {
+      __mmask16 mk = j == nv - 1 ? last : (__mmask16)0xFFFF;
+      __m512 v = _mm512_add_ps(acc[i][j], bi);
+      if (ri) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, ri + 16 * j));
+      if (relu) v = _mm512_max_ps(v, zero);
+      _mm512_mask_storeu_ps(ci + 16 * j, mk, v);
+    }
+  }
+}
+
+static void sgemm__tile3(size_t k, const float *a, const float *b, size_t ldb, float *c,
+                         size_t ldc, int mr, __mmask16 last, const float *bias,
+                         const float *res, size_t ldr, int relu) {
+  sgemm__tile(3, k, a, b, ldb, c, ldc, mr, last, bias, res, ldr, relu);
+}
+static void sgemm__tile2(size_t k, const float *a, const float *b, size_t ldb, float *c,
+                         size_t ldc, int mr, __mmask16 last, const float *bias,
+                         const float *res, size_t ldr, int relu) {
+  sgemm__tile(2, k, a, b, ldb, c, ldc, mr, last, bias, res, ldr, relu);
+}
+static void sgemm__tile1(size_t k, const float *a, const float *b, size_t ldb, float *c,
+                         size_t ldc, int mr, __mmask16 last, const float *bias,
+                         const float *res, size_t ldr, int relu) {
+  sgemm__tile(1, k, a, b, ldb, c, ldc, mr, last, bias, res, ldr, relu);
+}
+
+/* Rows [m0, m1) x columns [0, n): every row panel over the same columns. */
+static void sgemm__block(const float *packed, int m0, int m1, int k, const float *b, size_t ldb,
+                         size_t n, float *c, size_t ldc, const kern_sgemm_epi_t *epi) {
+  const float *bias = epi ? epi->bias : NULL, *res = epi ? epi->res : NULL;
+  size_t ldr = epi ? epi->ldr : 0;
+  int relu = epi ? epi->relu : 0;
+  size_t left = n % 48, full = n - left;
+  __mmask16 last = (__mmask16)(0xFFFFu >> (16 - ((left + 15) % 16 + 1)));
+  for (int r = m0; r < m1; r += KERN_SGEMM_MR) {
+    const float *a = sgemm__arow(packed, r, k);
+    int mr = m1 - r < KERN_SGEMM_MR ? m1 - r : KERN_SGEMM_MR;
+    float *cr = c + (size_t)(r - m0) * ldc;
+    const float *br = bias ? bias + r : NULL, *rr = res ? res + (size_t)(r - m0) * ldr : NULL;
+    for (size_t j = 0; j < full; j += 48)
+      sgemm__tile3((size_t)k, a, b + j, ldb, cr + j, ldc, mr, 0xFFFF, br, rr ? rr + j : NULL,
+                   ldr, relu);
+    if (left == 0) continue;
+    const float *rj = rr ? rr + full : NULL;
+    if (left > 32)
+      sgemm__tile3((size_t)k, a, b + full, ldb, cr + full, ldc, mr, last, br, rj, ldr, relu);
+    else if (left > 16)
+      sgemm__tile2((size_t)k, a, b + full, ldb, cr + full, ldc, mr, last, br, rj, ldr, relu);
+    else
+      sgemm__tile1((size_t)k, a, b + full, ldb, cr + full, ldc, mr, last, br, rj, ldr, relu);
+  }
+}
+
+/* Tall tile: rows [r, r + 16*NV) (NV panels; rows past m1 masked off) x NJ columns. */
+static inline __attribute__((always_inline)) void
+sgemm__tall(const int nv, const int nj, size_t k, const float *a, size_t apan, const float *b,
+            size_t ldb, float *c, size_t ldc, __mmask16 rows0, __mmask16 rows1,
+            const float *bias, const float *res, size_t ldr, int relu) {
+  __m512 acc[2][12];
+#pragma GCC unroll 2
+  for (int v = 0; v < 2; v++)
+#pragma GCC unroll 12
+    for (int j = 0; j < 12; j++) acc[v][j] = _mm512_setzero_ps();
+  for (size_t p = 0; p < k; p++) {
+    __m512 a0 = _mm512_loadu_ps(a), a1 = nv > 1 ? _mm512_loadu_ps(a + apan) : a0;
+#pragma GCC unroll 12
+    for (int j = 0; j < nj; j++) {
+      __m512 bj = _mm512_set1_ps(b[j]);
+      acc[0][j] = _mm512_fmadd_ps(a0, bj, acc[0][j]);
+      if (nv > 1) acc[1][j] = _mm512_fmadd_ps(a1, bj, acc[1][j]);
+    }
+    a += KERN_SGEMM_PANEL;
+    b += ldb;
+  }
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512i cidx = _mm512_mullo_epi32(lane, _mm512_set1_epi32((int)ldc));
+  const __m512i ridx = _mm512_mullo_epi32(lane, _mm512_set1_epi32((int)ldr));
+  const __m512 zero = _mm512_setzero_ps();
+#pragma GCC unroll 2
+  for (int v = 0; v < nv; v++) {
+    __mmask16 mk = v == 0 ? rows0 : rows1;
+    __m512 bv = bias ? _mm512_maskz_loadu_ps(mk, bias + 16 * v) : zero;
+    float *cv = c + (size_t)16 * (size_t)v * ldc;
+    const float *rv = res ? res + (size_t)16 * (size_t)v * ldr : NULL;
+#pragma GCC unroll 12
+    for (int j = 0; j < nj; j++) {
+      __m512 y = _mm512_add_ps(acc[v][j], bv);
+      if (rv) y = _mm512_add_ps(y, _mm512_mask_i32gather_ps(zero, mk, ridx, rv + j, 4));
+      if (relu) y = _mm512_max_ps(y, zero);
+      _mm512_mask_i32scatter_ps(cv + j, mk, cidx, y, 4);
+    }
+  }
+}
+
+typedef void (*sgemm_tall_fn)(size_t, const float *, size_t, const float *, size_t, float *,
+                              size_t, __mmask16, __mmask16, const float *, const float *, size_t,
+                              int);
+#define SGEMM_TALL(NV, NJ)                                                                  \
+  static void sgemm__tall_##NV##_##NJ(size_t k, const float *a, size_t apan, const float *b, \
+                                      size_t ldb, float *c, size_t ldc, __mmask16 r0,        \
+                                      __mmask16 r1, const float *bias, const float *res,     \
+                                      size_t ldr, int relu) {                                \
+    sgemm__tall(NV, NJ, k, a, apan, b, ldb, c, ldc, r0, r1, bias, res, ldr, relu);         \
+  }
+#define SGEMM_TALL_NV(NV)                                                                   \
+  SGEMM_TALL(NV, 1) SGEMM_TALL(NV, 2) SGEMM_TALL(NV, 3) SGEMM_TALL(NV, 4) SGEMM_TALL(NV, 5) \
+  SGEMM_TALL(NV, 6) SGEMM_TALL(NV, 7) SGEMM_TALL(NV, 8) SGEMM_TALL(NV, 9)                   \
+  SGEMM_TALL(NV, 10) SGEMM_TALL(NV, 11) SGEMM_TALL(NV, 12)
+SGEMM_TALL_NV(1)
+SGEMM_TALL_NV(2)
+#define SGEMM_TALL_ROW(NV)                                                                  \
+  {sgemm__tall_##NV##_1, sgemm__tall_##NV##_2,  sgemm__tall_##NV##_3,  sgemm__tall_##NV##_4, \
+   sgemm__tall_##NV##_5, sgemm__tall_##NV##_6,  sgemm__tall_##NV##_7,  sgemm__tall_##NV##_8, \
+   sgemm__tall_##NV##_9, sgemm__tall_##NV##_10, sgemm__tall_##NV##_11, sgemm__tall_##NV##_12}
+static const sgemm_tall_fn sgemm__talls[2][12] = {SGEMM_TALL_ROW(1), SGEMM_TALL_ROW(2)};
+
+/* Lanes [0, n) of a 16-lane mask, n clipped to [0, 16]. */
+static inline __mmask16 sgemm__lanes(int n) {
+  return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
+}
+
+/* Rows [m0, m1) (m0 a multiple of the panel) x n columns by tall tiles; the columns
+ * are dealt evenly in ceil(n / 12) tiles. */
+static void sgemm__tall_block(const float *packed, int m0, int m1, int k, const float *b,
+                              size_t ldb, size_t n, float *c, size_t ldc,
+                              const kern_sgemm_epi_t *epi) {
+  size_t tiles = (n + 11) / 12, apan = KERN_SGEMM_PANEL * (size_t)k;
+  for (int r = m0; r < m1; r += 32) {
+    int nv = m1 - r > 16 ? 2 : 1;
+    __mmask16 r0 = sgemm__lanes(m1 - r), r1 = sgemm__lanes(m1 - r - 16);
+    const float *a = sgemm__arow(packed, r, k);
+    const float *bias = epi && epi->bias ? epi->bias + r : NULL;
+    for (size_t t = 0, j = 0; t < tiles; t++) {
+      size_t nj = (n - j) / (tiles - t);
+      const float *res = epi && epi->res ? epi->res + (size_t)(r - m0) * epi->ldr + j : NULL;
+      sgemm__talls[nv - 1][nj - 1]((size_t)k, a, apan, b + j, ldb,
+                                   c + (size_t)(r - m0) * ldc + j, ldc, r0, r1, bias, res,
+                                   epi ? epi->ldr : 0, epi ? epi->relu : 0);
+      j += nj;
+    }
+  }
+}
+
+void kern_sgemm_run(const float *packed, int m0, int m1, int k, const float *b, size_t ldb,
+                    size_t n, float *c, size_t ldc, const kern_sgemm_epi_t *epi) {
+  if (n <= SGEMM_TALL_MAX_N && k >= SGEMM_TALL_MIN_K && m0 % KERN_SGEMM_PANEL == 0) {
+    sgemm__tall_block(packed, m0, m1, k, b, ldb, n, c, ldc, epi);
+    return;
+  }
+  /* Columns in chunks whose K x chunk slice of B stays in L2 across all row panels. */
+  size_t chunk = SGEMM_B_BUDGET / ((size_t)k ? (size_t)k : 1) / 48 * 48;
+  if (chunk < 48) chunk = 48;
+  kern_sgemm_epi_t e = epi ? *epi : (kern_sgemm_epi_t){0};
+  for (size_t j = 0; j < n; j += chunk) {
+    size_t nc = n - j < chunk ? n - j : chunk;
+    kern_sgemm_epi_t ej = e;
+    if (ej.res) ej.res += j;
+    sgemm__block(packed, m0, m1, k, b + j, ldb, nc, c + j, ldc, &ej);
+  }
+}
+
+#else /* no AVX-512: callers use OpenBLAS instead */
+
+int kern_sgemm_available(void) { return 0; }
+
+void kern_sgemm_run(const float *packed, int m0, int m1, int k, const float *b, size_t ldb,
+                    size_t n, float *c, size_t ldc, const kern_sgemm_epi_t *epi) {
+  /* Portable reference, only reached if a caller ignores kern_sgemm_available(). */
+  for (int r = m0; r < m1; r++) {
+    const float *a = sgemm__arow(packed, r, k);
+    float *cr = c + (size_t)(r - m0) * ldc;
+    for (size_t j = 0; j < n; j++) {
+      float s = 0.0f;
+      for (int p = 0; p < k; p++) s += a[(size_t)p * KERN_SGEMM_PANEL] * b[(size_t)p * ldb + j];
+      if (epi && epi->bias) s += epi->bias[r];
+      if (epi && epi->res) s += epi->res[(size_t)(r - m0) * epi->ldr + j];
+      if (epi && epi->relu && s < 0.0f) s = 0.0f;
+      cr[j] = s;
+    }
+  }
+}
+#endif
