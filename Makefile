@@ -30,7 +30,6 @@ endif
 BUILD ?= build
 ARCH ?= native
 PYTHON ?= /usr/bin/python3
-FUZZ_SECONDS ?= 60
 V ?= 0
 ifeq ($(V),0)
 Q := @
@@ -280,23 +279,66 @@ run: $(BUILD)/classifyd | $(DEPS_TEST_STAMP)
 models: | $(DEPS_TEST_STAMP)
 	$(PYTHON) models/fetch.py --dir models
 
+# libFuzzer targets: tests/fuzz/NAME.c -> $(BUILD)/fuzz/NAME, linked with the engine, the
+# server without main.c, and the shared harness code in tests/fuzz/lib/. Everything is
+# compiled once into $(BUILD)/fuzz/obj with coverage + ASan + UBSan. Optional per-target
+# dictionary tests/fuzz/NAME.dict, seeds tests/fuzz/corpus/NAME, past crashes
+# tests/fuzz/regress/NAME (replayed by fuzz-smoke, so by make test).
 FUZZ_CC := clang
 # -march as the build, so the fuzzers run the same SIMD code paths (e.g. the AVX2 resampler).
-FUZZ_FLAGS := -g -O1 -march=$(ARCH) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-FUZZERS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(ENGINE_SRCS) $(GEN_C) | $(DEPS_TEST_STAMP)
+FUZZ_SAN := -g -O1 -march=$(ARCH) -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_DIR := $(BUILD)/fuzz
+FUZZ_LIB_SRCS := $(wildcard tests/fuzz/lib/*.c)
+FUZZ_LINKED := $(ENGINE_SRCS) $(filter-out server/main.c,$(SERVER_SRCS)) $(FUZZ_LIB_SRCS)
+FUZZ_OBJS := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(FUZZ_LINKED)) $(FUZZ_DIR)/obj/gen/onnx.pb-c.o
+FUZZERS := $(patsubst tests/fuzz/%.c,$(FUZZ_DIR)/%,$(FUZZ_SRCS))
+$(FUZZ_DIR)/obj/%.o: %.c $(GEN_H) | $(DEPS_TEST_STAMP)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) -std=c17 $(FUZZ_FLAGS) $(CPPFLAGS_ALL) -w -o $@ $< $(ENGINE_SRCS) $(GEN_C) $(LDLIBS_ALL)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(FUZZ_CC) -std=c17 $(FUZZ_SAN) -fsanitize=fuzzer-no-link -pthread $(CPPFLAGS_ALL) \
+	  -Itests/fuzz/lib -w -MMD -MP -c $< -o $@
+# The harness code itself is held to the project's warnings (shorter stem: this rule wins).
+$(FUZZ_DIR)/obj/tests/fuzz/%.o: tests/fuzz/%.c $(GEN_H) | $(DEPS_TEST_STAMP)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(FUZZ_CC) -std=c17 $(WARN) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -pthread $(CPPFLAGS_ALL) \
+	  -Itests/fuzz/lib -MMD -MP -c $< -o $@
+$(FUZZ_DIR)/obj/server/web.o: $(GEN_WEB)
+$(FUZZ_DIR)/obj/gen/onnx.pb-c.o: $(GEN_C) | $(DEPS_TEST_STAMP)
+	@mkdir -p $(@D)
+	$(Q)$(FUZZ_CC) -std=c17 $(FUZZ_SAN) -fsanitize=fuzzer-no-link $(CPPFLAGS_ALL) -w -c $< -o $@
+$(FUZZ_DIR)/%: $(FUZZ_DIR)/obj/tests/fuzz/%.o $(FUZZ_OBJS)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(LDLIBS_ALL)
+.SECONDARY: $(FUZZ_OBJS) $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(FUZZ_SRCS))
+-include $(patsubst %.c,$(FUZZ_DIR)/obj/%.d,$(FUZZ_LINKED) $(FUZZ_SRCS))
+
+# All targets (or FUZZ_ONLY="fuzz_onnx ...") at once, each for FUZZ_SECONDS, niced; logs in $(BUILD)/fuzzlogs/NAME.log, the
+# grown corpora in $(BUILD)/corpus/NAME; any crash input lands in $(BUILD)/fuzzlogs/.
+FUZZ_SECONDS ?= 60
+FUZZ_LOGS := $(BUILD)/fuzzlogs
+FUZZ_ONLY ?=
+FUZZ_RUN = $(if $(FUZZ_ONLY),$(addprefix $(FUZZ_DIR)/,$(FUZZ_ONLY)),$(FUZZERS))
 fuzz: $(FUZZERS)
-	@for f in $(FUZZERS); do n=$$(basename $$f); mkdir -p $(BUILD)/corpus/$$n; \
-	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(BUILD)/corpus/$$n tests/fuzz/corpus/$$n || exit 1; done
+	@mkdir -p $(FUZZ_LOGS); pids=; \
+	for f in $(FUZZ_RUN); do n=$$(basename $$f); mkdir -p $(BUILD)/corpus/$$n tests/fuzz/regress/$$n; \
+	  d=; [ -f tests/fuzz/$$n.dict ] && d=-dict=tests/fuzz/$$n.dict; \
+	  FUZZ_TINY_ONNX=$(abspath tests/fuzz/tiny.onnx) nice -n 19 $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -rss_limit_mb=2048 $$d \
+	    -artifact_prefix=$(FUZZ_LOGS)/$$n- $(BUILD)/corpus/$$n tests/fuzz/corpus/$$n \
+	    tests/fuzz/regress/$$n > $(FUZZ_LOGS)/$$n.log 2>&1 & pids="$$pids $$!"; done; \
+	fail=0; for p in $$pids; do wait $$p || fail=1; done; \
+	for f in $(FUZZ_RUN); do n=$$(basename $$f); echo "== $$n"; \
+	  grep -E '^(Done|stat::)' $(FUZZ_LOGS)/$$n.log; grep -E '#[0-9]+ *DONE' $(FUZZ_LOGS)/$$n.log; done; \
+	[ $$fail = 0 ] || { echo "fuzz: a target failed (see $(FUZZ_LOGS))"; exit 1; }
 
 # Each fuzzer for FUZZ_SMOKE_SECONDS, starting from its seed corpus plus the
 # regression inputs of past crashes (all replayed first; any crash fails).
-FUZZ_SMOKE_SECONDS ?= 20
+FUZZ_SMOKE_SECONDS ?= 15
 fuzz-smoke: $(FUZZERS)
 	@for f in $(FUZZERS); do n=$$(basename $$f); mkdir -p $(BUILD)/corpus-smoke/$$n tests/fuzz/regress/$$n; \
-	  $$f -max_total_time=$(FUZZ_SMOKE_SECONDS) -rss_limit_mb=2048 -print_final_stats=1 \
+	  d=; [ -f tests/fuzz/$$n.dict ] && d=-dict=tests/fuzz/$$n.dict; \
+	  FUZZ_TINY_ONNX=$(abspath tests/fuzz/tiny.onnx) $$f -max_total_time=$(FUZZ_SMOKE_SECONDS) -rss_limit_mb=2048 -print_final_stats=1 $$d \
+	    -artifact_prefix=$(BUILD)/corpus-smoke/$$n- \
 	    $(BUILD)/corpus-smoke/$$n tests/fuzz/corpus/$$n tests/fuzz/regress/$$n 2>&1 | tail -n 12; \
 	  [ $${PIPESTATUS[0]} -eq 0 ] || { echo "fuzz-smoke: $$n failed"; exit 1; }; done
 

@@ -26,6 +26,9 @@ static int grow(void **arr, int *cap, int need, size_t elem) {
 }
 
 int graph_add_value(cnn_model_t *m, const char *name, cnn_error_t *err) {
+  if (m->nvals >= GRAPH_MAX_VALUES)
+    return cnn_error_set(err, CNN_EMODEL_UNSUPPORTED, "more than %d values (tensors)",
+                         GRAPH_MAX_VALUES);
   if (grow((void **)&m->vals, &m->cap_vals, m->nvals + 1, sizeof *m->vals))
     return cnn_error_set(err, CNN_ENOMEM, "out of memory adding value '%s'", name);
   graph_value_t *v = &m->vals[m->nvals];
@@ -46,6 +49,8 @@ int graph_find_value(const cnn_model_t *m, const char *name) {
 }
 
 int graph_add_node(cnn_model_t *m, cnn_error_t *err) {
+  if (m->nnodes >= GRAPH_MAX_NODES)
+    return cnn_error_set(err, CNN_EMODEL_UNSUPPORTED, "more than %d nodes", GRAPH_MAX_NODES);
   if (grow((void **)&m->nodes, &m->cap_nodes, m->nnodes + 1, sizeof *m->nodes))
     return cnn_error_set(err, CNN_ENOMEM, "out of memory adding node");
   graph_node_t *n = &m->nodes[m->nnodes];
@@ -58,6 +63,15 @@ int64_t graph_numel(const graph_value_t *v) {
   int64_t k = 1;
   for (int i = 0; i < v->ndim; i++) k *= v->dims[i];
   return k;
+}
+
+int graph_dims_within(const int64_t *dims, int ndim, int64_t limit) {
+  int64_t k = 1;
+  for (int i = 0; i < ndim; i++) {
+    if (dims[i] < 0 || dims[i] > limit) return 0;
+    if (dims[i] > 0 && (k *= dims[i]) > limit) return 0;
+  }
+  return 1;
 }
 
 int graph_is_runtime(const graph_value_t *v) { return v->kind == VAL_RUNTIME || v->kind == VAL_INPUT; }

@@ -29,6 +29,19 @@
 
 #define GRAPH_MAX_DIMS 8
 #define GRAPH_MAX_INPUTS 64
+/* Most elements any value may have (per image for runtime values): 2^28, 1 GiB of
+ * floats, far above any real classifier (ResNet's largest is 0.8 M) and small enough
+ * that a product of two bounded sizes never overflows int64. A hostile file cannot
+ * make shape inference or the plan ask for more. */
+#define GRAPH_MAX_ELEMS ((int64_t)1 << 28)
+/* Further load-time bounds, each far above real classifiers (ResNet-152: ~500 nodes,
+ * ~1,000 values; ImageNet-21k: 21,841 classes), so that a small hostile file cannot
+ * make loading slow (value lookup is linear) or memory-hungry (labels are per class,
+ * the arena per image). */
+#define GRAPH_MAX_NODES 16384
+#define GRAPH_MAX_VALUES 32768
+#define GRAPH_MAX_CLASSES (1 << 20)
+#define GRAPH_MAX_PLAN_FLOATS ((int64_t)1 << 28)
 
 typedef enum { DT_FLOAT = 1, DT_INT64 = 7 } graph_dtype_t;
 
@@ -122,7 +135,10 @@ struct cnn_model {
 int graph_add_value(cnn_model_t *m, const char *name, cnn_error_t *err);
 int graph_find_value(const cnn_model_t *m, const char *name);
 int graph_add_node(cnn_model_t *m, cnn_error_t *err);
-int64_t graph_numel(const graph_value_t *v); /* per image for runtime values */
+int64_t graph_numel(const graph_value_t *v);
+/* 1 when every dim is >= 0 and the product of the nonzero dims is at most `limit`
+ * (so no partial product overflows, even when another dim is 0). */
+int graph_dims_within(const int64_t *dims, int ndim, int64_t limit); /* per image for runtime values */
 void graph_free(cnn_model_t *m);
 
 /* ---- passes ---- */

@@ -6,6 +6,8 @@
  * each node checks its inputs' kinds (runtime vs constant), dtypes and shapes and
  * sets its output's shape (per image: dims[0] == 1) and its MAC count. Any mismatch
  * is an error naming the node. Tensor-manipulation ops are in graph_infer_tensor.c.
+ * Every output is checked against GRAPH_MAX_ELEMS (graph.h) as it is inferred, so by
+ * induction every size a later node multiplies is bounded and cannot overflow.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -90,8 +92,10 @@ static int infer_conv(cnn_model_t *m, graph_node_t *n, cnn_error_t *err) {
       (rc = window_out(n, wd, k->kw, k->stride_w, &k->pad_l, &k->pad_r, 0, &ow, err)))
     return rc;
   n->a.conv.h = h, n->a.conv.w = wd, n->a.conv.oh = oh, n->a.conv.ow = ow;
-  n->macs = (int64_t)k->cout * k->cin * k->kh * k->kw * oh * ow;
   int64_t d[4] = {1, k->cout, oh, ow};
+  if (!graph_dims_within(d, 4, GRAPH_MAX_ELEMS))
+    return BAD(CNN_EMODEL_UNSUPPORTED, "output %dx%dx%d is too large", k->cout, oh, ow);
+  n->macs = graph_numel(w) * oh * ow;
   set_out(m, n, 4, d);
   return 0;
 }
@@ -245,10 +249,17 @@ int graph_infer(cnn_model_t *m, cnn_error_t *err) {
     if (n->dead) continue;
     int rc = infer_node(m, n, err);
     if (rc) return rc;
+    const graph_value_t *o = &m->vals[n->out];
+    if (!graph_dims_within(o->dims, o->ndim, GRAPH_MAX_ELEMS))
+      return BAD(CNN_EMODEL_UNSUPPORTED, "output '%s' would have more than %lld elements",
+                 o->name, (long long)GRAPH_MAX_ELEMS);
   }
   const graph_value_t *o = &m->vals[m->output];
   if (o->kind != VAL_RUNTIME || o->ndim != 2 || o->dims[1] < 1)
     return cnn_error_set(err, CNN_EMODEL_UNSUPPORTED,
                          "output '%s' must be [batch, classes] computed from the input", o->name);
+  if (o->dims[1] > GRAPH_MAX_CLASSES)
+    return cnn_error_set(err, CNN_EMODEL_UNSUPPORTED, "output '%s' has %lld classes (max %d)",
+                         o->name, (long long)o->dims[1], GRAPH_MAX_CLASSES);
   return 0;
 }

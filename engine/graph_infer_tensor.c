@@ -74,8 +74,10 @@ static int infer_reshape(cnn_model_t *m, graph_node_t *n, cnn_error_t *err) {
   for (int i = 0; i < cnt; i++) {
     d[i] = s[i] == 0 ? (i < x->ndim ? x->dims[i] : -2) : s[i];
     if (d[i] == -1 && infer_at < 0) infer_at = i;
-    else if (d[i] < 0) return BAD(CNN_EMODEL_INVALID, "bad target dimension %lld", (long long)s[i]);
-    else known *= d[i];
+    else if (d[i] < 0 || d[i] > GRAPH_MAX_ELEMS)
+      return BAD(CNN_EMODEL_INVALID, "bad target dimension %lld", (long long)s[i]);
+    else if ((known *= d[i]) > GRAPH_MAX_ELEMS)
+      return BAD(CNN_EMODEL_INVALID, "target shape is too large");
   }
   int64_t total = graph_numel(x);
   if (infer_at >= 0) {
@@ -161,14 +163,15 @@ static int infer_gather(cnn_model_t *m, graph_node_t *n, cnn_error_t *err) {
 static int slice_axis(int64_t dim, int64_t st, int64_t en, int64_t step, int64_t *start, int64_t *len) {
   if (st < 0) st += dim;
   if (en < 0) en += dim;
+  /* Counts as (span - 1) / |step| + 1: no sum with a step that may be near INT64_MAX. */
   if (step > 0) {
     st = st < 0 ? 0 : (st > dim ? dim : st);
     en = en < 0 ? 0 : (en > dim ? dim : en);
-    *len = en > st ? (en - st + step - 1) / step : 0;
+    *len = en > st ? (en - st - 1) / step + 1 : 0;
   } else {
     st = st < 0 ? 0 : (st > dim - 1 ? dim - 1 : st);
     en = en < -1 ? -1 : (en > dim - 1 ? dim - 1 : en);
-    *len = st > en ? (st - en + (-step) - 1) / (-step) : 0;
+    *len = st > en ? (st - en - 1) / -step + 1 : 0;
   }
   *start = st;
   return 0;
@@ -193,7 +196,8 @@ static int infer_slice(cnn_model_t *m, graph_node_t *n, cnn_error_t *err) {
   for (int i = 0; i < ns; i++) {
     int a = norm_axis(axes ? (int)axes[i] : i, x->ndim);
     int64_t step = steps ? steps[i] : 1;
-    if (a < 0 || a >= x->ndim || done[a] || step == 0) return BAD(CNN_EMODEL_INVALID, "bad axis or step");
+    if (a < 0 || a >= x->ndim || done[a] || step == 0 || step == INT64_MIN)
+      return BAD(CNN_EMODEL_INVALID, "bad axis or step");
     /* The batch size is unknown here: only the whole-axis idiom [0:INT_MAX:1] keeps
      * every image (per-image clamping against dims[0] == 1 would accept [0:1]). */
     if (a == 0 && (st[i] != 0 || en[i] < INT32_MAX || step != 1))

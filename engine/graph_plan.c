@@ -80,5 +80,9 @@ int graph_plan(cnn_model_t *m, cnn_error_t *err) {
   }
   free(s);
   free(off);
+  if (m->plan_floats > GRAPH_MAX_PLAN_FLOATS)
+    return cnn_error_set(err, CNN_EMODEL_UNSUPPORTED,
+                         "activations need %lld MiB per image (max %lld MiB)",
+                         (long long)(m->plan_floats >> 18), (long long)(GRAPH_MAX_PLAN_FLOATS >> 18));
   return 0;
 }

@@ -75,7 +75,7 @@ static void summarize(cnn_model_t *m) {
   for (int i = 0; i < m->nnodes; i++) {
     const graph_node_t *n = &m->nodes[i];
     if (n->dead) continue;
-    in->macs += n->macs;
+    in->macs = n->macs > INT64_MAX - in->macs ? INT64_MAX : in->macs + n->macs; /* saturates */
     if (n->op == OP_CONV) {
       const kern_conv_t *k = &n->a.conv.k;
       floats += (size_t)k->cout * k->cin * k->kh * k->kw + (k->bias ? (size_t)k->cout : 0);

@@ -70,7 +70,7 @@ static int attr_ints(const Onnx__NodeProto *np, const graph_node_t *n, const cha
   if ((want >= 0 && a->n_ints != max) || a->n_ints > max)
     return graph_node_error(err, CNN_EMODEL_UNSUPPORTED, n, "attribute '%s' has %zu values",
                             name, a->n_ints);
-  memcpy(out, a->ints, a->n_ints * sizeof *out);
+  if (a->n_ints) memcpy(out, a->ints, a->n_ints * sizeof *out); /* ints is NULL when empty */
   *count = (int)a->n_ints;
   return 0;
 }

@@ -35,16 +35,16 @@ static int tensor_shape(const Onnx__TensorProto *t, graph_value_t *v, cnn_error_
   if (t->n_dims > GRAPH_MAX_DIMS)
     return cnn_error_set(err, CNN_EMODEL_UNSUPPORTED, "tensor '%s': %zu dimensions (max %d)",
                          v->name, t->n_dims, GRAPH_MAX_DIMS);
-  int64_t n = 1;
   for (size_t i = 0; i < t->n_dims; i++) {
     if (t->dims[i] < 0 || t->dims[i] > MAX_TENSOR_ELEMS)
       return cnn_error_set(err, CNN_EMODEL_INVALID, "tensor '%s': bad dimension %lld", v->name,
                            (long long)t->dims[i]);
     v->dims[i] = t->dims[i];
-    n *= t->dims[i];
-    if (n > MAX_TENSOR_ELEMS)
-      return cnn_error_set(err, CNN_EMODEL_INVALID, "tensor '%s' is too large", v->name);
   }
+  /* Zero-size tensors are legal, but the other dims stay bounded: shape inference
+   * multiplies subsets of them. */
+  if (!graph_dims_within(v->dims, (int)t->n_dims, MAX_TENSOR_ELEMS))
+    return cnn_error_set(err, CNN_EMODEL_INVALID, "tensor '%s' is too large", v->name);
   v->ndim = (int)t->n_dims;
   v->known = 1;
   return 0;
@@ -127,7 +127,30 @@ static int read_external(const cnn_model_t *m, const Onnx__TensorProto *t, const
   return rc;
 }
 
-/* Copy the tensor's elements into dst (elem bytes each, n of them). */
+/* The declared shape must match the data the file carries, checked before anything is
+ * allocated: a few bytes of protobuf may declare a tensor of gigabytes. */
+static int tensor_source_check(const Onnx__TensorProto *t, const graph_value_t *v, int64_t n,
+                               cnn_error_t *err) {
+  if (t->has_data_location && t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL)
+    return 0; /* read_external checks the length against the file */
+  if (t->has_raw_data) {
+    size_t esz = t->data_type == 9 ? 1 : t->data_type == 6 ? 4 : (v->dtype == DT_FLOAT ? 4 : 8);
+    if (t->raw_data.len != (size_t)n * esz)
+      return cnn_error_set(err, CNN_EMODEL_INVALID,
+                           "tensor '%s': raw_data has %zu bytes, shape needs %zu", v->name,
+                           t->raw_data.len, (size_t)n * esz);
+    return 0;
+  }
+  int narrow = t->data_type == 6 || t->data_type == 9; /* INT32 and BOOL use int32_data */
+  size_t have = v->dtype == DT_FLOAT ? t->n_float_data : narrow ? t->n_int32_data : t->n_int64_data;
+  if (have != (size_t)n)
+    return cnn_error_set(err, CNN_EMODEL_INVALID, "tensor '%s': %zu values, shape needs %lld",
+                         v->name, have, (long long)n);
+  return 0;
+}
+
+/* Copy the tensor's elements into dst (elem bytes each, n of them); sizes were
+ * checked by tensor_source_check. */
 static int tensor_fill(const cnn_model_t *m, const Onnx__TensorProto *t, graph_value_t *v,
                        int64_t n, cnn_error_t *err) {
   size_t need = (size_t)n * (v->dtype == DT_FLOAT ? 4 : 8);
@@ -139,11 +162,6 @@ static int tensor_fill(const cnn_model_t *m, const Onnx__TensorProto *t, graph_v
     return read_external(m, t, v->name, dst, need, err);
   }
   if (t->has_raw_data) {
-    size_t esz = t->data_type == 9 ? 1 : t->data_type == 6 ? 4 : (v->dtype == DT_FLOAT ? 4 : 8);
-    if (t->raw_data.len != (size_t)n * esz)
-      return cnn_error_set(err, CNN_EMODEL_INVALID,
-                           "tensor '%s': raw_data has %zu bytes, shape needs %zu", v->name,
-                           t->raw_data.len, (size_t)n * esz);
     if (t->data_type == 9) {
       for (int64_t i = 0; i < n; i++) v->i64[i] = t->raw_data.data[i] != 0;
     } else if (t->data_type == 6) {
@@ -157,11 +175,7 @@ static int tensor_fill(const cnn_model_t *m, const Onnx__TensorProto *t, graph_v
     }
     return 0;
   }
-  int narrow = t->data_type == 6 || t->data_type == 9; /* INT32 and BOOL use int32_data */
-  size_t have = v->dtype == DT_FLOAT ? t->n_float_data : narrow ? t->n_int32_data : t->n_int64_data;
-  if (have != (size_t)n)
-    return cnn_error_set(err, CNN_EMODEL_INVALID, "tensor '%s': %zu values, shape needs %lld",
-                         v->name, have, (long long)n);
+  int narrow = t->data_type == 6 || t->data_type == 9;
   if (v->dtype == DT_FLOAT && n) memcpy(dst, t->float_data, need);
   if (v->dtype == DT_INT64 && t->data_type == 7 && n) memcpy(dst, t->int64_data, need);
   if (narrow)
@@ -181,6 +195,7 @@ int onnx_tensor_to_value(cnn_model_t *m, const Onnx__TensorProto *t, int vi, cnn
   int64_t n = graph_numel(v);
   v->kind = VAL_CONST;
   v->dtype = dt == 1 ? DT_FLOAT : DT_INT64;
+  if ((rc = tensor_source_check(t, v, n, err))) return rc;
   size_t bytes = (size_t)(n ? n : 1) * (v->dtype == DT_FLOAT ? 4 : 8);
   if (v->dtype == DT_FLOAT)
     v->f = malloc(bytes);

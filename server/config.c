@@ -518,6 +518,7 @@ static int validate_limits(config_t *c, char *err, size_t n) {
 int config_parse(config_t *c, int argc, char **argv, char *err, size_t n) {
   struct option opts[N_SETTINGS + 6];
   const char *file = NULL;
+  memset(c, 0, sizeof(*c)); /* config_free is safe whatever this returns (even --help) */
   build_options(opts);
   if (scan_first(argc, argv, opts, &file)) return 1;
   config_defaults(c);

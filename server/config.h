@@ -69,7 +69,8 @@ typedef struct {
 } config_t;
 
 int config_load(config_t *c, int argc, char **argv);
-/* config_load without printing: 0, 1 (--help asked), or -1 with the message in err. */
+/* config_load without printing: 0, 1 (--help asked), or -1 with the message in err.
+ * Whatever it returns, c may (and should) be freed with config_free. */
 int config_parse(config_t *c, int argc, char **argv, char *err, size_t errlen);
 /* Deep copy (0, or -1 out of memory with dst left empty); free dst with config_free. */
 int config_copy(config_t *dst, const config_t *src);

@@ -216,8 +216,11 @@ enum MHD_Result handlers_classify_begin(req_t *r, const char *path_model) {
     return http_error(r, 400, "invalid_parameter", "top_k must be an integer in 1..1000");
   if (!atomic_load_explicit(&m->ready, memory_order_acquire))
     return http_error(r, 503, "not_ready", "model '%s' is still loading", m->conf->name);
-  if (check_length(r) == MHD_YES && r->state == RS_NEW)
-    r->is_multipart = multipart_init(&r->mp, r->conn, a->cfg->body_limit) == 0;
+  if (check_length(r) == MHD_YES && r->state == RS_NEW) {
+    int mrc = multipart_init(&r->mp, r->conn, a->cfg->body_limit);
+    r->is_multipart = mrc == 0;
+    if (mrc == -2) r->err_code = "invalid_multipart"; /* the body is discarded, then 400 */
+  }
   return MHD_YES;
 }
 

@@ -65,7 +65,7 @@ int multipart_init(multipart_t *mp, struct MHD_Connection *c, size_t limit) {
   const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
   if (!ct || strncasecmp(ct, "multipart/form-data", 19) != 0) return -1;
   mp->pp = MHD_create_post_processor(c, PP_BUFFER, iterate, mp);
-  return mp->pp ? 0 : -1;
+  return mp->pp ? 0 : -2;
 }
 
 int multipart_feed(multipart_t *mp, const char *data, size_t len) {

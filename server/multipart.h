@@ -23,7 +23,9 @@ typedef struct {
   int oom;
 } multipart_t;
 
-/* 0, or -1 when the request is not multipart (no post processor possible). */
+/* 0; -1 when the request is not multipart/form-data; -2 when it is but MHD cannot
+ * parse it (no usable boundary: MHD refuses e.g. a missing or one-character boundary),
+ * which the caller must answer as a malformed upload, not read as a raw image. */
 int multipart_init(multipart_t *mp, struct MHD_Connection *c, size_t limit);
 int multipart_feed(multipart_t *mp, const char *data, size_t len); /* 0 or -1 */
 void multipart_deinit(multipart_t *mp);

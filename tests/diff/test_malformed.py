@@ -97,6 +97,48 @@ def with_external(model, name, location, offset=0, length=None):
     return model
 
 
+def bare_model(nodes, inits=(), in_hw=224, out="out"):
+    """A graph on input [batch, 3, in_hw, in_hw] whose output is `out` (shape not declared)."""
+    graph = helper.make_graph(
+        nodes, "bare", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                                      ["batch", 3, in_hw, in_hw])],
+        [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)], list(inits))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def bound_cases():
+    """Load-time bounds (engine/graph.h), each first hit by fuzz_onnx: a small file must not
+    make the loader allocate gigabytes, loop for minutes, or overflow a size."""
+    g = np.random.default_rng(5)
+    no_data = numpy_helper.from_array(np.zeros(4, np.float32), "big")
+    no_data.dims[:] = [1 << 28]
+    no_data.ClearField("raw_data")
+    relus = [helper.make_node("Relu", ["input" if i == 0 else f"r{i - 1}"], [f"r{i}"], name=f"relu{i}")
+             for i in range(16385)]
+    wide = [numpy_helper.from_array(g.standard_normal((4000, 3, 1, 1), dtype=np.float32), n)
+            for n in ("wa", "wb")]
+    return [
+        ("Reshape target of 2^40 dims (their product overflowed int64)",
+         bare_model([helper.make_node("Reshape", ["input", "shape"], ["out"], name="reshape0")],
+                    [numpy_helper.from_array(np.array([1, 1 << 40, 1 << 40, 3], np.int64), "shape")]),
+         [["reshape0"], ["Reshape"]]),
+        ("Flatten of a 1024x1024 image: 3.1 M classes",
+         bare_model([helper.make_node("Flatten", ["input"], ["out"], name="flat0", axis=1)], in_hw=1024),
+         [["classes"]]),
+        ("2^28-float initializer with no data (nothing may be allocated for it)",
+         bare_model([helper.make_node("Add", ["input", "big"], ["out"], name="add0")], [no_data]),
+         [["big"]]),
+        ("16385 nodes", bare_model(relus, out="r16384"), [["16384"], ["nodes"]]),
+        ("activations of 1.5 GiB per image",
+         bare_model([helper.make_node("Conv", ["input", "wa"], ["a"], name="ca"),
+                     helper.make_node("Conv", ["input", "wb"], ["b"], name="cb"),
+                     helper.make_node("Add", ["a", "b"], ["s"], name="sum"),
+                     helper.make_node("GlobalAveragePool", ["s"], ["p"], name="gap"),
+                     helper.make_node("Flatten", ["p"], ["out"], name="flat", axis=1)], wide),
+         [["activations"], ["MiB"]]),
+    ]
+
+
 # ---- the cases: (name, file bytes or model, [groups of words, each group needs one]) ----
 
 def model_cases(d):
@@ -225,7 +267,7 @@ def main():
     with tempfile.TemporaryDirectory() as d:
         in_path = os.path.join(d, "in.f32")
         np.random.default_rng(3).standard_normal(SHAPE, dtype=np.float32).tofile(in_path)
-        cases = garbage_cases() + truncation_cases(t) + model_cases(d)
+        cases = garbage_cases() + truncation_cases(t) + model_cases(d) + bound_cases()
         for i, (label, content, words) in enumerate(cases):
             path = os.path.join(d, f"case{i}.onnx")
             with open(path, "wb") as f:

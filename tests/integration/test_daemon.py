@@ -363,6 +363,13 @@ def test_errors(d, imgs):
     check("405 POST /models with Allow", st == 405 and "GET" in (h.get("Allow") or ""), st)
     check("400 multipart without a file part",
           error_code(post(d.url + "/classify", *multipart([("note", None, b"hi")]))[2]) == "invalid_image")
+    # A multipart type MHD cannot parse (one-character boundary; found by fuzz_multipart)
+    # is a malformed upload, not a raw body answered 415.
+    body, ct = multipart([("image", "a.png", b"\x89PNG\r\n\x1a\n")])
+    body = body.replace(b"----classifydboundary7MA4YWxkTrZu0gW", b"B")
+    st, _, resp = post(d.url + "/classify", body, "multipart/form-data; boundary=B")
+    check("400 multipart with a boundary MHD refuses", st == 400 and error_code(resp) == "invalid_image",
+          (st, resp[:200]))
     check("chunked body over the limit is cut off early", chunked_cutoff(d.port))
 
 

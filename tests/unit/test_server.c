@@ -126,6 +126,20 @@ Test(config, flags_set_everything_and_first_model_is_default) {
   config_free(&c);
 }
 
+/* reload_prepare frees whatever config_parse returned; after --help the config used to be
+ * left uninitialized (stack garbage), so that free was of wild pointers. */
+Test(config, help_leaves_a_config_that_frees) {
+  config_t c;
+  memset(&c, 0xa5, sizeof(c));
+  char err[256];
+  char *argv[] = {"classifyd", "--model", "a=/dev/null", "--help", NULL};
+  optind = 0;
+  cr_assert_eq(config_parse(&c, 4, argv, err, sizeof(err)), 1);
+  cr_assert_null(c.listen);
+  cr_assert_eq(c.n_models, 0);
+  config_free(&c);
+}
+
 Test(config, flag_beats_file_and_model_flags_replace_file_models) {
   char path[] = "/tmp/classifyd-unit-XXXXXX";
   int fd = mkstemp(path);
