@@ -188,7 +188,7 @@ test-integration-asan: $(BUILD)/classifyd $(ASAN)/classifyd test-models
 
 # Abusive clients and resource limits (tests/abuse), release then ASan/UBSan build.
 test-abuse: $(BUILD)/classifyd $(ASAN)/classifyd $(TEST_MODELS_DIR)/resnet18.onnx \
-            $(TEST_MODELS_DIR)/resnet50.onnx | $(DEPS_TEST_STAMP)
+            $(TEST_MODELS_DIR)/resnet50.onnx $(TEST_MODELS_DIR)/resnet152.onnx | $(DEPS_TEST_STAMP)
 	$(TEST_ENV) tests/abuse/run.sh
 	$(TEST_ENV) CLASSIFYD=$(abspath $(ASAN))/classifyd ASAN=1 tests/abuse/run.sh
 

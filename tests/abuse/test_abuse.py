@@ -10,7 +10,7 @@ the limit answered 413 before it is read, and read by a client that sends it all
 multipart get 400; header and query floods get 431/414; a low `ulimit -n`; a memory
 cap (RLIMIT_AS; release build only: ASan reserves terabytes of address space).
 Every wait is bounded; every daemon is stopped (SIGTERM, exit status checked).
-env: CLASSIFYD (binary), MODELS (dir with resnet18.onnx and resnet50.onnx),
+env: CLASSIFYD (binary), MODELS (dir with resnet18, resnet50 and resnet152 .onnx),
 ASAN=1 when CLASSIFYD is the AddressSanitizer build.
 Ends with `abuse: N passed, M failed`.
 """
@@ -40,6 +40,7 @@ BIN = os.environ.get("CLASSIFYD", os.path.join(BUILD, "classifyd"))
 ASAN = os.environ.get("ASAN", "0") == "1"
 R18 = os.path.join(MODELS, "resnet18.onnx")
 R50 = os.path.join(MODELS, "resnet50.onnx")
+R152 = os.path.join(MODELS, "resnet152.onnx")  # slow enough for a queue to form on any engine
 TMP = tempfile.mkdtemp(prefix="classifyd-abuse-")
 TIMEOUT = 2  # connection_timeout of the daemons under test, seconds
 SLACK = 2.0 if not ASAN else 3.0  # sweeper period, scheduling, a busy shared machine
@@ -410,8 +411,8 @@ def settle(d, baseline_fds, timeout=60):
 
 
 def test_disconnects(img):
-    # resnet50 on one engine thread: a dozen requests queue up behind each other.
-    d = Daemon("--model", f"r50={R50}", "--threads", "1", "--workers", "1", "--max-batch", "1",
+    # resnet152 on one engine thread: a dozen requests queue up behind each other.
+    d = Daemon("--model", f"r152={R152}", "--threads", "1", "--workers", "1", "--max-batch", "1",
                "--batch-window-us", "0", "--connection-timeout", "30")
     check("disconnect daemon ready", d.wait_ready())
     check("baseline request 200", classify(d, img)[0] == 200)

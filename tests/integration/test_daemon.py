@@ -39,8 +39,9 @@ TMP = tempfile.mkdtemp(prefix="classifyd-it-")
 R18 = os.path.join(MODELS, "resnet18.onnx")
 GNET = os.path.join(MODELS, "googlenet.onnx")
 # The drain tests need requests to pile up faster than one engine thread serves them,
-# also on a fast machine: resnet50 at batch 1 is several times slower than resnet18.
-R50 = os.path.join(MODELS, "resnet50.onnx")
+# also on a fast machine and a fast engine: resnet152 at batch 1 is ~6x resnet18's work
+# and ~3x resnet50's (resnet50 stopped piling up 50 uploads once the engine got faster).
+R152 = os.path.join(MODELS, "resnet152.onnx")
 TIMEOUT = 120
 
 daemons = []
@@ -528,7 +529,7 @@ def load_in_flight(d, data, n):
 
 def test_sigterm(imgs):
     print("SIGTERM with 50 requests in flight or queued")
-    d = Daemon("--model", "r50=" + R50, "--log-format", "json", "--threads", "1", "--max-batch", "1",
+    d = Daemon("--model", "r152=" + R152, "--log-format", "json", "--threads", "1", "--max-batch", "1",
                "--queue-length", "64", "--drain-timeout", "120")
     if not check("drain daemon ready", d.wait_ready()):
         return
@@ -563,7 +564,7 @@ def test_sigterm(imgs):
 
 def test_second_sigterm(imgs):
     print("a second SIGTERM forces the exit")
-    d = Daemon("--model", "r50=" + R50, "--threads", "1", "--max-batch", "1", "--drain-timeout", "300")
+    d = Daemon("--model", "r152=" + R152, "--threads", "1", "--max-batch", "1", "--drain-timeout", "300")
     if not check("daemon ready", d.wait_ready()):
         return
     threads, results, loaded = load_in_flight(d, read(imgs["png"]), 50)
