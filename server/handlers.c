@@ -231,13 +231,37 @@ static enum MHD_Result submit_checks(req_t *r) {
   return MHD_YES;
 }
 
+/* Admission: a place in the queue, and an expected wait (the jobs ahead times
+ * the engine's recent time per image, pace.h) that still lets the job reach the
+ * engine before its deadline; otherwise it would only wait to get a 504. A
+ * refusal costs no decode, and its Retry-After is the queue's expected wait.
+ * Returns 0 when admitted (the caller must submit the job), else -1 with the
+ * refusal queued and *rc its result. */
+static int admit(req_t *r, enum MHD_Result *rc) {
+  pipeline_t *p = r->app->pipe;
+  if (pipeline_admit(p) < 0) {
+    r->retry_after = pace_retry_after_s(pace_wait_ns(&p->pace, p->capacity));
+    *rc = http_error(r, 503, "queue_full", "the queue is full (%ld waiting); retry later",
+                     p->capacity);
+    return -1;
+  }
+  long ahead = pipeline_depth(p) - 1;
+  uint64_t wait = pace_wait_ns(&p->pace, ahead);
+  uint64_t limit = (uint64_t)r->app->cfg->request_deadline_ms * 1000000u;
+  if (wait <= limit) return 0;
+  pipeline_unadmit(p);
+  r->retry_after = pace_retry_after_s(wait);
+  *rc = http_error(r, 503, "queue_full",
+                   "%ld jobs ahead would take about %.0f ms, past the %d ms deadline; retry later",
+                   ahead, (double)wait / 1e6, r->app->cfg->request_deadline_ms);
+  return -1;
+}
+
 enum MHD_Result handlers_classify_submit(req_t *r) {
   enum MHD_Result rc = submit_checks(r);
   if (r->state == RS_ANSWERED) return rc;
   app_t *a = r->app;
-  if (pipeline_admit(a->pipe) < 0)
-    return http_error(r, 503, "queue_full", "the queue is full (%ld waiting); retry later",
-                      a->pipe->capacity);
+  if (admit(r, &rc) < 0) return rc;
   job_t *j = &r->job;
   j->conn = r->conn;
   j->model = r->model;

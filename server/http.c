@@ -99,7 +99,8 @@ enum MHD_Result http_error(req_t *r, int status, const char *code, const char *f
   char *body = jout_take(&j, &len);
   r->err_code = code;
   const char *allow = status == 405 ? router_allow(r->route) : NULL;
-  return http_send(r, status, body, len, "application/json", allow, status == 503 ? 1 : 0);
+  int retry = status != 503 ? 0 : r->retry_after > 0 ? r->retry_after : 1;
+  return http_send(r, status, body, len, "application/json", allow, retry);
 }
 
 /* Everything but a classify upload is answered on MHD's second call, once the

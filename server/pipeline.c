@@ -10,6 +10,8 @@
  * a job counts from admission until a runner takes it (or it fails before),
  * which is exactly the queue whose depth /metrics reports and /readyz checks.
  * Deadlines are checked when decoding starts and when a runner takes the job.
+ * Every answered job feeds `pace` (engine time per image), from which the
+ * HTTP side computes Retry-After and refuses jobs that could not start in time.
  * Decoding is just in time: a job is decoded only when its model's runner has
  * a hold slot (runner_hold: two batches' worth), else it waits, still
  * compressed, in the loop's pending list (FIFO; a job of a model with a free
@@ -162,6 +164,7 @@ static void runner_taken(void *arg, int n) {
 
 static void runner_done(void *arg, job_t *j) {
   pipeline_t *p = arg;
+  if (j->status == 200) pace_observe_image(&p->pace, j->t_inf1 - j->t_inf0, j->batch);
   pthread_mutex_lock(&p->mu);
   list_push(&p->done_head, &p->done_tail, j);
   pthread_mutex_unlock(&p->mu);
@@ -180,6 +183,7 @@ int pipeline_init(pipeline_t *p, uv_loop_t *loop, long capacity, const cnn_image
   p->limits = *lim;
   p->finish = finish;
   atomic_init(&p->waiting, 0);
+  pace_init(&p->pace);
   loop->data = p;
   if (pthread_mutex_init(&p->mu, NULL) != 0) return UV_ENOMEM;
   int rc = uv_async_init(loop, &p->intake_async, intake_cb);
