@@ -231,9 +231,9 @@ static enum MHD_Result submit_checks(req_t *r) {
   return MHD_YES;
 }
 
-/* Admission: a place in the queue, and an expected wait (the jobs ahead times
- * the engine's recent time per image, pace.h) that still lets the job reach the
- * engine before its deadline; otherwise it would only wait to get a 504. A
+/* Admission: a place in the queue, and an expected wait (the jobs ahead and a
+ * running batch, times the engine's recent time per image, pace.h) that still
+ * lets the job reach the engine before its deadline; otherwise it would only wait to get a 504. A
  * refusal costs no decode, and its Retry-After is the queue's expected wait.
  * Returns 0 when admitted (the caller must submit the job), else -1 with the
  * refusal queued and *rc its result. */
@@ -245,8 +245,10 @@ static int admit(req_t *r, enum MHD_Result *rc) {
                      p->capacity);
     return -1;
   }
+  /* Behind the jobs ahead there may also be a batch on the engine already;
+   * with nothing ahead the job is admitted whatever the estimate says. */
   long ahead = pipeline_depth(p) - 1;
-  uint64_t wait = pace_wait_ns(&p->pace, ahead);
+  uint64_t wait = pace_wait_ns(&p->pace, ahead > 0 ? ahead + r->gen->cfg.max_batch : 0);
   uint64_t limit = (uint64_t)r->app->cfg->request_deadline_ms * 1000000u;
   if (wait <= limit) return 0;
   pipeline_unadmit(p);
