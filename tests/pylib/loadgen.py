@@ -112,9 +112,12 @@ class Pool:
     def __init__(self, host, port):
         self.host, self.port, self.idle, self.opened = host, port, [], 0
 
-    async def get(self):
-        if self.idle:
-            return self.idle.pop(), True
+    async def get(self, fresh=False):
+        while self.idle and not fresh:
+            reader, writer = conn = self.idle.pop()
+            if not (reader.at_eof() or writer.is_closing()):
+                return conn, True
+            writer.close()  # closed by the server while idle (keep-alive timeout)
         self.opened += 1
         return await asyncio.open_connection(self.host, self.port), False
 
@@ -129,13 +132,14 @@ class Pool:
 
 async def send(pool, req, sched, timeout):
     """One request on a pooled connection; never raises. A reused connection that the server
-    closed while idle (keep-alive timeout) is retried once on a fresh one, since nothing was
-    processed; any other failure is reported in Result.error."""
+    closed while idle (keep-alive timeout) just as it was reused is retried once on a fresh
+    one (Result.retried), since nothing was processed; any other failure is reported in
+    Result.error."""
     res = Result(req.kind, sched)
     for attempt in range(2):
         conn = None
         try:
-            conn, reused = await asyncio.wait_for(pool.get(), timeout)
+            conn, reused = await asyncio.wait_for(pool.get(fresh=attempt > 0), timeout)
             res.reused = reused
             res.sent = time.monotonic()
             keep = await asyncio.wait_for(
@@ -179,20 +183,24 @@ def phases(*spec):
 
 
 async def open_loop(host, port, make_req, schedule, timeout=30.0, max_conns=512, pool=None,
-                    stop=None):
+                    stop=None, on_result=None):
     """make_req(i) -> Request, the i-th sent at start + schedule[i] seconds (an open loop: the
     arrivals do not wait for answers); returns the Results in schedule order. At most max_conns
     requests are outstanding; one that must wait for a slot is still timed from its schedule.
-    `stop` (an asyncio.Event) ends the schedule early."""
+    `stop` (an asyncio.Event) ends the schedule early; on_result(i, result) is called as each
+    answer arrives."""
     own = pool is None
     pool = pool or Pool(host, port)
     sem = asyncio.Semaphore(max_conns)
     t0 = time.monotonic() + 0.02
     tasks = []
 
-    async def one(req, sched):
+    async def one(i, req, sched):
         async with sem:
-            return await send(pool, req, sched, timeout)
+            res = await send(pool, req, sched, timeout)
+        if on_result:
+            on_result(i, res)
+        return res
 
     for i, offset in enumerate(schedule):
         if stop is not None and stop.is_set():
@@ -201,7 +209,7 @@ async def open_loop(host, port, make_req, schedule, timeout=30.0, max_conns=512,
         delay = sched - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.ensure_future(one(make_req(i), sched)))
+        tasks.append(asyncio.ensure_future(one(i, make_req(i), sched)))
     results = list(await asyncio.gather(*tasks))
     if own:
         pool.close()
