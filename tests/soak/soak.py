@@ -251,11 +251,12 @@ def idle_reading(d, settle=3.0):
 class Windows:
     """Per-window tallies, filled as answers arrive."""
 
-    def __init__(self, t0, window_s):
+    def __init__(self, t0, window_s, seconds):
         self.t0, self.window_s, self.w = t0, window_s, {}
+        self.last = max(0, int(-(-seconds // window_s)) - 1)  # the last window's index
 
     def slot(self, t):
-        k = max(0, int((t - self.t0) // self.window_s))
+        k = min(self.last, max(0, int((t - self.t0) // self.window_s)))
         return self.w.setdefault(k, {"count": {}, "lat": [], "unexpected": [], "samples": [],
                                      "reloads": []})
 
@@ -384,7 +385,7 @@ async def load(d, mix, seconds, rate, win, args):
 def warm_up(d, mix, rel):
     """Every kind a few times, one applied and one broken reload: the steady state."""
     print("warm-up: every kind of request, one applied and one broken reload", flush=True)
-    win = Windows(time.monotonic(), 1e9)
+    win = Windows(time.monotonic(), 1e9, 1e9)
     asyncio.run(loadgen.open_loop("127.0.0.1", d.port, mix, [i / 4 for i in range(60)],
                                   timeout=120.0, on_result=lambda i, r: win.add(r)))
     ok = rel.reload(False) and rel.reload(True)
@@ -462,7 +463,7 @@ def run(d, args, good, bad, conf, models_dir, source):
         return 1
     start = idle_reading(d)
     print(f"start (idle): RSS {start[0] / 1024:.1f} MiB, {start[1]} fds", flush=True)
-    win = Windows(time.monotonic() + 0.02, args.window_minutes * 60)
+    win = Windows(time.monotonic() + 0.02, args.window_minutes * 60, args.minutes * 60)
     t0 = time.monotonic()
     res = asyncio.run(load(d, mix, args.minutes * 60, args.rate, win, args))
     elapsed = time.monotonic() - t0
