@@ -187,7 +187,7 @@ test-overload: $(BUILD)/classifyd $(TEST_MODELS_DIR)/resnet18.onnx
 # $(BUILD)/soak/. Run it niced on a shared machine: nice -n 19 make soak SOAK_MINUTES=30
 SOAK_MINUTES ?= 10
 SOAK_WINDOW_MINUTES ?= 10
-SOAK_RATE ?= 4
+SOAK_RATE ?= 2
 soak: $(BUILD)/classifyd $(TEST_MODELS_DIR)/resnet18.onnx $(TEST_MODELS_DIR)/googlenet.onnx \
       $(TEST_MODELS_DIR)/resnet50.onnx
 	$(TEST_ENV) $(PYTHON) tests/soak/soak.py --minutes $(SOAK_MINUTES) \

@@ -23,6 +23,7 @@ typedef struct {
   pipeline_t *pipe;
   atomic_int draining;  /* SIGTERM received: answer with Connection: close */
   atomic_long in_flight; /* requests between first callback and completion */
+  atomic_ulong started;  /* requests begun since start-up (memtrim.h watches it) */
 } app_t;
 
 #endif

@@ -21,6 +21,9 @@
  * after a clean drain; 1 when a model failed to load at start-up, the socket
  * could not be bound or the drain timed out; 2 for invalid configuration
  * (before anything is bound).
+ * Memory: a fixed mmap threshold (daemon_main) gives every big buffer its own
+ * mapping, so a freed generation leaves nothing behind, and memtrim.h returns
+ * the arenas' free pages once the daemon is idle after a burst.
  */
 #include "daemon.h"
 
@@ -34,6 +37,7 @@
 #include "gate.h"
 #include "http.h"
 #include "log.h"
+#include "memtrim.h"
 #include "notify.h"
 #include "signals.h"
 
@@ -47,6 +51,7 @@ typedef struct {
   uv_loop_t loop;
   signals_t sig;
   notify_watchdog_t wd;
+  memtrim_t trim; /* malloc_trim when idle after work */
   uv_timer_t drain_timer;
   uv_async_t loader_async;
   uv_thread_t loader;
@@ -165,6 +170,7 @@ static void finish(daemon_t *d) {
   uv_close((uv_handle_t *)&d->drain_timer, NULL);
   uv_close((uv_handle_t *)&d->loader_async, NULL);
   notify_watchdog_close(&d->wd);
+  memtrim_close(&d->trim);
   signals_close(&d->sig);
   pipeline_close(&d->pipe);
 }
@@ -290,6 +296,7 @@ static int setup_loop(daemon_t *d) {
   d->loader_async.data = d;
   if (uv_timer_init(&d->loop, &d->drain_timer) < 0) return -1;
   d->drain_timer.data = d;
+  if (memtrim_start(&d->trim, &d->loop, &d->app.in_flight, &d->app.started) < 0) return -1;
   return notify_watchdog_start(&d->wd, &d->loop) < 0 ? -1 : 0;
 }
 

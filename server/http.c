@@ -175,6 +175,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     snprintf(r->method, sizeof(r->method), "%s", method);
     snprintf(r->path, sizeof(r->path), "%s", url);
     atomic_fetch_add(&app->in_flight, 1);
+    atomic_fetch_add(&app->started, 1);
     *con_cls = r;
     return req_begin(r, url, method);
   }

@@ -2,7 +2,7 @@
 """soak.py — `make soak SOAK_MINUTES=N`: classifyd under a long mixed load (issue 8 item 5).
 
 Serves resnet18, googlenet and resnet50 (random-weight test models) from a configuration file of
-its own and sends, open loop at a moderate fixed rate (default 4 requests/s, well under what the
+its own and sends, open loop at a moderate fixed rate (default 2 requests/s, well under what the
 machine sustains: it is shared), a seeded random mix of:
 
   good     real JPEGs and PNGs from ../shared/data (WebP converted from them in memory; generated
@@ -236,8 +236,8 @@ class Reloader:
 
 
 # ---- measurement ------------------------------------------------------------------------------
-def idle_reading(d, settle=3.0):
-    """RSS (KiB) and fds with no request in flight."""
+def idle_reading(d, settle=11.0):
+    """RSS (KiB) and fds with no request in flight, after the daemon's idle trim (every 5 s)."""
     end = time.monotonic() + 30
     while time.monotonic() < end:
         m = metrics(d.url)
@@ -424,7 +424,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--minutes", type=float, default=10)
     ap.add_argument("--window-minutes", type=float, default=10)
-    ap.add_argument("--rate", type=float, default=4.0, help="requests per second (open loop)")
+    ap.add_argument("--rate", type=float, default=2.0, help="requests per second (open loop)")
     ap.add_argument("--reload-seconds", type=float, default=120)
     ap.add_argument("--sample-seconds", type=float, default=10)
     ap.add_argument("--seed", type=int, default=8)
