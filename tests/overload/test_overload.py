@@ -13,7 +13,7 @@ every request timed from its scheduled send time:
              deadline + 2 batches + 1 s, at least 3 s) for 5 s more (at least 12 requests)
 
 and checks: every request gets an HTTP answer (no reset, no timeout); only 200 and 503 (504 at
-most 5% of the admitted: admission trusts the engine's recent speed, and on a shared machine
+most 10% of the admitted: admission trusts the engine's recent speed, and on a shared machine
 that speed can drop after a job was admitted); during the burst at least half the excess (the
 offered rate over the rate 200s came back at) is refused with 503 `queue_full` and an integer
 Retry-After in 1..60 that stays near the queue's expected wait;
@@ -223,8 +223,11 @@ def judge(by, rate, batch_ms, body, sampler, times, m0, m1, queue, deadline_ms):
     codes = sorted({r.status for r in every if not r.error})
     admitted = [r for r in every if r.status in (200, 504)]
     n504 = sum(r.status == 504 for r in every)
-    check("only 200 and 503 (504 at most 5% of the admitted)",
-          set(codes) <= {200, 503, 504} and n504 <= 0.05 * max(1, len(admitted)),
+    # 10%: with the engine stalled for seconds by other jobs, jobs admitted just before
+    # miss their deadline; an admission that ignored the deadline (queue bound only, the
+    # deadline at 80% of a full queue's wait) would send 504 to a fifth of the admitted.
+    check("only 200 and 503 (504 at most 10% of the admitted)",
+          set(codes) <= {200, 503, 504} and n504 <= 0.10 * max(1, len(admitted)),
           f"codes {codes}, 504: {n504} of {len(admitted)} admitted")
     if n504:  # admitted on the engine's recent speed, then the machine slowed down
         print("  504s at (s into the burst, ms from send):",
