@@ -112,11 +112,18 @@ enum MHD_Result handlers_options(req_t *r) {
   return rc;
 }
 
-static int app_ready(app_t *a, registry_t *reg, char *why, size_t n) {
+/* Ready: every model loaded, and a new job would be admitted (see admit()). */
+static int app_ready(app_t *a, modelset_t *g, char *why, size_t n) {
+  registry_t *reg = &g->reg;
   int loaded = registry_ready_count(reg);
   if (atomic_load(&a->draining)) return snprintf(why, n, "shutting down"), 0;
   if (loaded < reg->n) return snprintf(why, n, "%d of %d models loaded", loaded, reg->n), 0;
-  if (pipeline_depth(a->pipe) >= a->pipe->capacity) return snprintf(why, n, "queue full"), 0;
+  long depth = pipeline_depth(a->pipe);
+  if (depth >= a->pipe->capacity) return snprintf(why, n, "queue full"), 0;
+  uint64_t wait = pace_wait_ns(&a->pipe->pace, depth > 0 ? depth + g->cfg.max_batch : 0);
+  if (wait > (uint64_t)a->cfg->request_deadline_ms * 1000000u)
+    return snprintf(why, n, "the queue's expected wait (%.0f ms) is past the deadline",
+                    (double)wait / 1e6), 0;
   return 1;
 }
 
@@ -149,7 +156,7 @@ enum MHD_Result handlers_get(req_t *r) {
   if (r->route != ROUTE_READYZ && r->route != ROUTE_MODELS && r->route != ROUTE_METRICS)
     return http_error(r, 404, "not_found", "no such path");
   modelset_t *g = modelset_slot_get(a->models);
-  int ready = r->route == ROUTE_READYZ && app_ready(a, &g->reg, why, sizeof(why));
+  int ready = r->route == ROUTE_READYZ && app_ready(a, g, why, sizeof(why));
   if (r->route == ROUTE_MODELS) {
     registry_json(&g->reg, &j, &g->cfg, g->id);
     jout_printf(&j, "\n");

@@ -19,7 +19,7 @@ offered rate over the rate 200s came back at) is refused with 503 `queue_full` a
 Retry-After in 1..60 that stays near the queue's expected wait;
 the refusals are fast (p50 under 10%, p99 under 50% of one batch's engine time); every
 admitted request is answered within request_deadline_ms plus two batches and 0.5 s; /healthz
-keeps answering; the daemon's RSS (from /proc, every 50 ms) stays under a ceiling computed from
+keeps answering; /readyz says 503 during the burst and 200 after it; the daemon's RSS (from /proc, every 50 ms) stays under a ceiling computed from
 its RSS before the burst, the queue length and the body size; after the burst everything is
 200 again and the p50 latency is back within 3x of the baseline's (or half a batch above it,
 the engine's speed moving that much on a shared machine); the daemon's own 503
@@ -81,13 +81,14 @@ def image_bytes():
 
 
 class Sampler(threading.Thread):
-    """VmRSS of the daemon every 50 ms, and GET /healthz latency every 250 ms."""
+    """VmRSS of the daemon every 50 ms; GET /healthz (latency) and /readyz every 250 ms."""
 
     def __init__(self, d):
         super().__init__(daemon=True)
         self.d, self.stop_ev = d, threading.Event()
         self.rss = []       # (t, KiB)
         self.health = []    # (t, status, ms)
+        self.ready = []     # (t, status)
 
     def run(self):
         n = 0
@@ -98,6 +99,7 @@ class Sampler(threading.Thread):
                 t0 = time.monotonic()
                 st = http_get(self.d.url + "/healthz", 5.0)[0]
                 self.health.append((t0, st, (time.monotonic() - t0) * 1e3))
+                self.ready.append((time.monotonic(), http_get(self.d.url + "/readyz", 5.0)[0]))
 
     def peak_kb(self, t0, t1):
         return max((kb for t, kb in self.rss if t0 <= t <= t1), default=0)
@@ -278,6 +280,13 @@ def judge(by, rate, batch_ms, body, sampler, times, m0, m1, queue, deadline_ms):
           and pct([ms for _, ms in hb], 99) <= max(250, batch_ms),
           f"{len(hb)} probes, statuses {sorted({st for st, _ in hb})}, "
           f"p99 {pct([ms for _, ms in hb], 99):.0f} ms")
+
+    rb = [st for t, st in sampler.ready if t_burst0 <= t <= t_burst1]
+    check("/readyz says 503 during the burst (a balancer would send the excess elsewhere)",
+          503 in rb, f"{len(rb)} probes: {sorted(set(rb))}")
+    ra_end = [st for t, st in sampler.ready if t >= t_burst1 + settle]
+    check("/readyz says 200 again after the burst", ra_end and ra_end[-1] == 200,
+          f"{len(ra_end)} probes, last {ra_end[-1:]}")
 
     rss0 = sampler.peak_kb(t_start - 0.3, t_burst0) * 1024
     rss_peak = sampler.peak_kb(t_burst0, time.monotonic()) * 1024
