@@ -15,6 +15,7 @@ env: BUILD, MODELS (resnet18.onnx, googlenet.onnx), CLASSIFYD (default $BUILD/cl
 """
 import io
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -74,7 +75,8 @@ def idle_rss(d):
 
 def main():
     print(f"reload memory: resnet18 + googlenet, {RELOADS} reloads")
-    log = os.path.join(tempfile.mkdtemp(prefix="classifyd-reload-"), "daemon.log")
+    tmp = tempfile.mkdtemp(prefix="classifyd-reload-")
+    log = os.path.join(tmp, "daemon.log")
     d = Daemon(BIN, ["--model", "resnet18=" + os.path.join(MODELS, "resnet18.onnx"),
                      "--model", "googlenet=" + os.path.join(MODELS, "googlenet.onnx")], log)
     try:
@@ -99,6 +101,10 @@ def main():
     finally:
         rc = d.stop()
         check("SIGTERM: exit 0", rc == 0, rc)
+        if checks.failed == 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            print(f"reload memory: daemon log {log}")
 
 
 if __name__ == "__main__":

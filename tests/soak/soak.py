@@ -46,7 +46,7 @@ import time
 import zlib
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
-from daemon import Daemon, http_get, metrics  # noqa: E402
+from daemon import Daemon, metrics  # noqa: E402
 import loadgen  # noqa: E402
 from loadgen import Request, pct  # noqa: E402
 
