@@ -261,6 +261,8 @@ def judge(by, rate, batch_ms, body, sampler, times, m0, m1, queue, deadline_ms):
     # Retry-After is the queue's expected wait (queue length x engine time per image),
     # rounded up to whole seconds; allow 4x for the machine's speed moving.
     ra = [r.retry_after for r in full]
+    print("  Retry-After values (s: count):",
+          {v: ra.count(v) for v in sorted(set(ra), key=str)})
     ra_max = math.ceil(4 * (queue + MAX_BATCH) / rate) + 1
     check(f"503 Retry-After: integer seconds in 1..{ra_max} "
           f"(full queue's wait ~{(queue + MAX_BATCH) / rate:.1f} s)",
