@@ -7,6 +7,8 @@
 #   make test-deploy   Kubernetes manifest checks; 3 replicas behind HAProxy, one killed
 #   make test-docker   the container image built and run with podman (debootstrap base)
 #   make run        serve resnet50 and googlenet on 127.0.0.1:8080
+#   make test-overload  the daemon at 3x its sustainable rate (part of make test)
+#   make soak       mixed load with reloads for SOAK_MINUTES (default 10); report in build/soak/
 #   make bench      engine latency/throughput (resnet50, googlenet, resnet18; batch 1 and 8)
 #   make bench-http the daemon end to end (wrk, open loop) vs the engine; start-up, memory
 #   make bench-peers the engine against ONNX Runtime (npm, into build/peers) and PyTorch
@@ -69,7 +71,7 @@ FUZZ_SRCS := $(wildcard tests/fuzz/*.c)
 .PHONY: all deps deps-test test check-asan unit unit-asan bench run models clean \
         fuzz fuzz-smoke bench-decode bench-peers test-models test-diff test-cli test-integration \
         format install uninstall test-systemd test-browser test-deploy test-docker \
-        test-integration-asan test-abuse test-valgrind
+        test-integration-asan test-abuse test-valgrind test-overload soak
 .DEFAULT_GOAL := all
 
 # ---- dependencies -----------------------------------------------------------------
@@ -196,6 +198,21 @@ test-abuse: $(BUILD)/classifyd $(ASAN)/classifyd $(TEST_MODELS_DIR)/resnet18.onn
 test-valgrind: $(VG)/classifyd | $(DEPS_TEST_STAMP)
 	$(TEST_ENV) CLASSIFYD=$(abspath $(VG))/classifyd tests/valgrind/run.sh
 
+# Overload (issue 8): 3x the sustainable rate for 15 s; 503s fast, deadlines kept, RSS bounded,
+# latency back to normal afterwards; then RSS across repeated reloads. About a minute.
+test-overload: $(BUILD)/classifyd $(TEST_MODELS_DIR)/resnet18.onnx $(TEST_MODELS_DIR)/googlenet.onnx
+	$(TEST_ENV) tests/overload/run.sh
+
+# Soak (not part of `make test`): a mixed load for SOAK_MINUTES with SIGHUP reloads; report in
+# $(BUILD)/soak/. Run it niced on a shared machine: nice -n 19 make soak SOAK_MINUTES=30
+SOAK_MINUTES ?= 10
+SOAK_WINDOW_MINUTES ?= 10
+SOAK_RATE ?= 2
+soak: $(BUILD)/classifyd $(TEST_MODELS_DIR)/resnet18.onnx $(TEST_MODELS_DIR)/googlenet.onnx \
+      $(TEST_MODELS_DIR)/resnet50.onnx
+	$(TEST_ENV) $(PYTHON) tests/soak/soak.py --minutes $(SOAK_MINUTES) \
+	  --window-minutes $(SOAK_WINDOW_MINUTES) --rate $(SOAK_RATE) --out $(abspath $(BUILD))/soak
+
 test-systemd: $(BUILD)/classifyd $(ASAN)/classifyd test-models
 	$(TEST_ENV) tests/systemd/run.sh
 
@@ -230,6 +247,7 @@ test: $(DEPS_TEST_STAMP)
 	$(MAKE) test-integration-asan
 	$(MAKE) test-abuse
 	$(MAKE) test-valgrind
+	$(MAKE) test-overload
 	$(MAKE) test-systemd
 	$(MAKE) test-browser
 	$(MAKE) test-deploy

@@ -32,6 +32,7 @@ typedef struct {
   atomic_long upload_bytes; /* body bytes charged against cfg->upload_memory */
   atomic_long conns_refused;  /* requests answered 503 because too many connections were open */
   atomic_long upload_refused; /* uploads refused (503) because that budget was spent */
+  atomic_ulong started;  /* requests begun since start-up (memtrim.h watches it) */
 } app_t;
 
 #endif

@@ -112,11 +112,29 @@ enum MHD_Result handlers_options(req_t *r) {
   return rc;
 }
 
-static int app_ready(app_t *a, registry_t *reg, char *why, size_t n) {
+/* Expected time before a job with `ahead` jobs in front reaches the engine: they
+ * and possibly a batch already running, at the engine's recent time per image
+ * (pace.h). Nothing ahead counts as no wait: such a job is always admitted. */
+static uint64_t queue_wait_ns(pipeline_t *p, long ahead, int max_batch) {
+  return pace_wait_ns(&p->pace, ahead > 0 ? ahead + max_batch : 0);
+}
+
+static uint64_t deadline_ns(const app_t *a) {
+  return (uint64_t)a->cfg->request_deadline_ms * 1000000u;
+}
+
+/* Ready: every model loaded, and a new job would be admitted (see admit()). */
+static int app_ready(app_t *a, modelset_t *g, char *why, size_t n) {
+  registry_t *reg = &g->reg;
   int loaded = registry_ready_count(reg);
   if (atomic_load(&a->draining)) return snprintf(why, n, "shutting down"), 0;
   if (loaded < reg->n) return snprintf(why, n, "%d of %d models loaded", loaded, reg->n), 0;
-  if (pipeline_depth(a->pipe) >= a->pipe->capacity) return snprintf(why, n, "queue full"), 0;
+  long depth = pipeline_depth(a->pipe);
+  if (depth >= a->pipe->capacity) return snprintf(why, n, "queue full"), 0;
+  uint64_t wait = queue_wait_ns(a->pipe, depth, g->cfg.max_batch);
+  if (wait > deadline_ns(a))
+    return snprintf(why, n, "the queue's expected wait (%.0f ms) is past the deadline",
+                    (double)wait / 1e6), 0;
   return 1;
 }
 
@@ -157,7 +175,7 @@ enum MHD_Result handlers_get(req_t *r) {
   if (r->route != ROUTE_READYZ && r->route != ROUTE_MODELS && r->route != ROUTE_METRICS)
     return http_error(r, 404, "not_found", "no such path");
   modelset_t *g = modelset_slot_get(a->models);
-  int ready = r->route == ROUTE_READYZ && app_ready(a, &g->reg, why, sizeof(why));
+  int ready = r->route == ROUTE_READYZ && app_ready(a, g, why, sizeof(why));
   if (r->route == ROUTE_MODELS) {
     registry_json(&g->reg, &j, &g->cfg, g->id);
     jout_printf(&j, "\n");
@@ -246,13 +264,35 @@ static enum MHD_Result submit_checks(req_t *r) {
   return MHD_YES;
 }
 
+/* Admission: a place in the queue, and an expected wait (queue_wait_ns) that
+ * still lets the job reach the engine before its deadline; otherwise it would
+ * only wait to get a 504. A refusal costs no decode, and its Retry-After is the
+ * queue's expected wait. Returns 0 when admitted (the caller must submit the
+ * job), else -1 with the refusal queued and *rc its result. */
+static int admit(req_t *r, enum MHD_Result *rc) {
+  pipeline_t *p = r->app->pipe;
+  if (pipeline_admit(p) < 0) {
+    r->retry_after = pace_retry_after_s(queue_wait_ns(p, p->capacity, r->gen->cfg.max_batch));
+    *rc = http_error(r, 503, "queue_full", "the queue is full (%ld waiting); retry later",
+                     p->capacity);
+    return -1;
+  }
+  long ahead = pipeline_depth(p) - 1;
+  uint64_t wait = queue_wait_ns(p, ahead, r->gen->cfg.max_batch);
+  if (wait <= deadline_ns(r->app)) return 0;
+  pipeline_unadmit(p);
+  r->retry_after = pace_retry_after_s(wait);
+  *rc = http_error(r, 503, "queue_full",
+                   "%ld jobs ahead would take about %.0f ms, past the %d ms deadline; retry later",
+                   ahead, (double)wait / 1e6, r->app->cfg->request_deadline_ms);
+  return -1;
+}
+
 enum MHD_Result handlers_classify_submit(req_t *r) {
   enum MHD_Result rc = submit_checks(r);
   if (r->state == RS_ANSWERED) return rc;
   app_t *a = r->app;
-  if (pipeline_admit(a->pipe) < 0)
-    return http_error(r, 503, "queue_full", "the queue is full (%ld waiting); retry later",
-                      a->pipe->capacity);
+  if (admit(r, &rc) < 0) return rc;
   job_t *j = &r->job;
   j->conn = r->conn;
   const union MHD_ConnectionInfo *ci =

@@ -112,7 +112,8 @@ enum MHD_Result http_error(req_t *r, int status, const char *code, const char *f
   char *body = jout_take(&j, &len);
   r->err_code = code;
   const char *allow = status == 405 ? router_allow(r->route) : NULL;
-  return http_send(r, status, body, len, "application/json", allow, status == 503 ? 1 : 0);
+  int retry = status != 503 ? 0 : r->retry_after > 0 ? r->retry_after : 1;
+  return http_send(r, status, body, len, "application/json", allow, retry);
 }
 
 /* A request that declares a body: refused before reading it, its socket lingers. */
@@ -266,6 +267,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     snprintf(r->method, sizeof(r->method), "%s", method);
     snprintf(r->path, sizeof(r->path), "%s", url);
     atomic_fetch_add(&app->in_flight, 1);
+    atomic_fetch_add(&app->started, 1);
     *con_cls = r;
     rc = req_begin(r, url, method);
     if (r->state == RS_ANSWERED && has_body(r)) r->linger = 1;

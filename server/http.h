@@ -39,6 +39,7 @@ typedef struct req {
   char model_name[CONFIG_NAME_MAX + 2]; /* from /models/NAME/classify */
   uint64_t t_start, bytes_in, bytes_out, content_length;
   int status;
+  int retry_after; /* seconds for a 503's Retry-After (0: 1) */
   const char *err_code;
   modelset_t *gen; /* the generation `model` belongs to, referenced until freed */
   model_entry_t *model;

@@ -14,6 +14,7 @@
  */
 #include "modelset.h"
 
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,6 +47,11 @@ void modelset_unref(modelset_t *s) {
   if (loaded) log_msg(LOG_INFO, "generation %lu freed (%d model(s))", s->id, loaded);
   config_free(&s->cfg);
   free(s);
+  /* The generation's many small blocks (graph, labels, protobuf) were spread
+   * over the arenas of the threads that loaded it; give their free pages back,
+   * or every reload leaves a few MiB resident (daemon.c sets the mmap threshold
+   * for the big buffers). */
+  malloc_trim(0);
 }
 
 int modelset_load(modelset_t *s, const runner_cb_t *cb, gate_t *gate, atomic_int *stop,

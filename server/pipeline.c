@@ -12,7 +12,8 @@
  * Deadlines are checked when decoding starts and when a runner takes the job;
  * a job whose client has closed its connection is dropped when its decoding
  * would start (job_client_gone), so abandoned requests cost no decode and no
- * forward.
+ * forward. Every answered job feeds `pace` (engine time per image), from which
+ * the HTTP side computes Retry-After and refuses jobs that could not start in time.
  * Decoding is just in time: a job is decoded only when its model's runner has
  * a hold slot (runner_hold: two batches' worth), else it waits, still
  * compressed, in the loop's pending list (FIFO; a job of a model with a free
@@ -169,6 +170,7 @@ static void runner_taken(void *arg, int n) {
 
 static void runner_done(void *arg, job_t *j) {
   pipeline_t *p = arg;
+  if (j->status == 200) pace_observe_image(&p->pace, j->t_inf1 - j->t_inf0, j->batch);
   pthread_mutex_lock(&p->mu);
   list_push(&p->done_head, &p->done_tail, j);
   pthread_mutex_unlock(&p->mu);
@@ -187,6 +189,7 @@ int pipeline_init(pipeline_t *p, uv_loop_t *loop, long capacity, const cnn_image
   p->limits = *lim;
   p->finish = finish;
   atomic_init(&p->waiting, 0);
+  pace_init(&p->pace);
   loop->data = p;
   if (pthread_mutex_init(&p->mu, NULL) != 0) return UV_ENOMEM;
   int rc = uv_async_init(loop, &p->intake_async, intake_cb);

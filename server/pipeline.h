@@ -17,6 +17,7 @@
 
 #include "cnn.h"
 #include "job.h"
+#include "pace.h"
 #include "runner.h"
 
 typedef struct {
@@ -27,6 +28,7 @@ typedef struct {
   job_t *pending_head; /* loop thread only: admitted, waiting for a decode slot */
   atomic_long waiting; /* admitted, not yet taken by a runner */
   long capacity;
+  pace_t pace; /* engine time per image, fed by every job the engine answered */
   cnn_image_limits_t limits;
   void (*finish)(job_t *j);
 } pipeline_t;
