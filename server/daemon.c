@@ -410,8 +410,7 @@ static int serve(daemon_t *d) {
 int daemon_main(int argc, char **argv) {
   daemon_t *d = &g_d;
   memset(d, 0, sizeof(*d));
-  if (mallopt(M_MMAP_THRESHOLD, DAEMON_MMAP_THRESHOLD) != 1)
-    log_msg(LOG_WARN, "mallopt(M_MMAP_THRESHOLD) failed; RSS may grow with each reload");
+  int mmap_fixed = mallopt(M_MMAP_THRESHOLD, DAEMON_MMAP_THRESHOLD) == 1; /* 0 under ASan */
   int rc = config_load(&d->cfg, argc, argv);
   if (rc != 0) {
     config_free(&d->cfg);
@@ -420,6 +419,7 @@ int daemon_main(int argc, char **argv) {
   d->argc = argc;
   d->argv = argv;
   log_init((log_level_t)d->cfg.log_level, d->cfg.log_json);
+  if (!mmap_fixed) log_msg(LOG_WARN, "mallopt(M_MMAP_THRESHOLD) failed; RSS may grow with each reload");
   metrics_init();
   if (check_limits(d) < 0) {
     config_free(&d->cfg);
