@@ -12,9 +12,7 @@
 #include "kern_internal.h"
 
 #include <string.h>
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
+#include "kern_simd.h"
 
 typedef struct {
   const kern_conv_t *p;
@@ -35,8 +33,6 @@ static void im2col__valid_x(const im2col_geom_t *g, int kx, int *lo, int *hi) {
  * load pair (lanes past the last position are never read) and one permute. */
 static float *im2col__stride2(const float *base, int a, int b, float *dst) {
 #if defined(__AVX512F__)
-  const __m512i even =
-      _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   int x = a;
   for (; x < b; x += 16) {
     int n = b - x < 16 ? b - x : 16, span = 2 * n - 1; /* positions 2x .. 2x + 2n - 2 */
@@ -44,7 +40,7 @@ static float *im2col__stride2(const float *base, int a, int b, float *dst) {
     __mmask16 m0 = span >= 16 ? 0xFFFF : (__mmask16)((1u << span) - 1);
     __mmask16 m1 = span > 16 ? (__mmask16)((1u << (span - 16)) - 1) : 0;
     __m512 lo = _mm512_maskz_loadu_ps(m0, src), hi = _mm512_maskz_loadu_ps(m1, src + 16);
-    _mm512_mask_storeu_ps(dst, (__mmask16)((1u << n) - 1), _mm512_permutex2var_ps(lo, even, hi));
+    _mm512_mask_storeu_ps(dst, (__mmask16)((1u << n) - 1), kern_simd_even(lo, hi));
     dst += n;
   }
   return dst;

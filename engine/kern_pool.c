@@ -8,9 +8,7 @@
  * count_include_pad the divisor counts padding but not positions beyond it.
  */
 #include <float.h>
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
+#include "kern_simd.h"
 
 #include "kern_internal.h"
 
@@ -102,14 +100,12 @@ static void pool__max_row(const kern_pool_t *p, const float *v, int w, int ow, f
    * positions from ox*2 - pad; both halves come from one permute of two loads each.
    * The loads stay inside [v, v + w): i1 bounds the last window to the row. */
   if (s == 2 && k == 3) {
-    const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    const __m512i io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
     for (; ox + 16 <= i1; ox += 16) {
       const float *b = v + ox * 2 - pad; /* b[0 .. 32] are inside the row */
       __m512 lo = _mm512_loadu_ps(b), hi = _mm512_loadu_ps(b + 16);
       __m512 lo2 = _mm512_loadu_ps(b + 2), hi2 = _mm512_maskz_loadu_ps(0x7FFF, b + 18);
-      __m512 e = _mm512_permutex2var_ps(lo, ie, hi), o = _mm512_permutex2var_ps(lo, io, hi);
-      __m512 e1 = _mm512_permutex2var_ps(lo2, ie, hi2);
+      __m512 e = kern_simd_even(lo, hi), o = kern_simd_odd(lo, hi);
+      __m512 e1 = kern_simd_even(lo2, hi2);
       _mm512_storeu_ps(y + ox, _mm512_max_ps(_mm512_max_ps(e, o), e1));
     }
   }

@@ -35,6 +35,7 @@
 #include "cnn.h"
 #include "kern_internal.h"
 #include "kern_sgemm.h"
+#include "kern_simd.h"
 
 enum {
   WINO_XI = 16,             /* 4x4 transform domain */
@@ -127,7 +128,6 @@ int kern_wino_prepare(kern_conv_t *p) {
 }
 
 #if defined(__AVX512F__)
-#include <immintrin.h>
 
 /* Lanes i of [0, 32) whose position xs + i lies in [0, w), as a 32-bit mask. */
 static inline uint32_t wino__inside(int xs, int w) {
@@ -151,16 +151,14 @@ static void wino__row(const float *plane, int h, int w, int y, int x0, int cnt, 
   }
   const float *r = plane + (size_t)y * (size_t)w;
 #if defined(__AVX512F__)
-  const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  const __m512i io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
   for (int k = 0; k <= cnt; k += 16) {
     int xs = x0 + 2 * k;
     uint32_t in = wino__inside(xs, w);
     const float *src = (const float *)((uintptr_t)r + (intptr_t)xs * (intptr_t)sizeof(float));
     __m512 a = _mm512_maskz_loadu_ps((__mmask16)(in & 0xFFFF), src);
     __m512 b = _mm512_maskz_loadu_ps((__mmask16)(in >> 16), src + 16);
-    _mm512_storeu_ps(e + k, _mm512_permutex2var_ps(a, ie, b));
-    _mm512_storeu_ps(o + k, _mm512_permutex2var_ps(a, io, b));
+    _mm512_storeu_ps(e + k, kern_simd_even(a, b));
+    _mm512_storeu_ps(o + k, kern_simd_odd(a, b));
   }
 #else
   for (int k = 0; k <= cnt; k++) {
