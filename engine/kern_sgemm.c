@@ -35,7 +35,8 @@
 enum {
   SGEMM_B_BUDGET = 96 * 1024, /* floats of B per column chunk: 384 KB, in L2 */
   SGEMM_TALL_MAX_N = 56,      /* at most this many columns: the tall kernel, */
-  SGEMM_TALL_MIN_K = 256      /* if K is long enough to pay for its scattered stores */
+  SGEMM_TALL_MIN_K = 256,     /* if K is long enough to pay for its scattered stores */
+  SGEMM_PF_AHEAD = 16 * 32    /* prefetch packed A this many floats (k steps x panel) ahead */
 };
 
 size_t kern_sgemm_packed_floats(int m, int k) {
@@ -73,7 +74,7 @@ int kern_sgemm_available(void) { return 1; }
 static inline __attribute__((always_inline)) void
 sgemm__tile(const int nv, size_t k, const float *a, const float *b, size_t ldb, float *c,
             size_t ldc, int mr, __mmask16 last, const float *bias, const float *res, size_t ldr,
-            int relu) {
+            int relu, int pf) {
   __m512 acc[KERN_SGEMM_MR][3];
 #pragma GCC unroll 8
   for (int i = 0; i < KERN_SGEMM_MR; i++)
@@ -91,6 +92,7 @@ sgemm__tile(const int nv, size_t k, const float *a, const float *b, size_t ldb, 
       b1 = _mm512_loadu_ps(b + 16);
       b2 = _mm512_maskz_loadu_ps(last, b + 32);
     }
+    if (pf) _mm_prefetch((const char *)(a + SGEMM_PF_AHEAD), _MM_HINT_T0);
 #pragma GCC unroll 8
     for (int i = 0; i < KERN_SGEMM_MR; i++) {
       __m512 ai = _mm512_set1_ps(a[i]);
@@ -122,17 +124,17 @@ sgemm__tile(const int nv, size_t k, const float *a, const float *b, size_t ldb, 
 static void sgemm__tile3(size_t k, const float *a, const float *b, size_t ldb, float *c,
                          size_t ldc, int mr, __mmask16 last, const float *bias,
                          const float *res, size_t ldr, int relu) {
-  sgemm__tile(3, k, a, b, ldb, c, ldc, mr, last, bias, res, ldr, relu);
+  sgemm__tile(3, k, a, b, ldb, c, ldc, mr, last, bias, res, ldr, relu, 1);
 }
 static void sgemm__tile2(size_t k, const float *a, const float *b, size_t ldb, float *c,
                          size_t ldc, int mr, __mmask16 last, const float *bias,
                          const float *res, size_t ldr, int relu) {
-  sgemm__tile(2, k, a, b, ldb, c, ldc, mr, last, bias, res, ldr, relu);
+  sgemm__tile(2, k, a, b, ldb, c, ldc, mr, last, bias, res, ldr, relu, 1);
 }
 static void sgemm__tile1(size_t k, const float *a, const float *b, size_t ldb, float *c,
                          size_t ldc, int mr, __mmask16 last, const float *bias,
                          const float *res, size_t ldr, int relu) {
-  sgemm__tile(1, k, a, b, ldb, c, ldc, mr, last, bias, res, ldr, relu);
+  sgemm__tile(1, k, a, b, ldb, c, ldc, mr, last, bias, res, ldr, relu, 1);
 }
 
 /* Rows [m0, m1) x columns [0, n): every row panel over the same columns. */
@@ -174,6 +176,8 @@ sgemm__tall(const int nv, const int nj, size_t k, const float *a, size_t apan, c
     for (int j = 0; j < 12; j++) acc[v][j] = _mm512_setzero_ps();
   for (size_t p = 0; p < k; p++) {
     __m512 a0 = _mm512_loadu_ps(a), a1 = nv > 1 ? _mm512_loadu_ps(a + apan) : a0;
+    _mm_prefetch((const char *)(a + SGEMM_PF_AHEAD), _MM_HINT_T0);
+    if (nv > 1) _mm_prefetch((const char *)(a + apan + SGEMM_PF_AHEAD), _MM_HINT_T0);
 #pragma GCC unroll 12
     for (int j = 0; j < nj; j++) {
       __m512 bj = _mm512_set1_ps(b[j]);

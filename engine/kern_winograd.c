@@ -139,10 +139,10 @@ static inline uint32_t wino__inside(int xs, int w) {
 }
 #endif
 
+#if !defined(__AVX512F__)
 /* Input row y, columns x0 .. x0 + 2*cnt + 1, split into even (e[0..cnt]) and odd
- * (o[0..cnt]) positions, zero outside the plane. With AVX-512, 32 positions at a
- * time: one masked load pair (masked-off lanes are never read) and two permutes;
- * e and o then receive whole vectors (the half rows have a vector of slack). */
+ * (o[0..cnt]) positions, zero outside the plane (the portable input path; AVX-512
+ * builds use wino__bt_tiles). */
 static void wino__row(const float *plane, int h, int w, int y, int x0, int cnt, float *e,
                       float *o) {
   if (y < 0 || y >= h) {
@@ -150,24 +150,13 @@ static void wino__row(const float *plane, int h, int w, int y, int x0, int cnt, 
     return;
   }
   const float *r = plane + (size_t)y * (size_t)w;
-#if defined(__AVX512F__)
-  for (int k = 0; k <= cnt; k += 16) {
-    int xs = x0 + 2 * k;
-    uint32_t in = wino__inside(xs, w);
-    const float *src = (const float *)((uintptr_t)r + (intptr_t)xs * (intptr_t)sizeof(float));
-    __m512 a = _mm512_maskz_loadu_ps((__mmask16)(in & 0xFFFF), src);
-    __m512 b = _mm512_maskz_loadu_ps((__mmask16)(in >> 16), src + 16);
-    _mm512_storeu_ps(e + k, kern_simd_even(a, b));
-    _mm512_storeu_ps(o + k, kern_simd_odd(a, b));
-  }
-#else
   for (int k = 0; k <= cnt; k++) {
     int x = x0 + 2 * k;
     e[k] = x >= 0 && x < w ? r[x] : 0.0f;
     o[k] = x + 1 >= 0 && x + 1 < w ? r[x + 1] : 0.0f;
   }
-#endif
 }
+#endif
 
 /* Transforms run on 16 adjacent tiles at a time as GCC/Clang vector values (one
  * AVX-512 register with -march=native); the half rows and the M rows they read are
@@ -193,6 +182,7 @@ static inline void wino__st(float *p, wino_vf x, int n) {
   memcpy(p, &x, sizeof(float) * (size_t)(n < WINO_VL ? n : WINO_VL));
 }
 
+#if !defined(__AVX512F__)
 /* One row of (B^T d) times B: four outputs for tiles k.., `stride` apart. */
 static inline void wino__bt_out(float *dst, size_t stride, wino_vf a0, wino_vf a1, wino_vf a2,
                                 wino_vf a3, int n) {
@@ -226,6 +216,51 @@ static void wino__bt_row(const float *rows, int cnt, int rlen, float *v, size_t 
   }
 }
 
+#endif
+
+#if defined(__AVX512F__)
+/* B^T d B straight from the input plane for up to 16 horizontally adjacent tiles
+ * (first patch column xs, rows ys .. ys+3), stored as v[xi * stride + k], k < n.
+ * Each patch row is loaded twice, at xs and xs + 2 (masked to the plane, so
+ * padding reads as zero and nothing outside the plane is touched), and split into
+ * even and odd positions: columns 0..3 of tile k's patch are then lane k of
+ * e, o, e2, o2. Everything stays in registers: no row buffer to store and reload. */
+static inline void wino__bt_tiles(const float *plane, int h, int w, int ys, int xs, int n,
+                                  float *v, size_t stride) {
+  __m512 d[4][4];
+  uint32_t in0 = wino__inside(xs, w), in2 = wino__inside(xs + 2, w);
+  for (int i = 0; i < 4; i++) {
+    int y = ys + i;
+    if (y < 0 || y >= h) {
+      d[i][0] = d[i][1] = d[i][2] = d[i][3] = _mm512_setzero_ps();
+      continue;
+    }
+    const float *r = plane + (size_t)y * (size_t)w;
+    const float *s0 = (const float *)((uintptr_t)r + (intptr_t)xs * (intptr_t)sizeof(float));
+    __m512 a = _mm512_maskz_loadu_ps((__mmask16)(in0 & 0xFFFF), s0);
+    __m512 b = _mm512_maskz_loadu_ps((__mmask16)(in0 >> 16), s0 + 16);
+    __m512 a2 = _mm512_maskz_loadu_ps((__mmask16)(in2 & 0xFFFF), s0 + 2);
+    __m512 b2 = _mm512_maskz_loadu_ps((__mmask16)(in2 >> 16), s0 + 18);
+    d[i][0] = kern_simd_even(a, b), d[i][1] = kern_simd_odd(a, b);
+    d[i][2] = kern_simd_even(a2, b2), d[i][3] = kern_simd_odd(a2, b2);
+  }
+  __mmask16 mk = n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
+  for (int i = 0; i < 4; i++) {
+    __m512 c[4];
+    for (int x = 0; x < 4; x++)
+      c[x] = i == 0   ? _mm512_sub_ps(d[0][x], d[2][x])
+             : i == 1 ? _mm512_add_ps(d[1][x], d[2][x])
+             : i == 2 ? _mm512_sub_ps(d[2][x], d[1][x])
+                      : _mm512_sub_ps(d[1][x], d[3][x]);
+    float *dst = v + (size_t)(4 * i) * stride;
+    _mm512_mask_storeu_ps(dst, mk, _mm512_sub_ps(c[0], c[2]));
+    _mm512_mask_storeu_ps(dst + stride, mk, _mm512_add_ps(c[1], c[2]));
+    _mm512_mask_storeu_ps(dst + 2 * stride, mk, _mm512_sub_ps(c[2], c[1]));
+    _mm512_mask_storeu_ps(dst + 3 * stride, mk, _mm512_sub_ps(c[1], c[3]));
+  }
+}
+#endif
+
 /* V[xi][ci][t - t0] for tiles [t0, t1), a run of tiles of one tile row at a time. */
 static void wino__input(const wino_job_t *j, size_t t0, size_t t1, float *v, float *rows) {
   const kern_conv_t *p = j->p;
@@ -235,6 +270,15 @@ static void wino__input(const wino_job_t *j, size_t t0, size_t t1, float *v, flo
     size_t img = t / j->tiles_img, rem = t % j->tiles_img;
     int ty = (int)(rem / (size_t)j->tw), tx = (int)(rem % (size_t)j->tw);
     int cnt = (size_t)(j->tw - tx) < t1 - t ? j->tw - tx : (int)(t1 - t);
+#if defined(__AVX512F__)
+    (void)rows, (void)rlen;
+    for (size_t ci = 0; ci < cin; ci++) {
+      const float *plane = j->in + (img * cin + ci) * hw;
+      for (int k = 0; k < cnt; k += WINO_VL)
+        wino__bt_tiles(plane, j->h, j->w, 2 * ty - p->pad_t, 2 * (tx + k) - p->pad_l,
+                       cnt - k, v + ci * nb + (t - t0) + (size_t)k, cin * nb);
+    }
+#else
     for (size_t ci = 0; ci < cin; ci++) {
       const float *plane = j->in + (img * cin + ci) * hw;
       for (int i = 0; i < 4; i++)
@@ -242,6 +286,7 @@ static void wino__input(const wino_job_t *j, size_t t0, size_t t1, float *v, flo
                   rows + 2 * i * rlen, rows + (2 * i + 1) * rlen);
       wino__bt_row(rows, cnt, rlen, v + ci * nb + (t - t0), cin * nb);
     }
+#endif
     t += (size_t)cnt;
   }
 }
