@@ -170,6 +170,7 @@ int graph_fuse(cnn_model_t *m, cnn_error_t *err) {
   for (int i = 0; i < m->nnodes; i++) {
     graph_node_t *n = &m->nodes[i];
     if (n->dead || n->op != OP_CONV) continue;
+    n->a.conv.k.map_oh = n->a.conv.oh, n->a.conv.k.map_ow = n->a.conv.ow;
     if (kern_conv_prepare(&n->a.conv.k))
       return graph_node_error(err, CNN_ENOMEM, n, "out of memory preparing weights");
     release_plain_weights(m, n);

@@ -72,6 +72,7 @@ static size_t conv__block(size_t kdim, size_t cols) {
 int kern_conv_prepare(kern_conv_t *p) {
   p->packed = NULL;
   p->gemm_a = NULL;
+  p->wino_m = 0;
   if (kern_wino_eligible(p)) return kern_wino_prepare(p);
   if (!kern_sgemm_available()) return 0;
   int kdim = p->cin * p->kh * p->kw;

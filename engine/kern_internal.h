@@ -13,7 +13,7 @@
 void kern_im2col(const kern_conv_t *p, const float *img, int h, int w, int ow, size_t c0,
                  size_t c1, float *col);
 
-/* Winograd F(2x2, 3x3) for 3x3 stride-1 convs (see kern_winograd.c). kern_conv.c
+/* Winograd F(2x2, 3x3) or F(4x4, 3x3) for 3x3 stride-1 convs (see kern_winograd.c). kern_conv.c
  * prepares it for eligible layers and runs it whenever `packed` holds its weights. */
 int kern_wino_eligible(const kern_conv_t *p);
 int kern_wino_prepare(kern_conv_t *p); /* sets p->packed; 0 or CNN_ENOMEM */

@@ -1,5 +1,7 @@
 /*
- * kern_winograd.c — 3x3 stride-1 convolution by Winograd F(2x2, 3x3) and sgemm.
+ * kern_winograd.c — 3x3 stride-1 convolution by Winograd F(2x2, 3x3) and sgemm; the
+ * driver is shared with F(4x4, 3x3), whose transforms live in kern_wino4.c and which
+ * large maps take on AVX-512 builds (kern_conv_t.wino_m says which).
  *
  * Each 2x2 block of output (a "tile") comes from a 4x4 input patch d. With
  * U = G g G^T (the 3x3 filter g taken to 4x4 at load time) and V = B^T d B,
@@ -35,10 +37,13 @@
 #include "cnn.h"
 #include "kern_internal.h"
 #include "kern_sgemm.h"
+#include "kern_winograd.h"
 #include "kern_simd.h"
 
 enum {
-  WINO_XI = 16,             /* 4x4 transform domain */
+  WINO_XI = 16,             /* F(2x2): 4x4 transform domain */
+  WINO4_XI = 36,            /* F(4x4): 6x6 */
+  WINO4_MIN_OUT = 56 * 56,  /* F(4x4) from this many outputs per map (kern_wino4.c) */
   WINO_BUDGET = 1 << 19,    /* V + M floats per thread: 2 MB */
   WINO_TB_MIN = 16,         /* never fewer tiles per block */
   WINO_ROWSPLIT_TILES = 64, /* below this many tiles per thread, split output channels */
@@ -48,26 +53,19 @@ enum {
   WINO_VL = 16     /* tiles per vector in the transforms */
 };
 
-typedef struct {
-  const kern_ctx_t *kc;
-  const kern_conv_t *p;
-  const float *in, *residual, *u;
-  float *out;
-  int h, w, oh, ow, tw;
-  size_t tiles_img, tiles, tb;
-  size_t chunk, chunks;      /* tile split: chunks of `chunk` tiles, */
-  atomic_size_t next_chunk;  /* claimed by the threads as they go (as in kern_conv.c) */
-} wino_job_t;
 
 int kern_wino_eligible(const kern_conv_t *p) {
   return p->kh == 3 && p->kw == 3 && p->stride_h == 1 && p->stride_w == 1 &&
          p->cin >= WINO_CH_MIN && p->cout >= WINO_CH_MIN;
 }
 
+/* Transform positions of the layer's variant (kern_wino_prepare sets wino_m). */
+static size_t wino__xi(const kern_conv_t *p) { return p->wino_m == 4 ? WINO4_XI : WINO_XI; }
+
 /* Tiles per block: within the budget, and a whole number of the products' 48-column
  * micro-kernel tiles when there is room for one. */
 static size_t wino__tb(const kern_conv_t *p) {
-  size_t tb = WINO_BUDGET / ((size_t)WINO_XI * ((size_t)p->cin + (size_t)p->cout));
+  size_t tb = WINO_BUDGET / (wino__xi(p) * ((size_t)p->cin + (size_t)p->cout));
   if (tb >= 48) tb = tb / 48 * 48;
   return tb < WINO_TB_MIN ? WINO_TB_MIN : tb;
 }
@@ -78,7 +76,7 @@ static int wino__rlen(int ow) { return ((ow + 1) / 2 + 1 + WINO_VL - 1) / WINO_V
 /* V and M, then 8 half rows (wino__input; wino__output uses 4), which also absorb
  * the over-read of the last M row. */
 size_t kern_wino_scratch_floats(const kern_conv_t *p, int ow) {
-  return (size_t)WINO_XI * ((size_t)p->cin + (size_t)p->cout) * wino__tb(p) +
+  return wino__xi(p) * ((size_t)p->cin + (size_t)p->cout) * wino__tb(p) +
          8 * (size_t)wino__rlen(ow);
 }
 
@@ -106,21 +104,30 @@ static size_t wino__uplane(const kern_conv_t *p) {
                                 : (size_t)p->cin * (size_t)p->cout;
 }
 
+/* F(4x4) where it pays and is built: maps of at least WINO4_MIN_OUT outputs. */
+static int wino__pick(const kern_conv_t *p) {
+  return kern_wino4_supported() && (long)p->map_oh * p->map_ow >= WINO4_MIN_OUT ? 4 : 2;
+}
+
 int kern_wino_prepare(kern_conv_t *p) {
-  size_t plane = (size_t)p->cin * (size_t)p->cout, uplane = wino__uplane(p);
+  p->wino_m = wino__pick(p);
+  size_t plane = (size_t)p->cin * (size_t)p->cout, uplane = wino__uplane(p), nxi = wino__xi(p);
   float *u = NULL, *tmp = NULL;
-  if (posix_memalign((void **)&u, 64, WINO_XI * uplane * sizeof *u)) return CNN_ENOMEM;
+  if (posix_memalign((void **)&u, 64, nxi * uplane * sizeof *u)) return CNN_ENOMEM;
   if (!kern_sgemm_available()) {
     wino__transform_weights(p, u);
     p->packed = u;
     return 0;
   }
-  if (!(tmp = malloc(WINO_XI * plane * sizeof *tmp))) {
+  if (!(tmp = malloc(nxi * plane * sizeof *tmp))) {
     free(u);
     return CNN_ENOMEM;
   }
-  wino__transform_weights(p, tmp);
-  for (size_t xi = 0; xi < WINO_XI; xi++)
+  if (p->wino_m == 4)
+    kern_wino4_weights(p, tmp);
+  else
+    wino__transform_weights(p, tmp);
+  for (size_t xi = 0; xi < nxi; xi++)
     kern_sgemm_pack(tmp + xi * plane, p->cout, p->cin, (size_t)p->cin, u + xi * uplane);
   free(tmp);
   p->packed = u;
@@ -373,20 +380,27 @@ static void wino__block(const wino_job_t *j, int r0, int r1, size_t t0, size_t t
                         float *scratch) {
   const kern_conv_t *p = j->p;
   size_t nb = t1 - t0, cin = (size_t)p->cin, cout = (size_t)p->cout, rows = (size_t)(r1 - r0);
-  float *v = scratch, *m = v + WINO_XI * cin * j->tb, *buf = m + WINO_XI * cout * j->tb;
-  wino__input(j, t0, t1, v, buf);
+  size_t nxi = (size_t)j->xi;
+  float *v = scratch, *m = v + nxi * cin * j->tb, *buf = m + nxi * cout * j->tb;
+  if (j->m == 4)
+    kern_wino4_input(j, t0, t1, v);
+  else
+    wino__input(j, t0, t1, v, buf);
   if (kern_sgemm_available()) {
     size_t uplane = wino__uplane(p);
-    for (size_t xi = 0; xi < WINO_XI; xi++)
+    for (size_t xi = 0; xi < nxi; xi++)
       kern_sgemm_run(j->u + xi * uplane, r0, r1, (int)cin, v + xi * cin * nb, nb, nb,
                      m + xi * rows * nb, nb, NULL);
   } else {
-    for (size_t xi = 0; xi < WINO_XI; xi++)
+    for (size_t xi = 0; xi < nxi; xi++)
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)nb, (int)cin,
                   1.0f, j->u + xi * cout * cin + (size_t)r0 * cin, (int)cin, v + xi * cin * nb,
                   (int)nb, 0.0f, m + xi * rows * nb, (int)nb);
   }
-  wino__output(j, r0, r1, t0, t1, m, buf);
+  if (j->m == 4)
+    kern_wino4_output(j, r0, r1, t0, t1, m);
+  else
+    wino__output(j, r0, r1, t0, t1, m, buf);
 }
 
 static void wino__by_tiles(void *arg, int tid, int nt) {
@@ -395,8 +409,9 @@ static void wino__by_tiles(void *arg, int tid, int nt) {
     size_t u = atomic_fetch_add_explicit(&j->next_chunk, 1, memory_order_relaxed);
     if (u >= j->chunks) return;
     size_t b = u * j->chunk, e = b + j->chunk < j->tiles ? b + j->chunk : j->tiles;
-    for (size_t t0 = b; t0 < e; t0 += j->tb)
-      wino__block(j, 0, j->p->cout, t0, t0 + j->tb < e ? t0 + j->tb : e, j->kc->scratch[tid]);
+    size_t nblk = (e - b + j->tb - 1) / j->tb, blk = (e - b + nblk - 1) / nblk;
+    for (size_t t0 = b; t0 < e; t0 += blk)
+      wino__block(j, 0, j->p->cout, t0, t0 + blk < e ? t0 + blk : e, j->kc->scratch[tid]);
   }
 }
 
@@ -407,16 +422,19 @@ static void wino__by_rows(void *arg, int tid, int nt) {
   int r0 = (int)(b * WINO_ROW_ALIGN), r1 = (int)(e * WINO_ROW_ALIGN);
   if (r1 > j->p->cout) r1 = j->p->cout;
   if (r0 >= r1) return;
-  for (size_t t0 = 0; t0 < j->tiles; t0 += j->tb)
-    wino__block(j, r0, r1, t0, t0 + j->tb < j->tiles ? t0 + j->tb : j->tiles,
+  size_t nblk = (j->tiles + j->tb - 1) / j->tb, blk = (j->tiles + nblk - 1) / nblk;
+  for (size_t t0 = 0; t0 < j->tiles; t0 += blk)
+    wino__block(j, r0, r1, t0, t0 + blk < j->tiles ? t0 + blk : j->tiles,
                 j->kc->scratch[tid]);
 }
 
 void kern_wino_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *in, int n, int h,
                       int w, float *out, int oh, int ow, const float *residual) {
   wino_job_t j = {.kc = kc, .p = p, .in = in, .residual = residual, .u = p->packed,
-                  .out = out, .h = h, .w = w, .oh = oh, .ow = ow, .tw = (ow + 1) / 2};
-  j.tiles_img = (size_t)((oh + 1) / 2) * (size_t)j.tw;
+                  .out = out, .m = p->wino_m == 4 ? 4 : 2, .h = h, .w = w, .oh = oh, .ow = ow};
+  j.xi = (int)wino__xi(p);
+  j.tw = (ow + j.m - 1) / j.m;
+  j.tiles_img = (size_t)((oh + j.m - 1) / j.m) * (size_t)j.tw;
   j.tiles = (size_t)n * j.tiles_img;
   j.tb = wino__tb(p);
   if (j.tiles == 0) return;
@@ -424,8 +442,9 @@ void kern_wino_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *i
   int rows = nt > 1 && j.tiles / (size_t)nt < WINO_ROWSPLIT_TILES && p->cout >= nt * WINO_ROW_ALIGN;
   /* Tile chunks: WINO_CHUNKS_PER_THREAD per thread, whole vectors of 16 tiles (whole
    * 48-tile groups for the products when large enough). */
-  size_t want = (size_t)nt * WINO_CHUNKS_PER_THREAD;
-  j.chunk = ((j.tiles + want - 1) / want + 15) / 16 * 16;
+  size_t want = nt > 1 ? (size_t)nt * WINO_CHUNKS_PER_THREAD : 1;
+  j.chunk = (j.tiles + want - 1) / want;
+  if (j.tw >= WINO_VL) j.chunk = (j.chunk + 15) / 16 * 16;
   if (j.chunk >= 48) j.chunk = (j.chunk + 47) / 48 * 48;
   j.chunks = (j.tiles + j.chunk - 1) / j.chunk;
   atomic_init(&j.next_chunk, 0);

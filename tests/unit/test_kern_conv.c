@@ -27,10 +27,14 @@ static void conv_check(ref_rng_t *rng, const conv_case_t *c) {
   float *out = ref_random(rng, nout, 100, 200); /* garbage the kernel must overwrite */
   double *want = malloc(nout * sizeof *want), *mag = malloc(nout * sizeof *mag);
   kern_conv_t p = {c->cin, c->cout, c->kh, c->kw, c->sh, c->sw, c->pt, c->pl, c->pb, c->pr,
-                   wt, bias, c->relu, NULL, NULL};
+                   wt, bias, c->relu, NULL, NULL, oh, ow, 0};
   cr_assert_eq(kern_conv_prepare(&p), 0);
   int wino = c->kh == 3 && c->kw == 3 && c->sh == 1 && c->sw == 1 && c->cin >= 8 && c->cout >= 8;
   cr_assert_eq(p.packed != NULL, wino, "Winograd taken %d, expected %d", p.packed != NULL, wino);
+#if defined(__AVX512F__)
+  int wm = !wino ? 0 : (long)oh * ow >= 56 * 56 ? 4 : 2; /* kern_winograd.c's choice */
+  cr_assert_eq(p.wino_m, wm, "Winograd F(%dx%d), expected F(%dx%d)", p.wino_m, p.wino_m, wm, wm);
+#endif
   ref_kctx_t t;
   ref_kctx_init(&t, c->threads, kern_conv2d_scratch_floats(&p, c->h, c->w, oh, ow, c->threads));
   kern_conv2d(&t.kc, &p, in, c->n, c->h, c->w, out, oh, ow, res);
@@ -88,7 +92,7 @@ Test(kern_conv, resnet_like_layers) {
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) conv_check(&rng, &cases[i]);
 }
 
-/* 3x3 stride-1 layers with >= 8 channels take Winograd F(2x2, 3x3) (kern_winograd.c),
+/* 3x3 stride-1 layers with >= 8 channels and smaller maps take Winograd F(2x2, 3x3) (kern_winograd.c),
  * held to the same tolerance: odd and even sizes (clipped edge tiles), any padding,
  * batches whose tile blocks span images, tile and channel splits, 1-3 threads. */
 Test(kern_conv, winograd_random_shapes) {
@@ -101,6 +105,25 @@ Test(kern_conv, winograd_random_shapes) {
     c.h = ref_randint(&rng, 3, 30), c.w = ref_randint(&rng, 3, 30);
     c.n = ref_randint(&rng, 1, 3);
     c.cin = ref_randint(&rng, 8, 40), c.cout = ref_randint(&rng, 8, 72);
+    c.bias = ref_randint(&rng, 0, 1), c.relu = ref_randint(&rng, 0, 1);
+    c.residual = ref_randint(&rng, 0, 1), c.threads = ref_randint(&rng, 1, 3);
+    conv_check(&rng, &c);
+  }
+}
+
+/* Maps of 56x56 outputs and more take F(4x4, 3x3) on AVX-512 builds (kern_wino4.c):
+ * the same tolerance, with widths that leave partial 16-tile vectors and clipped
+ * 4x4 edge tiles, every padding, batches and 1-3 threads. */
+Test(kern_conv, winograd4_random_shapes) {
+  ref_rng_t rng = {0xF44ull};
+  cnn_blas_single_thread();
+  for (int i = 0; i < 24; i++) {
+    conv_case_t c = {.kh = 3, .kw = 3, .sh = 1, .sw = 1};
+    c.pt = ref_randint(&rng, 0, 2), c.pb = ref_randint(&rng, 0, 2);
+    c.pl = ref_randint(&rng, 0, 2), c.pr = ref_randint(&rng, 0, 2);
+    c.h = ref_randint(&rng, 58, 90), c.w = ref_randint(&rng, 58, 90);
+    c.n = ref_randint(&rng, 1, 2);
+    c.cin = ref_randint(&rng, 8, 72), c.cout = ref_randint(&rng, 8, 56);
     c.bias = ref_randint(&rng, 0, 1), c.relu = ref_randint(&rng, 0, 1);
     c.residual = ref_randint(&rng, 0, 1), c.threads = ref_randint(&rng, 1, 3);
     conv_check(&rng, &c);

@@ -1,0 +1,258 @@
+/*
+ * kern_wino4.c — the transforms of Winograd F(4x4, 3x3) for kern_winograd.c.
+ *
+ * Each 4x4 block of output comes from a 6x6 input patch: 36 multiplies per tile and
+ * channel pair instead of 144 direct (4x; F(2x2) saves 2.25x). The price is accuracy:
+ * the transforms hold larger and finer constants, so rounding grows. The
+ * interpolation points are chosen for that: 0, 1, -1, 1/2, -2 and infinity (as in
+ * Barabasz et al., "Error analysis and improving the accuracy of Winograd
+ * convolution", 2020) rather than Lavin's 0, +-1, +-2, which measure 2.5x worse
+ * (tests/bench/winograd_error.py: max error 1.5e-6 against 3.8e-6, F(2x2) 2.7e-7, on
+ * a 256-channel layer). kern_winograd.c therefore takes F(4x4) only where it pays the
+ * most, maps of at least 56x56 outputs (ResNet layer1, GoogLeNet conv3): at 28x28 and
+ * batch 1 it gained nothing at 2 threads (too few tiles to split, weights 2.25x
+ * larger than F(2x2)'s) while adding to the network's rounding error.
+ *
+ * With B^T, G and A^T below, V = B^T d B, U = G g G^T, Y = A^T [U (.) V] A.
+ * Input: 16 horizontally adjacent tiles at a time (one AVX-512 register per patch
+ * element): a patch row is 64 + 2 consecutive floats, loaded masked to the plane
+ * (padding reads as zero, nothing outside the plane is touched) and split into its
+ * 4 phases by two rounds of even/odd permutes; the 5th and 6th patch columns are
+ * phases 0 and 1 shifted by one tile. Rows are transformed horizontally into a small
+ * stack buffer, then columns vertically into V. Output: the reverse, A^T on the
+ * columns then the rows, four 16-tile vectors interleaved into 64 consecutive
+ * outputs per row, epilogue y = act(y + bias + residual), stores masked to the row.
+ *
+ * AVX-512 only: elsewhere kern_wino4_supported() is 0 and kern_winograd.c keeps to
+ * F(2x2) (the other functions are then never called).
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include "kern_simd.h"
+#include "kern_winograd.h"
+
+/* Interpolation points 0, 1, -1, 1/2, -2, infinity (see the note). */
+static const double wino4_g[6][3] = {
+    {1, 0, 0},
+    {1.0 / 3, 1.0 / 3, 1.0 / 3},
+    {-1.0 / 3, 1.0 / 3, -1.0 / 3},
+    {-16.0 / 15, -8.0 / 15, -4.0 / 15},
+    {1.0 / 15, -2.0 / 15, 4.0 / 15},
+    {0, 0, 1}};
+
+void kern_wino4_weights(const kern_conv_t *p, float *u) {
+  size_t cin = (size_t)p->cin, cout = (size_t)p->cout, plane = cin * cout;
+  for (size_t co = 0; co < cout; co++)
+    for (size_t ci = 0; ci < cin; ci++) {
+      const float *g = p->weight + (co * cin + ci) * 9;
+      double t[6][3];
+      for (int i = 0; i < 6; i++)
+        for (int k = 0; k < 3; k++)
+          t[i][k] = wino4_g[i][0] * g[k] + wino4_g[i][1] * g[3 + k] + wino4_g[i][2] * g[6 + k];
+      for (int i = 0; i < 6; i++)
+        for (int jx = 0; jx < 6; jx++)
+          u[(size_t)(i * 6 + jx) * plane + co * cin + ci] =
+              (float)(t[i][0] * wino4_g[jx][0] + t[i][1] * wino4_g[jx][1] +
+                      t[i][2] * wino4_g[jx][2]);
+    }
+}
+
+#if defined(__AVX512F__)
+
+int kern_wino4_supported(void) { return 1; }
+
+enum { W4_VL = 16 }; /* tiles per vector */
+
+/* B^T x for one column of six vectors (rows of B^T, points 0, 1, -1, 1/2, -2, inf):
+ *   [1, -3/2, -2, 3/2, 1, 0]   [0, -1, 1/2, 5/2, 1, 0]   [0, 1, -5/2, 1/2, 1, 0]
+ *   [0, -2, -1, 2, 1, 0]       [0, 1/2, -1, -1/2, 1, 0]  [0, 1, -3/2, -2, 3/2, 1] */
+static inline void w4__bt(const __m512 x[6], __m512 y[6]) {
+  const __m512 h = _mm512_set1_ps(0.5f), c15 = _mm512_set1_ps(1.5f),
+               c25 = _mm512_set1_ps(2.5f), two = _mm512_set1_ps(2.0f);
+  __m512 x4 = x[4];
+  /* y0 = x0 - 1.5 x1 - 2 x2 + 1.5 x3 + x4 */
+  y[0] = _mm512_fnmadd_ps(two, x[2], _mm512_fmadd_ps(c15, _mm512_sub_ps(x[3], x[1]),
+                                                      _mm512_add_ps(x[0], x4)));
+  /* y1 = -x1 + 0.5 x2 + 2.5 x3 + x4 */
+  y[1] = _mm512_fmadd_ps(c25, x[3], _mm512_fmadd_ps(h, x[2], _mm512_sub_ps(x4, x[1])));
+  /* y2 = x1 - 2.5 x2 + 0.5 x3 + x4 */
+  y[2] = _mm512_fnmadd_ps(c25, x[2], _mm512_fmadd_ps(h, x[3], _mm512_add_ps(x4, x[1])));
+  /* y3 = -2 x1 - x2 + 2 x3 + x4 */
+  y[3] = _mm512_fmadd_ps(two, _mm512_sub_ps(x[3], x[1]), _mm512_sub_ps(x4, x[2]));
+  /* y4 = 0.5 x1 - x2 - 0.5 x3 + x4 */
+  y[4] = _mm512_fmadd_ps(h, _mm512_sub_ps(x[1], x[3]), _mm512_sub_ps(x4, x[2]));
+  /* y5 = x1 - 1.5 x2 - 2 x3 + 1.5 x4 + x5 */
+  y[5] = _mm512_fnmadd_ps(two, x[3], _mm512_fmadd_ps(c15, _mm512_sub_ps(x4, x[2]),
+                                                      _mm512_add_ps(x[1], x[5])));
+}
+
+/* Lanes i of [0, 32) whose position xs + i lies in [0, w), as a 32-bit mask. */
+static inline uint32_t w4__inside(int xs, int w) {
+  int lo = xs < 0 ? -xs : 0, hi = w - xs;
+  if (hi > 32) hi = 32;
+  if (hi <= lo) return 0;
+  uint64_t m = ((uint64_t)1 << hi) - 1;
+  return (uint32_t)(m & ~(((uint64_t)1 << lo) - 1));
+}
+
+/* Floats [x + 16*half, x + 16*half + 16) of row r, lanes outside `in` (see
+ * w4__inside(x, w)) zero and never read. */
+static inline __m512 w4__load(const float *r, int x, uint32_t in, int half) {
+  x += 16 * half;
+  const float *s = (const float *)((uintptr_t)r + (intptr_t)x * (intptr_t)sizeof(float));
+  return _mm512_maskz_loadu_ps((__mmask16)(half ? in >> 16 : in & 0xFFFF), s);
+}
+
+/* Patch row y of 16 tiles starting at column xs: the six patch columns, lane k =
+ * tile k, zero outside the plane. */
+static inline void w4__row(const float *plane, int h, int w, int y, int xs, __m512 c[6]) {
+  if (y < 0 || y >= h) {
+    for (int i = 0; i < 6; i++) c[i] = _mm512_setzero_ps();
+    return;
+  }
+  const float *r = plane + (size_t)y * (size_t)w;
+  uint32_t in0 = w4__inside(xs, w), in1 = w4__inside(xs + 32, w);
+  __m512 a0 = w4__load(r, xs, in0, 0), a1 = w4__load(r, xs, in0, 1);
+  __m512 a2 = w4__load(r, xs + 32, in1, 0), a3 = w4__load(r, xs + 32, in1, 1);
+  __m512 e0 = kern_simd_even(a0, a1), o0 = kern_simd_odd(a0, a1);
+  __m512 e1 = kern_simd_even(a2, a3), o1 = kern_simd_odd(a2, a3);
+  c[0] = kern_simd_even(e0, e1); /* xs + 4k */
+  c[2] = kern_simd_odd(e0, e1);  /* xs + 4k + 2 */
+  c[1] = kern_simd_even(o0, o1); /* xs + 4k + 1 */
+  c[3] = kern_simd_odd(o0, o1);  /* xs + 4k + 3 */
+  int x64 = xs + 64, x65 = xs + 65;
+  __m512 n0 = _mm512_set1_ps(x64 >= 0 && x64 < w ? r[x64] : 0.0f);
+  __m512 n1 = _mm512_set1_ps(x65 >= 0 && x65 < w ? r[x65] : 0.0f);
+  c[4] = _mm512_castsi512_ps(
+      _mm512_alignr_epi32(_mm512_castps_si512(n0), _mm512_castps_si512(c[0]), 1));
+  c[5] = _mm512_castsi512_ps(
+      _mm512_alignr_epi32(_mm512_castps_si512(n1), _mm512_castps_si512(c[1]), 1));
+}
+
+void kern_wino4_input(const wino_job_t *j, size_t t0, size_t t1, float *v) {
+  const kern_conv_t *p = j->p;
+  size_t nb = t1 - t0, hw = (size_t)j->h * (size_t)j->w, cin = (size_t)p->cin;
+  size_t stride = cin * nb;
+  for (size_t t = t0; t < t1;) {
+    size_t img = t / j->tiles_img, rem = t % j->tiles_img;
+    int ty = (int)(rem / (size_t)j->tw), tx = (int)(rem % (size_t)j->tw);
+    int cnt = (size_t)(j->tw - tx) < t1 - t ? j->tw - tx : (int)(t1 - t);
+    for (size_t ci = 0; ci < cin; ci++) {
+      const float *plane = j->in + (img * cin + ci) * hw;
+      for (int k = 0; k < cnt; k += W4_VL) {
+        int n = cnt - k;
+        __mmask16 mk = n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
+        __m512 hrow[6][6]; /* [patch row][transformed column] */
+        for (int i = 0; i < 6; i++) {
+          __m512 c[6];
+          w4__row(plane, j->h, j->w, 4 * ty - p->pad_t + i, 4 * (tx + k) - p->pad_l, c);
+          w4__bt(c, hrow[i]);
+        }
+        float *dst = v + ci * nb + (t - t0) + (size_t)k;
+        for (int x = 0; x < 6; x++) {
+          __m512 col[6] = {hrow[0][x], hrow[1][x], hrow[2][x], hrow[3][x], hrow[4][x],
+                           hrow[5][x]},
+                 out[6];
+          w4__bt(col, out);
+          for (int i = 0; i < 6; i++)
+            _mm512_mask_storeu_ps(dst + (size_t)(6 * i + x) * stride, mk, out[i]);
+        }
+      }
+    }
+    t += (size_t)cnt;
+  }
+}
+
+/* A^T x: four outputs from six (rows [1,1,1,1,1,0], [0,1,-1,1/2,-2,0],
+ * [0,1,1,1/4,4,0], [0,1,-1,1/8,-8,1]). */
+static inline void w4__at(const __m512 x[6], __m512 y[4]) {
+  __m512 s12 = _mm512_add_ps(x[1], x[2]), d12 = _mm512_sub_ps(x[1], x[2]);
+  y[0] = _mm512_add_ps(_mm512_add_ps(x[0], s12), _mm512_add_ps(x[3], x[4]));
+  y[1] = _mm512_fmadd_ps(_mm512_set1_ps(0.5f), x[3],
+                         _mm512_fnmadd_ps(_mm512_set1_ps(2.0f), x[4], d12));
+  y[2] = _mm512_fmadd_ps(_mm512_set1_ps(0.25f), x[3],
+                         _mm512_fmadd_ps(_mm512_set1_ps(4.0f), x[4], s12));
+  y[3] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(0.125f), x[3],
+                                       _mm512_fnmadd_ps(_mm512_set1_ps(8.0f), x[4], d12)),
+                       x[5]);
+}
+
+/* Output row at o (first column x0) for 16 tiles: y[d] lane k is column 4k + d;
+ * interleaved into 64 consecutive floats, epilogue, stores clipped to the row. */
+static inline void w4__store(const wino_job_t *j, const __m512 y[4], float b, size_t o, int x0,
+                             int cnt) {
+  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i hi =
+      _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  const __m512i lo2 = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11);
+  const __m512i hi2 = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
+  __m512d p0 = _mm512_castps_pd(_mm512_permutex2var_ps(y[0], lo, y[1]));
+  __m512d p1 = _mm512_castps_pd(_mm512_permutex2var_ps(y[0], hi, y[1]));
+  __m512d q0 = _mm512_castps_pd(_mm512_permutex2var_ps(y[2], lo, y[3]));
+  __m512d q1 = _mm512_castps_pd(_mm512_permutex2var_ps(y[2], hi, y[3]));
+  __m512 v[4] = {_mm512_castpd_ps(_mm512_permutex2var_pd(p0, lo2, q0)),
+                 _mm512_castpd_ps(_mm512_permutex2var_pd(p0, hi2, q0)),
+                 _mm512_castpd_ps(_mm512_permutex2var_pd(p1, lo2, q1)),
+                 _mm512_castpd_ps(_mm512_permutex2var_pd(p1, hi2, q1))};
+  const float *res = j->residual ? j->residual + o : NULL;
+  float *out = j->out + o;
+  int n = 4 * cnt < j->ow - x0 ? 4 * cnt : j->ow - x0;
+  const __m512 bias = _mm512_set1_ps(b), zero = _mm512_setzero_ps();
+  for (int q = 0; q < 4; q++) {
+    int left = n - 16 * q;
+    if (left <= 0) break;
+    __mmask16 mk = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+    __m512 yv = _mm512_add_ps(v[q], bias);
+    if (res) yv = _mm512_add_ps(yv, _mm512_maskz_loadu_ps(mk, res + 16 * q));
+    if (j->p->relu) yv = _mm512_max_ps(yv, zero);
+    _mm512_mask_storeu_ps(out + 16 * q, mk, yv);
+  }
+}
+
+void kern_wino4_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
+                       const float *m) {
+  const kern_conv_t *p = j->p;
+  size_t nb = t1 - t0, stride = (size_t)(r1 - r0) * nb, cols = (size_t)j->oh * (size_t)j->ow;
+  for (size_t t = t0; t < t1;) {
+    size_t img = t / j->tiles_img, rem = t % j->tiles_img;
+    int ty = (int)(rem / (size_t)j->tw), tx = (int)(rem % (size_t)j->tw);
+    int cnt = (size_t)(j->tw - tx) < t1 - t ? j->tw - tx : (int)(t1 - t);
+    for (int r = r0; r < r1; r++) {
+      float b = p->bias ? p->bias[r] : 0.0f;
+      for (int k = 0; k < cnt; k += W4_VL) {
+        const float *mr = m + (size_t)(r - r0) * nb + (t - t0) + (size_t)k;
+        __m512 s[4][6]; /* [output row][transform column] */
+        for (int x = 0; x < 6; x++) {
+          __m512 col[6], out[4];
+          for (int i = 0; i < 6; i++) col[i] = _mm512_loadu_ps(mr + (size_t)(6 * i + x) * stride);
+          w4__at(col, out);
+          for (int a = 0; a < 4; a++) s[a][x] = out[a];
+        }
+        int n = cnt - k < W4_VL ? cnt - k : W4_VL, x0 = 4 * (tx + k);
+        for (int a = 0; a < 4 && 4 * ty + a < j->oh; a++) {
+          __m512 y[4];
+          w4__at(s[a], y);
+          size_t o = (img * (size_t)p->cout + (size_t)r) * cols +
+                     (size_t)(4 * ty + a) * (size_t)j->ow + (size_t)x0;
+          w4__store(j, y, b, o, x0, n);
+        }
+      }
+    }
+    t += (size_t)cnt;
+  }
+}
+
+#else
+
+int kern_wino4_supported(void) { return 0; }
+
+void kern_wino4_input(const wino_job_t *j, size_t t0, size_t t1, float *v) {
+  (void)j, (void)t0, (void)t1, (void)v;
+}
+
+void kern_wino4_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
+                       const float *m) {
+  (void)j, (void)r0, (void)r1, (void)t0, (void)t1, (void)m;
+}
+#endif
