@@ -8,21 +8,24 @@
  * the tile is A^T [U (.) V] A. Summed over input channels, the elementwise
  * product becomes 16 independent matrix products, one per position xi of the
  * 4x4 transform domain:  M[xi] (Cout x tiles) = U[xi] (Cout x Cin) x V[xi] (Cin x tiles),
- * which OpenBLAS runs at full speed. That is 16 multiplies per tile and channel
- * pair instead of 36 (2.25x fewer). F(2x2, 3x3) is chosen over F(4x4, 3x3) for
- * accuracy: its transforms only hold 0, +-1 and 1/2, so the result stays within a
- * few ulps of the direct sum (unit test: the conv tolerance; network: the
- * engine-vs-PyTorch test), where F(4x4) coefficients grow the rounding error ~10x.
+ * which the engine's sgemm (kern_sgemm.c; OpenBLAS without AVX-512) runs at full
+ * speed. That is 16 multiplies per tile and channel pair instead of 36 (2.25x
+ * fewer); its transforms only hold 0, +-1 and 1/2, so the result stays within a few
+ * ulps of the direct sum. F(4x4) (36 per 16 outputs, 4x fewer) rounds worse and is
+ * kept to the large maps where it gains most (kern_wino4.c).
  *
  * Tiles are numbered over the whole batch (image-major, then tile row, column),
- * so at batch 8 a block may span images. Per thread and block of tb tiles:
- * input transform into V [16][Cin][tb], 16 sgemms into M [16][rows][tb], output
+ * so at batch 8 a block may span images. Per thread and block of tiles: input
+ * transform into V [xi][Cin][tiles], xi sgemms into M [xi][rows][tiles], output
  * transform with the fused epilogue y = act(y + bias + residual) written straight
- * into the NCHW output (edge tiles clipped). Work split, as in kern_conv.c: by
- * tile chunks claimed as the threads go, or by ranges of output channels when there are few tiles per thread
- * (each thread then transforms all of the input, cheap next to its products, but
- * reads only its share of U). tb is fixed per layer so that V + M stay within
- * WINO_BUDGET floats; kern_wino_scratch_floats returns exactly that need.
+ * into the NCHW output (edge tiles clipped). Work split, as in kern_conv.c: by tile
+ * chunks claimed as the threads go (one chunk at 1 thread), or by ranges of output
+ * channels when there are few tiles per thread (each thread then transforms all of
+ * the input, cheap next to its products, but reads only its share of U). Blocks
+ * hold at most tb tiles, so that V + M stay within WINO_BUDGET floats, and a chunk
+ * is cut into equal blocks; kern_wino_scratch_floats returns exactly that need.
+ * The F(2x2) input transform reads the plane straight into registers (masked
+ * loads, even/odd permutes); the output goes through a few half rows of scratch.
  *
  * U is the only allocation, made by kern_wino_prepare at model load (owned by the
  * kern_conv_t through `packed`, freed by kern_conv_release). OpenBLAS must be
