@@ -8,13 +8,24 @@
  * context runs one forward at a time; contexts on the same model run concurrently
  * (the model is read-only). Nodes run in file order; dead (fused) nodes and alias
  * ops (Reshape, Flatten, ...) cost nothing.
+ *
+ * Batches run the model's image-serial prefix (graph_plan_serial) image by image:
+ * each thread claims whole images and runs the prefix's nodes on one image with
+ * its own pool-less kernel context, scratch and serial arena, so the threads never
+ * synchronize inside the prefix and an image's large early activations stay in
+ * cache. Images left over when the batch does not divide among the threads run the
+ * prefix one at a time on all threads. The rest of the graph then runs on the whole
+ * batch, as every node of a single image does. Profiling turns the prefix schedule
+ * off, so that each node's time covers the whole batch.
  */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "error.h"
+#include "ctx_run.h"
 #include "graph.h"
 
 struct cnn_ctx {
@@ -26,6 +37,9 @@ struct cnn_ctx {
   float **ptr; /* per value: its data (input-rooted values are set per forward) */
   pool_t *pool;
   kern_ctx_t kc;
+  float *serial_mem; /* threads x serial_floats: each thread's one-image arena, */
+  float **sptr;      /* threads x nvals value pointers, */
+  kern_ctx_t *skc;   /* and kernel context (no pool, its own scratch); NULL: no prefix */
   double *prof_ms; /* per node, when profiling; NULL otherwise */
   long prof_runs;
 };
@@ -67,6 +81,14 @@ static int ctx_alloc(cnn_ctx_t *c, cnn_error_t *err) {
       c->ptr[v] = c->arena + rv->offset * c->max_batch;
   }
   c->kc = (kern_ctx_t){NULL, c->scratch, per};
+  if (m->serial_end > 0 && c->max_batch > 1) {
+    c->serial_mem = alloc64((size_t)m->serial_floats * (size_t)c->threads * sizeof(float));
+    c->sptr = calloc((size_t)c->threads * (size_t)m->nvals, sizeof *c->sptr);
+    c->skc = calloc((size_t)c->threads, sizeof *c->skc);
+    if (!c->serial_mem || !c->sptr || !c->skc)
+      return cnn_error_set(err, CNN_ENOMEM, "out of memory for a context's serial arenas");
+    for (int t = 0; t < c->threads; t++) c->skc[t] = (kern_ctx_t){NULL, c->scratch + t, per};
+  }
   return 0;
 }
 
@@ -99,12 +121,16 @@ void cnn_ctx_destroy(cnn_ctx_t *c) {
   free(c->scratch_mem);
   free(c->scratch);
   free(c->ptr);
+  free(c->serial_mem);
+  free(c->sptr);
+  free(c->skc);
   free(c->prof_ms);
   free(c);
 }
 
 size_t cnn_ctx_arena_bytes(const cnn_ctx_t *c) {
-  return (size_t)c->m->plan_floats * (size_t)c->max_batch * sizeof(float);
+  size_t serial = c->serial_mem ? (size_t)c->m->serial_floats * (size_t)c->threads : 0;
+  return ((size_t)c->m->plan_floats * (size_t)c->max_batch + serial) * sizeof(float);
 }
 
 int cnn_ctx_max_batch(const cnn_ctx_t *c) { return c->max_batch; }
@@ -167,127 +193,68 @@ void cnn_ctx_profile_print(cnn_ctx_t *c, void *file, int top) {
   c->prof_runs = 0;
 }
 
-/* ---- execution ------------------------------------------------------------------- */
+/* ---- the image-serial prefix ---------------------------------------------------------- */
 
-static int64_t prod(const int64_t *d, int from, int to) {
-  int64_t p = 1;
-  for (int i = from; i < to; i++) p *= d[i];
-  return p;
-}
+typedef struct {
+  cnn_ctx_t *c;
+  const float *input;
+  int n;              /* images [0, n) are claimed, */
+  atomic_int next;    /* in order, as the threads go */
+} serial_job_t;
 
-/* Shape of value v at batch n, left-padded with 1s to nd dims. */
-static void shape_at(const cnn_model_t *m, int v, int n, int nd, int64_t *out) {
-  const graph_value_t *x = &m->vals[v];
-  int pad = nd - x->ndim;
-  for (int i = 0; i < nd; i++) out[i] = i < pad ? 1 : x->dims[i - pad];
-  if (graph_is_runtime(x)) out[pad] = n;
-}
-
-static void run_binary(cnn_ctx_t *c, const graph_node_t *nd, int n) {
+/* Value pointers for image img: the input's slice, the serial arena (values the
+ * prefix alone reads), the image's slice of its batch slot (values read later). */
+static void serial_bind(const cnn_ctx_t *c, const float *input, int img, float *arena,
+                        float **ptr) {
   const cnn_model_t *m = c->m;
-  int r = m->vals[nd->out].ndim;
-  int64_t as[GRAPH_MAX_DIMS], bs[GRAPH_MAX_DIMS], os[GRAPH_MAX_DIMS];
-  shape_at(m, nd->in[0], n, r, as);
-  shape_at(m, nd->in[1], n, r, bs);
-  shape_at(m, nd->out, n, r, os);
-  kern_binary(&c->kc, nd->op == OP_ADD ? KERN_ADD : KERN_MUL, c->ptr[nd->in[0]], as,
-              c->ptr[nd->in[1]], bs, c->ptr[nd->out], os, r);
-}
-
-static void run_concat(cnn_ctx_t *c, const graph_node_t *nd, int n) {
-  const cnn_model_t *m = c->m;
-  const float *ins[GRAPH_MAX_INPUTS];
-  int64_t lens[GRAPH_MAX_INPUTS];
-  const graph_value_t *o = &m->vals[nd->out];
-  int ax = nd->a.axis.axis;
-  for (int i = 0; i < nd->nin; i++) {
-    ins[i] = c->ptr[nd->in[i]];
-    lens[i] = m->vals[nd->in[i]].dims[ax];
-  }
-  kern_concat(&c->kc, ins, lens, nd->nin, (size_t)(n * prod(o->dims, 1, ax)),
-              (size_t)prod(o->dims, ax + 1, o->ndim), c->ptr[nd->out]);
-}
-
-static void run_softmax(cnn_ctx_t *c, const graph_node_t *nd, int n) {
-  const graph_value_t *x = &c->m->vals[nd->in[0]];
-  int ax = nd->a.axis.axis;
-  size_t outer = (size_t)(n * prod(x->dims, 1, ax));
-  size_t len = (size_t)(nd->softmax_coerce ? prod(x->dims, ax, x->ndim) : x->dims[ax]);
-  size_t inner = (size_t)(nd->softmax_coerce ? 1 : prod(x->dims, ax + 1, x->ndim));
-  kern_softmax(&c->kc, c->ptr[nd->in[0]], outer, len, inner, c->ptr[nd->out]);
-}
-
-static void run_slice(cnn_ctx_t *c, const graph_node_t *nd, int n) {
-  const cnn_model_t *m = c->m;
-  const graph_value_t *x = &m->vals[nd->in[0]], *o = &m->vals[nd->out];
-  int64_t is[GRAPH_MAX_DIMS], os[GRAPH_MAX_DIMS];
-  shape_at(m, nd->in[0], n, x->ndim, is);
-  shape_at(m, nd->out, n, o->ndim, os);
-  kern_slice(&c->kc, c->ptr[nd->in[0]], is, x->ndim, nd->a.slice.starts, nd->a.slice.steps, os,
-             c->ptr[nd->out]);
-}
-
-static void run_node(cnn_ctx_t *c, const graph_node_t *nd, int n) {
-  const cnn_model_t *m = c->m;
-  const graph_value_t *x = &m->vals[nd->in[0]];
-  const float *in = c->ptr[nd->in[0]];
-  float *out = c->ptr[nd->out];
-  const kern_ctx_t *kc = &c->kc;
-  switch (nd->op) {
-  case OP_CONV:
-    kern_conv2d(kc, &nd->a.conv.k, in, n, nd->a.conv.h, nd->a.conv.w, out, nd->a.conv.oh,
-                nd->a.conv.ow, nd->a.conv.residual >= 0 ? c->ptr[nd->a.conv.residual] : NULL);
-    break;
-  case OP_BATCHNORM:
-    kern_scale_shift(kc, in, n, (int)x->dims[1], (size_t)prod(x->dims, 2, x->ndim), nd->a.bn.scale,
-                     nd->a.bn.shift, out);
-    break;
-  case OP_RELU: kern_relu(kc, in, out, (size_t)(n * graph_numel(x))); break;
-  case OP_MAXPOOL:
-  case OP_AVGPOOL:
-    (nd->op == OP_MAXPOOL ? kern_maxpool2d : kern_avgpool2d)(kc, &nd->a.pool.k, in, n, (int)x->dims[1],
-        nd->a.pool.h, nd->a.pool.w, out, nd->a.pool.oh, nd->a.pool.ow);
-    break;
-  case OP_GLOBALAVGPOOL:
-    kern_global_avgpool(kc, in, n, (int)x->dims[1], (size_t)(x->dims[2] * x->dims[3]), out);
-    break;
-  case OP_ADD: case OP_MUL: run_binary(c, nd, n); break;
-  case OP_CONCAT: run_concat(c, nd, n); break;
-  case OP_GEMM: {
-    const graph_value_t *b = &m->vals[nd->in[1]];
-    int cols = (int)m->vals[nd->out].dims[1];
-    const float *cc = nd->nin > 2 && nd->in[2] >= 0 ? c->ptr[nd->in[2]] : NULL;
-    int ccols = cc && graph_numel(&m->vals[nd->in[2]]) == 1 ? 1 : cols;
-    kern_gemm(kc, 0, nd->a.gemm.trans_b, n, cols, (int)x->dims[1], nd->a.gemm.alpha, in, b->f,
-              nd->a.gemm.beta, cc, 1, ccols, out);
-    break;
-  }
-  case OP_MATMUL: {
-    const graph_value_t *b = &m->vals[nd->in[1]];
-    int k = (int)b->dims[0];
-    kern_matmul(kc, in, 1, (int)(n * graph_numel(x) / k), k, b->f, (int)b->dims[1], out);
-    break;
-  }
-  case OP_SOFTMAX: run_softmax(c, nd, n); break;
-  case OP_LRN:
-    kern_lrn(kc, in, n, (int)x->dims[1], (size_t)(x->dims[2] * x->dims[3]), nd->a.lrn.size,
-             nd->a.lrn.alpha, nd->a.lrn.beta, nd->a.lrn.bias, out);
-    break;
-  case OP_GATHER: {
-    int ax = nd->a.axis.axis;
-    kern_gather(kc, in, (size_t)(n * prod(x->dims, 1, ax)), (size_t)x->dims[ax],
-                (size_t)prod(x->dims, ax + 1, x->ndim), nd->idx, nd->nidx, out);
-    break;
-  }
-  case OP_SLICE: run_slice(c, nd, n); break;
-  default: break; /* aliases and folded constants: nothing to run */
+  for (int v = 0; v < m->nvals; v++) {
+    int r = graph_root(m, v);
+    const graph_value_t *rv = &m->vals[r];
+    size_t at = (size_t)img * (size_t)graph_numel(rv);
+    if (r == m->input) ptr[v] = (float *)input + at;
+    else if (rv->kind != VAL_RUNTIME || rv->producer < 0) ptr[v] = c->ptr[v];
+    else if (rv->soffset >= 0) ptr[v] = arena + rv->soffset;
+    else ptr[v] = c->ptr[v] + at;
   }
 }
 
-static int is_alias_op(graph_op_t op) {
-  return op == OP_FLATTEN || op == OP_RESHAPE || op == OP_UNSQUEEZE || op == OP_IDENTITY ||
-         op == OP_DROPOUT || op == OP_CONSTANT;
+static void serial_prefix(const cnn_ctx_t *c, const ctx_env_t *env) {
+  for (int i = 0; i < c->m->serial_end; i++) {
+    const graph_node_t *nd = &c->m->nodes[i];
+    if (!nd->dead && !ctx_is_alias_op(nd->op)) ctx_run_node(env, nd, 1);
+  }
 }
+
+/* One thread: claims images until none is left, each on this thread alone. */
+static void serial_worker(void *arg, int tid, int nt) {
+  (void)nt;
+  serial_job_t *j = arg;
+  const cnn_ctx_t *c = j->c;
+  float **ptr = c->sptr + (size_t)tid * (size_t)c->m->nvals;
+  ctx_env_t env = {c->m, ptr, &c->skc[tid]};
+  for (;;) {
+    int img = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+    if (img >= j->n) return;
+    serial_bind(c, j->input, img, c->serial_mem + (size_t)tid * (size_t)c->m->serial_floats, ptr);
+    serial_prefix(c, &env);
+  }
+}
+
+/* The prefix for all n images: whole images per thread while every thread has one,
+ * then the rest one at a time on all threads (thread 0's serial arena). */
+static void serial_run(cnn_ctx_t *c, const float *input, int n) {
+  int whole = n / c->threads * c->threads;
+  serial_job_t j = {.c = c, .input = input, .n = whole};
+  atomic_init(&j.next, 0);
+  if (whole > 0) pool_run(c->pool, serial_worker, &j);
+  ctx_env_t env = {c->m, c->sptr, &c->kc};
+  for (int img = whole; img < n; img++) {
+    serial_bind(c, input, img, c->serial_mem, c->sptr);
+    serial_prefix(c, &env);
+  }
+}
+
+/* ---- forward ----------------------------------------------------------------------- */
 
 int cnn_forward(cnn_ctx_t *c, const float *input, int n, float *output, cnn_error_t *err) {
   const cnn_model_t *m = c->m;
@@ -295,11 +262,17 @@ int cnn_forward(cnn_ctx_t *c, const float *input, int n, float *output, cnn_erro
     return cnn_error_set(err, CNN_EINVAL, "batch of %d (context takes 1 to %d)", n, c->max_batch);
   for (int v = 0; v < m->nvals; v++)
     if (graph_root(m, v) == m->input) c->ptr[v] = (float *)input;
-  for (int i = 0; i < m->nnodes; i++) {
+  ctx_env_t env = {m, c->ptr, &c->kc};
+  int start = 0;
+  if (n > 1 && c->skc && !c->prof_ms) {
+    serial_run(c, input, n);
+    start = m->serial_end;
+  }
+  for (int i = start; i < m->nnodes; i++) {
     const graph_node_t *nd = &m->nodes[i];
-    if (nd->dead || is_alias_op(nd->op)) continue;
+    if (nd->dead || ctx_is_alias_op(nd->op)) continue;
     double t0 = c->prof_ms ? ctx_now_ms(c) : 0.0;
-    run_node(c, nd, n);
+    ctx_run_node(&env, nd, n);
     if (c->prof_ms) {
       double dt = ctx_now_ms(c) - t0;
       if (c->prof_runs == 0 || dt < c->prof_ms[i]) c->prof_ms[i] = dt;

@@ -60,6 +60,7 @@ typedef struct {
   int alias_of;                   /* value whose storage this one shares, or -1 */
   int last_use;                   /* last node index reading it (INT32_MAX: graph output) */
   int64_t offset;                 /* plan: arena offset of the root, floats per image */
+  int64_t soffset;                /* serial plan: offset in a thread's serial arena, or -1 */
   int param;                      /* initializer counted as a model parameter */
 } graph_value_t;
 
@@ -125,6 +126,8 @@ struct cnn_model {
   int output;             /* value index of the graph output */
   int opset;
   int64_t plan_floats;    /* arena size per image, floats */
+  int serial_end;         /* nodes [0, serial_end) may run image by image (0: none) */
+  int64_t serial_floats;  /* their serial arena, floats (one image, per thread) */
   char *dir;              /* folder external data must stay in, or NULL */
   /* info storage */
   char *name, *arch, *path;
@@ -147,6 +150,7 @@ int graph_infer_tensor_op(cnn_model_t *m, graph_node_t *n, cnn_error_t *err); /*
 int graph_is_runtime(const graph_value_t *v);
 int graph_fuse(cnn_model_t *m, cnn_error_t *err);          /* graph_fuse.c */
 int graph_plan(cnn_model_t *m, cnn_error_t *err);          /* graph_plan.c */
+int graph_plan_serial(cnn_model_t *m, cnn_error_t *err);   /* after graph_plan */
 const char *graph_op_name(int op);                        /* ONNX op type; onnx_node.c */
 int graph_root(const cnn_model_t *m, int v);               /* follow alias_of */
 

@@ -8,6 +8,14 @@
  * ("greedy by size"). A node's inputs and output always overlap in time, so a kernel
  * never sees its output alias an input. Offsets and sizes are per image, rounded to
  * 16 floats (64 bytes); a context scales them by its max batch.
+ *
+ * Image-serial prefix (graph_plan_serial): a batch runs the early layers, whose
+ * maps are large and weights small, one image at a time per thread (ctx.c), so each
+ * image's activations stay in cache; the rest runs batched, where weights are
+ * large and reused across the batch. The prefix ends at the first node whose output
+ * map is below SERIAL_MIN_PIXELS (or is not a map). Its values that later nodes
+ * read ("crossing") keep their batch slots in the main arena; the others live in a
+ * per-thread serial arena of one image, planned the same way (soffset).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -55,6 +63,17 @@ static int64_t place(slot_t *s, int count, int idx, int64_t *offsets) {
   return off;
 }
 
+/* Greedy placement of count slots; returns the arena size, offsets in off. */
+static int64_t place_all(slot_t *s, int count, int64_t *off) {
+  qsort(s, (size_t)count, sizeof *s, by_size_desc);
+  int64_t total = 0;
+  for (int i = 0; i < count; i++) {
+    off[i] = place(s, count, i, off);
+    if (off[i] + s[i].size > total) total = off[i] + s[i].size;
+  }
+  return total;
+}
+
 int graph_plan(cnn_model_t *m, cnn_error_t *err) {
   compute_liveness(m);
   slot_t *s = calloc((size_t)m->nnodes + 1, sizeof *s);
@@ -71,18 +90,53 @@ int graph_plan(cnn_model_t *m, cnn_error_t *err) {
     int64_t end = v->last_use < i ? i : v->last_use;
     s[count++] = (slot_t){n->out, (graph_numel(v) + 15) / 16 * 16, i, end};
   }
-  qsort(s, (size_t)count, sizeof *s, by_size_desc);
-  m->plan_floats = 0;
-  for (int i = 0; i < count; i++) {
-    off[i] = place(s, count, i, off);
-    m->vals[s[i].v].offset = off[i];
-    if (off[i] + s[i].size > m->plan_floats) m->plan_floats = off[i] + s[i].size;
-  }
+  m->plan_floats = place_all(s, count, off);
+  for (int i = 0; i < count; i++) m->vals[s[i].v].offset = off[i];
   free(s);
   free(off);
   if (m->plan_floats > GRAPH_MAX_PLAN_FLOATS)
     return cnn_error_set(err, CNN_EMODEL_UNSUPPORTED,
                          "activations need %lld MiB per image (max %lld MiB)",
                          (long long)(m->plan_floats >> 18), (long long)(GRAPH_MAX_PLAN_FLOATS >> 18));
+  return 0;
+}
+
+enum { SERIAL_MIN_PIXELS = 14 * 14 };
+
+int graph_plan_serial(cnn_model_t *m, cnn_error_t *err) {
+  m->serial_end = 0;
+  m->serial_floats = 0;
+  for (int i = 0; i < m->nvals; i++) m->vals[i].soffset = -1;
+  int cut = m->nnodes;
+  for (int i = 0; i < m->nnodes; i++) {
+    const graph_node_t *n = &m->nodes[i];
+    if (n->dead) continue;
+    const graph_value_t *o = &m->vals[n->out];
+    if (!graph_is_runtime(o)) continue; /* constants */
+    if (o->ndim != 4 || o->dims[2] * o->dims[3] < SERIAL_MIN_PIXELS) {
+      cut = i;
+      break;
+    }
+  }
+  slot_t *s = calloc((size_t)cut + 1, sizeof *s);
+  int64_t *off = calloc((size_t)cut + 1, sizeof *off);
+  if (!s || !off) {
+    free(s), free(off);
+    return cnn_error_set(err, CNN_ENOMEM, "out of memory planning activations");
+  }
+  int count = 0;
+  for (int i = 0; i < cut; i++) {
+    const graph_node_t *n = &m->nodes[i];
+    if (n->dead || m->vals[n->out].alias_of >= 0) continue;
+    graph_value_t *v = &m->vals[n->out];
+    int64_t end = v->last_use < i ? i : v->last_use;
+    if (end >= cut) continue; /* crossing: keeps its batch slot in the main arena */
+    s[count++] = (slot_t){n->out, (graph_numel(v) + 15) / 16 * 16, i, end};
+  }
+  m->serial_floats = place_all(s, count, off);
+  for (int i = 0; i < count; i++) m->vals[s[i].v].soffset = off[i];
+  m->serial_end = count > 0 ? cut : 0;
+  free(s);
+  free(off);
   return 0;
 }

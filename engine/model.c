@@ -112,6 +112,7 @@ static int build(cnn_model_t *m, const uint8_t *data, size_t len, const char *st
   onnx__model_proto__free_unpacked(mp, NULL);
   if (!rc) rc = graph_fuse(m, err);
   if (!rc) rc = graph_plan(m, err);
+  if (!rc) rc = graph_plan_serial(m, err);
   if (!rc) summarize(m);
   return rc;
 }
