@@ -65,11 +65,10 @@ int kern_wino_eligible(const kern_conv_t *p) {
 /* Transform positions of the layer's variant (kern_wino_prepare sets wino_m). */
 static size_t wino__xi(const kern_conv_t *p) { return p->wino_m == 4 ? WINO4_XI : WINO_XI; }
 
-/* Tiles per block: within the budget, and a whole number of the products' 48-column
- * micro-kernel tiles when there is room for one. */
+/* Most tiles per block within the budget. Not rounded down to the products' 48-column
+ * tiles: a 14x14 map's 49 tiles then make one block, which streams U once, not twice. */
 static size_t wino__tb(const kern_conv_t *p) {
   size_t tb = WINO_BUDGET / (wino__xi(p) * ((size_t)p->cin + (size_t)p->cout));
-  if (tb >= 48) tb = tb / 48 * 48;
   return tb < WINO_TB_MIN ? WINO_TB_MIN : tb;
 }
 
