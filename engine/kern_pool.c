@@ -68,8 +68,9 @@ static void pool__plane(const pool_job_t *j, const float *x, float *y) {
  * input rows (contiguous, vectorizes), then each output's maximum over its window's
  * columns of that row (interior windows without clipping tests). max is exact, so
  * the order changes nothing: results equal pool__plane's. Rows up to POOL_ROW_MAX
- * wide (the row lives on the stack); wider ones take pool__plane. */
-enum { POOL_ROW_MAX = 2048 };
+ * wide (the row lives on the stack, with POOL_MARGIN floats of -FLT_MAX on each
+ * side so vector loads may run past its ends); wider ones take pool__plane. */
+enum { POOL_ROW_MAX = 2048, POOL_MARGIN = 48 };
 
 static void pool__max_row(const kern_pool_t *p, const float *v, int w, int ow, float *y) {
   int s = p->stride_w, k = p->kw, pad = p->pad_l;
@@ -77,6 +78,26 @@ static void pool__max_row(const kern_pool_t *p, const float *v, int w, int ow, f
   int i0 = (pad + s - 1) / s, i1 = w - k + pad >= 0 ? (w - k + pad) / s + 1 : 0;
   if (i1 > ow) i1 = ow;
   if (i0 > i1) i0 = i1;
+#if defined(__AVX512F__)
+  /* 3 taps at stride 2 (GoogLeNet's and ResNet's stride-2 pools), 16 outputs at a time
+   * over the whole row, narrow rows included: the window of output ox is e[ox],
+   * o[ox], e[ox + 1] with e and o the even and odd positions from ox*2 - pad, from
+   * one permute of two loads each. Positions outside the row read the margins'
+   * -FLT_MAX (which no window takes, as each holds a real position or is empty: the
+   * edge outputs are redone exactly below). */
+  int vec = s == 2 && k == 3 && pad <= 8 && p->pad_r <= 8; /* reads stay in the margins */
+  if (vec) {
+    for (int ox = 0; ox < ow; ox += 16) {
+      const float *b = v + ox * 2 - pad;
+      __m512 lo = _mm512_loadu_ps(b), hi = _mm512_loadu_ps(b + 16);
+      __m512 lo2 = _mm512_loadu_ps(b + 2), hi2 = _mm512_loadu_ps(b + 18);
+      __m512 m = _mm512_max_ps(_mm512_max_ps(kern_simd_even(lo, hi), kern_simd_odd(lo, hi)),
+                               kern_simd_even(lo2, hi2));
+      int n = ow - ox < 16 ? ow - ox : 16;
+      _mm512_mask_storeu_ps(y + ox, (__mmask16)((1u << n) - 1), m);
+    }
+  }
+#endif
   for (int ox = 0; ox < ow; ox++) {
     if (ox == i0) ox = i1;
     if (ox >= ow) break;
@@ -95,20 +116,7 @@ static void pool__max_row(const kern_pool_t *p, const float *v, int w, int ow, f
   }
   int ox = i0;
 #if defined(__AVX512F__)
-  /* 3 taps at stride 2 (GoogLeNet's and ResNet's stride-2 pools), 16 outputs at a time:
-   * the window of output ox is e[ox], o[ox], e[ox + 1] with e and o the even and odd
-   * positions from ox*2 - pad; both halves come from one permute of two loads each.
-   * The loads stay inside [v, v + w): i1 bounds the last window to the row. */
-  if (s == 2 && k == 3) {
-    for (; ox + 16 <= i1; ox += 16) {
-      const float *b = v + ox * 2 - pad; /* b[0 .. 32] are inside the row */
-      __m512 lo = _mm512_loadu_ps(b), hi = _mm512_loadu_ps(b + 16);
-      __m512 lo2 = _mm512_loadu_ps(b + 2), hi2 = _mm512_maskz_loadu_ps(0x7FFF, b + 18);
-      __m512 e = kern_simd_even(lo, hi), o = kern_simd_odd(lo, hi);
-      __m512 e1 = kern_simd_even(lo2, hi2);
-      _mm512_storeu_ps(y + ox, _mm512_max_ps(_mm512_max_ps(e, o), e1));
-    }
-  }
+  if (vec) return;
 #endif
   for (; ox < i1; ox++) {
     const float *b = v + ox * s - pad;
@@ -120,7 +128,8 @@ static void pool__max_row(const kern_pool_t *p, const float *v, int w, int ow, f
 
 static void pool__max_plane(const pool_job_t *j, const float *x, float *y) {
   const kern_pool_t *p = j->p;
-  float v[POOL_ROW_MAX];
+  float vbuf[POOL_MARGIN + POOL_ROW_MAX + POOL_MARGIN], *v = vbuf + POOL_MARGIN;
+  for (int i = 0; i < POOL_MARGIN; i++) v[-1 - i] = v[j->w + i] = -FLT_MAX;
   for (int oy = 0; oy < j->oh; oy++, y += j->ow) {
     int y0, y1, ny;
     pool__span(oy, p->stride_h, p->kh, p->pad_t, p->pad_b, j->h, &y0, &y1, &ny);
@@ -129,11 +138,24 @@ static void pool__max_plane(const pool_job_t *j, const float *x, float *y) {
       continue;
     }
     const float *r = x + (size_t)y0 * (size_t)j->w;
+#if defined(__AVX512F__)
+    /* Explicit vectors with a masked tail: rows of 7 to 28 columns would otherwise
+     * spend more in the compiler's scalar remainder loop than in the maxima. */
+    for (int xx = 0; xx < j->w; xx += 16) {
+      int left = j->w - xx;
+      __mmask16 mk = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+      __m512 m = _mm512_maskz_loadu_ps(mk, r + xx);
+      for (int yy = y0 + 1; yy < y1; yy++)
+        m = _mm512_max_ps(m, _mm512_maskz_loadu_ps(mk, x + (size_t)yy * (size_t)j->w + xx));
+      _mm512_mask_storeu_ps(v + xx, mk, m);
+    }
+#else
     for (int xx = 0; xx < j->w; xx++) v[xx] = r[xx];
     for (int yy = y0 + 1; yy < y1; yy++) {
       r = x + (size_t)yy * (size_t)j->w;
       for (int xx = 0; xx < j->w; xx++) v[xx] = r[xx] > v[xx] ? r[xx] : v[xx];
     }
+#endif
     pool__max_row(p, v, j->w, j->ow, y);
   }
 }
