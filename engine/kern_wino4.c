@@ -133,7 +133,7 @@ static inline void w4__row(const float *plane, int h, int w, int y, int xs, __m5
 void kern_wino4_input(const wino_job_t *j, size_t t0, size_t t1, float *v) {
   const kern_conv_t *p = j->p;
   size_t nb = t1 - t0, hw = (size_t)j->h * (size_t)j->w, cin = (size_t)p->cin;
-  size_t stride = cin * nb;
+  size_t stride = nb; /* V is [ci][xi][tile], as in kern_winograd.c */
   for (size_t t = t0; t < t1;) {
     size_t img = t / j->tiles_img, rem = t % j->tiles_img;
     int ty = (int)(rem / (size_t)j->tw), tx = (int)(rem % (size_t)j->tw);
@@ -149,7 +149,7 @@ void kern_wino4_input(const wino_job_t *j, size_t t0, size_t t1, float *v) {
           w4__row(plane, j->h, j->w, 4 * ty - p->pad_t + i, 4 * (tx + k) - p->pad_l, c);
           w4__bt(c, hrow[i]);
         }
-        float *dst = v + ci * nb + (t - t0) + (size_t)k;
+        float *dst = v + ci * 36 * nb + (t - t0) + (size_t)k;
         for (int x = 0; x < 6; x++) {
           __m512 col[6] = {hrow[0][x], hrow[1][x], hrow[2][x], hrow[3][x], hrow[4][x],
                            hrow[5][x]},

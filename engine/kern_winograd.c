@@ -16,7 +16,7 @@
  *
  * Tiles are numbered over the whole batch (image-major, then tile row, column),
  * so at batch 8 a block may span images. Per thread and block of tiles: input
- * transform into V [xi][Cin][tiles], xi sgemms into M [xi][rows][tiles], output
+ * transform into V [Cin][xi][tiles], xi sgemms into M [xi][rows][tiles], output
  * transform with the fused epilogue y = act(y + bias + residual) written straight
  * into the NCHW output (edge tiles clipped). Work split, as in kern_conv.c: by tile
  * chunks claimed as the threads go (one chunk at 1 thread), or by ranges of output
@@ -270,7 +270,9 @@ static inline void wino__bt_tiles(const float *plane, int h, int w, int ys, int 
 }
 #endif
 
-/* V[xi][ci][t - t0] for tiles [t0, t1), a run of tiles of one tile row at a time. */
+/* V[ci][xi][t - t0] for tiles [t0, t1), a run of tiles of one tile row at a time: a
+ * channel's 16 transformed rows are written next to each other (the products read
+ * V[xi] as a Cin x tiles matrix with row stride 16 * tiles). */
 static void wino__input(const wino_job_t *j, size_t t0, size_t t1, float *v, float *rows) {
   const kern_conv_t *p = j->p;
   size_t nb = t1 - t0, hw = (size_t)j->h * (size_t)j->w, cin = (size_t)p->cin;
@@ -285,7 +287,7 @@ static void wino__input(const wino_job_t *j, size_t t0, size_t t1, float *v, flo
       const float *plane = j->in + (img * cin + ci) * hw;
       for (int k = 0; k < cnt; k += WINO_VL)
         wino__bt_tiles(plane, j->h, j->w, 2 * ty - p->pad_t, 2 * (tx + k) - p->pad_l,
-                       cnt - k, v + ci * nb + (t - t0) + (size_t)k, cin * nb);
+                       cnt - k, v + ci * WINO_XI * nb + (t - t0) + (size_t)k, nb);
     }
 #else
     for (size_t ci = 0; ci < cin; ci++) {
@@ -293,7 +295,7 @@ static void wino__input(const wino_job_t *j, size_t t0, size_t t1, float *v, flo
       for (int i = 0; i < 4; i++)
         wino__row(plane, j->h, j->w, 2 * ty - p->pad_t + i, 2 * tx - p->pad_l, cnt,
                   rows + 2 * i * rlen, rows + (2 * i + 1) * rlen);
-      wino__bt_row(rows, cnt, rlen, v + ci * nb + (t - t0), cin * nb);
+      wino__bt_row(rows, cnt, rlen, v + ci * WINO_XI * nb + (t - t0), nb);
     }
 #endif
     t += (size_t)cnt;
@@ -391,13 +393,13 @@ static void wino__block(const wino_job_t *j, int r0, int r1, size_t t0, size_t t
   if (kern_sgemm_available()) {
     size_t uplane = wino__uplane(p);
     for (size_t xi = 0; xi < nxi; xi++)
-      kern_sgemm_run(j->u + xi * uplane, r0, r1, (int)cin, v + xi * cin * nb, nb, nb,
+      kern_sgemm_run(j->u + xi * uplane, r0, r1, (int)cin, v + xi * nb, nxi * nb, nb,
                      m + xi * rows * nb, nb, NULL);
   } else {
     for (size_t xi = 0; xi < nxi; xi++)
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)nb, (int)cin,
-                  1.0f, j->u + xi * cout * cin + (size_t)r0 * cin, (int)cin, v + xi * cin * nb,
-                  (int)nb, 0.0f, m + xi * rows * nb, (int)nb);
+                  1.0f, j->u + xi * cout * cin + (size_t)r0 * cin, (int)cin, v + xi * nb,
+                  (int)(nxi * nb), 0.0f, m + xi * rows * nb, (int)nb);
   }
   if (j->m == 4)
     kern_wino4_output(j, r0, r1, t0, t1, m);

@@ -4,8 +4,8 @@
  *
  * One job is one call of kern_wino_conv2d: tiles of m x m outputs (m = 2 or 4) are
  * numbered over the whole batch (image-major, then tile row, then column); xi =
- * (m + 2)^2 transform positions. V is [xi][cin][nb] and M is [xi][rows][nb] for a
- * block of nb tiles, `stride` floats between positions.
+ * (m + 2)^2 transform positions. V is [cin][xi][nb] and M is [xi][rows][nb] for a
+ * block of nb tiles.
  */
 #ifndef CNN_KERN_WINOGRAD_H
 #define CNN_KERN_WINOGRAD_H
@@ -31,7 +31,7 @@ typedef struct {
 int kern_wino4_supported(void);
 /* u[xi][co][ci] = (G g G^T)[xi] for all 36 positions, computed in double. */
 void kern_wino4_weights(const kern_conv_t *p, float *u);
-/* V[xi][ci][t - t0] for tiles [t0, t1). */
+/* V[ci][xi][t - t0] for tiles [t0, t1). */
 void kern_wino4_input(const wino_job_t *j, size_t t0, size_t t1, float *v);
 /* Output channels [r0, r1) of tiles [t0, t1) from M, with the fused epilogue. */
 void kern_wino4_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
