@@ -12,8 +12,9 @@
  * such a socket lingers after the answer (linger.h) so the client reads it.
  * A body without one (chunked) that passes the limit cannot be answered at once:
  * libmicrohttpd 0.9.75 refuses MHD_queue_response() until the request is
- * complete (it returns MHD_NO mid-body; a request left without an answer then
- * hangs until the idle timeout). So what is stored is freed, the rest is read
+ * complete (MHD_NO mid-body; MHD then calls the handler again and again at the
+ * body's end until the connection times out, the client reading nothing:
+ * tests/tools/mhd_midbody.c). So what is stored is freed, the rest is read
  * and dropped, and the 413 goes out with `Connection: close` when the body ends,
  * the socket lingering like the one above; a client still sending when the
  * lingering close's byte budget is also past is cut off (no answer can reach it).
