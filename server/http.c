@@ -5,11 +5,19 @@
  *
  * State machine per request (req_t, created on MHD's first callback, freed in
  * the completion callback): RS_NEW -> (non-classify: answered at once) or
- * RS_UPLOAD (body chunks counted and stored; over the limit -> connection cut
- * off) -> upload complete -> RS_QUEUED (connection suspended, job in the
- * pipeline) -> resumed by http_job_finished() on the loop thread -> answered.
+ * RS_UPLOAD (body chunks counted and stored) -> upload complete -> RS_QUEUED
+ * (connection suspended, job in the pipeline) -> resumed by http_job_finished()
+ * on the loop thread -> answered.
  * A Content-Length above the limit is refused (413) before any body is read;
  * such a socket lingers after the answer (linger.h) so the client reads it.
+ * A body without one (chunked) that passes the limit cannot be answered at once:
+ * libmicrohttpd 0.9.75 refuses MHD_queue_response() until the request is
+ * complete (MHD_NO mid-body; MHD then calls the handler again and again at the
+ * body's end until the connection times out, the client reading nothing:
+ * tests/tools/mhd_midbody.c). So what is stored is freed, the rest is read
+ * and dropped, and the 413 goes out with `Connection: close` when the body ends,
+ * the socket lingering like the one above; a client still sending when the
+ * lingering close's byte budget is also past is cut off (no answer can reach it).
  * Guards: every connection is registered (conns.h) so a request trickling in
  * is cut off at its deadline; MHD enforces the connection limits (total and per
  * address) and the header memory; on_request bounds header and query counts;
@@ -84,7 +92,7 @@ enum MHD_Result http_send(req_t *r, int status, char *body, size_t len, const ch
     MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
   }
   conn_entry_t *e = conn_entry(r->conn);
-  if (atomic_load(&r->app->draining) || (e && e->over))
+  if (atomic_load(&r->app->draining) || (e && e->over) || r->too_large)
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
   add_cors(r, resp);
   enum MHD_Result rc = MHD_queue_response(r->conn, (unsigned)status, resp);
@@ -209,13 +217,35 @@ int http_upload_charge(req_t *r, uint64_t total) {
   return 0;
 }
 
-static enum MHD_Result req_consume(req_t *r, const char *data, size_t size) {
-  r->bytes_in += size;
-  if (r->bytes_in > r->app->cfg->body_limit) {
+/* The body has passed the limit (see the note at the top): the first time, what
+ * is stored and charged is released; then bytes are only counted. MHD_NO (cut
+ * off) once the lingering close's byte budget is past the limit as well. */
+static enum MHD_Result over_limit(req_t *r) {
+  if (!r->too_large) {
+    r->too_large = 1;
     r->status = 413;
     r->err_code = "payload_too_large";
-    return MHD_NO; /* cut the client off: no response can be queued mid-body */
+    multipart_deinit(&r->mp);
+    r->is_multipart = 0;
+    free(r->body);
+    r->body = NULL;
+    r->body_len = r->body_cap = 0;
+    if (r->charged) atomic_fetch_sub(&r->app->upload_bytes, (long)r->charged);
+    r->charged = 0;
   }
+  return r->bytes_in - r->app->cfg->body_limit > r->app->linger->max_bytes ? MHD_NO : MHD_YES;
+}
+
+/* The body ended past the limit: 413, the connection closed, the socket lingering. */
+static enum MHD_Result answer_too_large(req_t *r) {
+  r->linger = 1;
+  return http_error(r, 413, "payload_too_large", "the body exceeds the limit of %zu bytes",
+                    r->app->cfg->body_limit);
+}
+
+static enum MHD_Result req_consume(req_t *r, const char *data, size_t size) {
+  r->bytes_in += size;
+  if (r->bytes_in > r->app->cfg->body_limit) return over_limit(r);
   if (r->err_code) return MHD_YES; /* already failed: discard up to the limit */
   if (http_upload_charge(r, r->bytes_in) < 0) {
     r->err_code = "server_busy"; /* answered 503 once the body is in (and discarded) */
@@ -228,11 +258,11 @@ static enum MHD_Result req_consume(req_t *r, const char *data, size_t size) {
 
 static enum MHD_Result req_step(req_t *r, const char *upload, size_t *upload_size) {
   if (r->state == RS_QUEUED) return handlers_classify_answer(r);
-  if (r->state == RS_DEFERRED) { /* discard any body, bounded by the body limit */
+  if (r->state == RS_DEFERRED) { /* discard any body; past the limit as an upload */
     r->bytes_in += *upload_size;
     conns_progress(conn_entry(r->conn), *upload_size);
-    if (r->bytes_in > r->app->cfg->body_limit) return MHD_NO;
-    if (*upload_size == 0) return req_answer_deferred(r);
+    if (r->bytes_in > r->app->cfg->body_limit && over_limit(r) == MHD_NO) return MHD_NO;
+    if (*upload_size == 0) return r->too_large ? answer_too_large(r) : req_answer_deferred(r);
     *upload_size = 0;
     return MHD_YES;
   }
@@ -246,7 +276,7 @@ static enum MHD_Result req_step(req_t *r, const char *upload, size_t *upload_siz
     *upload_size = 0;
     return rc;
   }
-  return handlers_classify_submit(r);
+  return r->too_large ? answer_too_large(r) : handlers_classify_submit(r);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
@@ -289,7 +319,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     status = r->job.status;
     if (!r->err_code) r->err_code = r->job.err_code;
   }
-  metrics_request(r->ep, r->state == RS_ANSWERED ? status : 0);
+  /* A body cut off past the limit counts as the 413 it would have got. */
+  metrics_request(r->ep, r->state == RS_ANSWERED ? status : r->too_large ? 413 : 0);
   metrics_observe(H_REQUEST, secs);
   log_request(&(log_request_t){.method = r->method,
                                .path = r->path,

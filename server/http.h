@@ -49,7 +49,8 @@ typedef struct req {
   uint8_t *body; /* raw body, or the chosen multipart part */
   size_t body_len, body_cap;
   uint64_t charged; /* body bytes charged against server.upload_memory */
-  int linger;       /* answered before its body was read: linger on close (linger.h) */
+  int linger;       /* body bytes may still be arriving: linger on close (linger.h) */
+  int too_large;    /* the body passed the limit: the rest is dropped, then 413 (http.c) */
   job_t job;
 } req_t;
 

@@ -5,7 +5,8 @@ One test per abuse: slowloris (headers, then body, trickled a byte at a time) cu
 by the request deadline while other clients are served; more connections than the
 limit (total and per address) refused while the admitted ones are served; a body over
 the limit answered 413 before it is read, and read by a client that sends it all first
-(lingering close); clients that disconnect mid-upload or while queued free their job
+(lingering close); a chunked body over the limit answered 413 (JSON, Connection: close)
+once it ends, and cut off past the lingering budget; clients that disconnect mid-upload or while queued free their job
 (gauges, fd count, and under ASan the leak check at exit); malformed HTTP and bad
 multipart get 400; header and query floods get 431/414; a low `ulimit -n`; a memory
 cap (RLIMIT_AS; release build only: ASan reserves terabytes of address space).
@@ -16,9 +17,9 @@ Ends with `abuse: N passed, M failed`.
 """
 import concurrent.futures as cf
 import io
+import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -32,6 +33,7 @@ from PIL import Image
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
 import checks  # noqa: E402
 from checks import check  # noqa: E402
+from daemon import Daemon  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("BUILD", os.path.join(ROOT, "build"))
@@ -47,69 +49,17 @@ SLACK = 2.0 if not ASAN else 3.0  # sweeper period, scheduling, a busy shared ma
 daemons = []
 
 
-class Daemon:
-    def __init__(self, *args, prefix=(), wait_port=True):
-        self.log_path = os.path.join(TMP, f"daemon{len(daemons)}.log")
-        self.log = open(self.log_path, "w+b")
-        cmd = [*prefix, BIN, "--listen", "127.0.0.1:0", "--connection-timeout", str(TIMEOUT),
-               *args]
-        env = dict(os.environ)
-        if ASAN:
-            env["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=0"
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env)
-        daemons.append(self)
-        self.port = None
-        if not wait_port:
-            return
-        deadline = time.time() + 60
-        while time.time() < deadline and self.proc.poll() is None:
-            m = re.search(r"listening on \S+ \(port (\d+)\)", self.text())
-            if m:
-                self.port = int(m.group(1))
-                break
-            time.sleep(0.05)
-        if self.port is None:
-            raise RuntimeError(f"daemon did not start: {self.text()[-2000:]}")
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def text(self):
-        with open(self.log_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def wait_ready(self, timeout=120):
-        deadline = time.time() + timeout
-        while time.time() < deadline and self.proc.poll() is None:
-            if request(self.url + "/readyz", timeout=5)[0] == 200:
-                return True
-            time.sleep(0.1)
-        return False
-
-    def fds(self):
-        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
-
-    def cpu_seconds(self):
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def metrics(self):
-        st, _, body = request(self.url + "/metrics", timeout=10)
-        out = {}
-        for line in body.decode().splitlines():
-            if line and not line.startswith("#") and "{" not in line:
-                k, v = line.split()
-                out[k] = float(v)
-        return out
-
-    def stop(self, timeout=60):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
+def start_daemon(*args, prefix=(), wait_port=True):
+    """classifyd (tests/pylib/daemon.py) with this suite's connection timeout, its log in TMP,
+    LeakSanitizer on under ASan; every daemon started is killed at the end if still running."""
+    env = dict(os.environ)
+    if ASAN:
+        env["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=0"
+    d = Daemon(BIN, ["--connection-timeout", str(TIMEOUT), *args],
+               os.path.join(TMP, f"daemon{len(daemons)}.log"), start_timeout=60, prefix=prefix,
+               env=env, wait_port=wait_port)
+    daemons.append(d)
+    return d
 
 
 def request(url, data=None, method=None, headers=None, timeout=60):
@@ -236,7 +186,7 @@ def slowloris(d, img, what, head):
 
 
 def test_slowloris(img):
-    d = Daemon("--model", f"r18={R18}", "--http-threads", "1")
+    d = start_daemon("--model", f"r18={R18}", "--http-threads", "1")
     check("slowloris daemon ready", d.wait_ready())
     cut0 = d.metrics().get("classifyd_connections_cut_total", -1)
     slowloris(d, img, "headers", b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
@@ -281,7 +231,7 @@ def get_on(s, timeout=10):
 
 def test_connection_limit():
     limit = 8  # soft limit; 4 more are accepted to be answered 503, more wait unaccepted
-    d = Daemon("--model", f"r18={R18}", "--http-threads", "1", "--max-connections", str(limit),
+    d = start_daemon("--model", f"r18={R18}", "--http-threads", "1", "--max-connections", str(limit),
                "--connection-timeout", "20")
     check("conn-limit daemon ready", d.wait_ready())
     held = [connect(d.port) for _ in range(limit)]
@@ -325,7 +275,7 @@ def test_connection_limit():
           m.get("classifyd_connections_refused_total"))
     stop_clean(d, "conn-limit")
 
-    d = Daemon("--model", f"r18={R18}", "--http-threads", "1", "--max-connections-per-ip", "3",
+    d = start_daemon("--model", f"r18={R18}", "--http-threads", "1", "--max-connections-per-ip", "3",
                "--connection-timeout", "20")
     check("per-ip daemon ready", d.wait_ready())
     held = [connect(d.port) for _ in range(3)]
@@ -343,7 +293,7 @@ def test_connection_limit():
 # ---- body over the limit ----------------------------------------------------------------
 
 def test_body_limit():
-    d = Daemon("--model", f"r18={R18}", "--body-limit", "1M")
+    d = start_daemon("--model", f"r18={R18}", "--body-limit", "1M")
     check("body-limit daemon ready", d.wait_ready())
     size = 8 << 20
     head = (b"POST /classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
@@ -394,6 +344,147 @@ def test_body_limit():
     stop_clean(d, "body-limit")
 
 
+def chunked_request(path, body, ctype, step=65536, method="POST", extra=b""):
+    """A request whose body is sent chunked in `step`-byte chunks."""
+    out = [method.encode() + b" " + path.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+           b"Transfer-Encoding: chunked\r\nContent-Type: " + ctype + b"\r\n" + extra + b"\r\n"]
+    for i in range(0, len(body), step):
+        out.append(b"%x\r\n" % len(body[i:i + step]) + body[i:i + step] + b"\r\n")
+    return b"".join(out) + b"0\r\n\r\n"
+
+
+def send_then_read(port, data, timeout=20):
+    """Sends all of `data` (64 KiB at a time), then reads until the server closes.
+    (send error or None, bytes read, closed by the server: EOF without a reset)."""
+    s = connect(port, timeout=timeout)
+    err, out, closed = None, b"", False
+    try:
+        for i in range(0, len(data), 65536):
+            s.sendall(data[i:i + 65536])
+    except OSError as e:
+        err = type(e).__name__
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline:
+            b = s.recv(65536)
+            if not b:
+                closed = True
+                break
+            out += b
+    except OSError as e:
+        err = err or type(e).__name__
+    s.close()
+    return err, out, closed
+
+
+def read_answer(s, timeout=30):
+    """One answer with a Content-Length from a kept-alive socket: (status, headers, body)."""
+    s.settimeout(timeout)
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        b = s.recv(65536)
+        if not b:
+            return 0, {}, buf
+        buf += b
+    head, body = buf.split(b"\r\n\r\n", 1)
+    hdrs = parse_headers(head)
+    n = int(hdrs.get("content-length", "0"))
+    while len(body) < n:
+        b = s.recv(65536)
+        if not b:
+            break
+        body += b
+    return status_of(head), hdrs, body
+
+
+def parse_headers(head):
+    out = {}
+    for line in head.split(b"\r\n")[1:]:
+        k, sep, v = line.decode("latin-1").partition(":")
+        if sep:
+            out[k.strip().lower()] = v.strip()
+    return out
+
+
+def json_error(resp):
+    """The error code of a JSON error answer (http_error's format), else None."""
+    head, _, body = resp.partition(b"\r\n\r\n")
+    try:
+        err = json.loads(body)["error"]
+        return err["code"] if isinstance(err.get("message"), str) else None
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def test_chunked_limit(img):
+    """Chunked bodies over the limit: libmicrohttpd 0.9.75 cannot answer mid-body, so the
+    daemon reads and drops the rest and answers 413 when the body ends; past the lingering
+    close's 32 MiB budget it cuts the client off."""
+    limit = 1 << 20
+    d = start_daemon("--model", f"r18={R18}", "--body-limit", "1M")
+    check("chunked-limit daemon ready", d.wait_ready())
+    m0 = d.metrics()
+    raw_req = chunked_request("/classify", b"\xff" * (2 * limit), b"image/jpeg")
+    results = [send_then_read(d.port, raw_req) for _ in range(5)]
+    good = [err is None and status_of(out) == 413 and json_error(out) == "payload_too_large"
+            and parse_headers(out.partition(b"\r\n\r\n")[0]).get("connection") == "close"
+            and parse_headers(out.partition(b"\r\n\r\n")[0]).get("content-type")
+            == "application/json" and closed for err, out, closed in results]
+    check("5 clients send a 2 MiB chunked body (limit 1 MiB) before reading: each reads 413 "
+          "payload_too_large as JSON with Connection: close, then the server's close; no send "
+          "error or reset", all(good), [(e, o[:200], c) for e, o, c in results])
+    b = b"ChUnKbOuNd"
+    part = (b"--" + b + b"\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.jpg\""
+            b"\r\nContent-Type: image/jpeg\r\n\r\n")
+    mp_ctype = b"multipart/form-data; boundary=" + b
+    big_mp = part + b"\xff" * (2 * limit) + b"\r\n--" + b + b"--\r\n"
+    err, out, closed = send_then_read(d.port, chunked_request("/classify", big_mp, mp_ctype))
+    check("a 2 MiB multipart body sent chunked: 413 payload_too_large (JSON), closed",
+          err is None and status_of(out) == 413 and json_error(out) == "payload_too_large"
+          and closed, (err, out[:200], closed))
+    err, out, closed = send_then_read(d.port, chunked_request("/healthz", b"\0" * (2 * limit),
+                                                              b"application/octet-stream",
+                                                              method="GET"))
+    check("GET /healthz with a 2 MiB chunked body: 413 payload_too_large too (not cut off)",
+          err is None and status_of(out) == 413 and json_error(out) == "payload_too_large"
+          and closed, (err, out[:200], closed))
+    # Under the limit, chunked raw and multipart bodies are classified, on one connection.
+    s = connect(d.port, timeout=30)
+    s.sendall(chunked_request("/classify", img, b"image/jpeg", step=1000))
+    st1, _, body1 = read_answer(s)
+    s.sendall(chunked_request("/classify", part + img + b"\r\n--" + b + b"--\r\n", mp_ctype,
+                              step=777))
+    st2, _, body2 = read_answer(s)
+    s.close()
+    check("under the limit, a chunked JPEG then a chunked multipart JPEG on one kept-alive "
+          "connection: 200 + predictions each", st1 == 200 and b"predictions" in body1
+          and st2 == 200 and b"predictions" in body2, (st1, body1[:120], st2, body2[:120]))
+    # Past the limit and the 32 MiB lingering budget: cut off, nothing more is read.
+    far = chunked_request("/classify", b"\xff" * (40 * limit), b"image/jpeg")
+    err, out, closed = send_then_read(d.port, far)
+    check("a 40 MiB chunked body (limit 1 MiB + 32 MiB budget): cut off without an answer "
+          "(send error or close)", out == b"" and (err is not None or closed), (err, out[:120]))
+    time.sleep(0.3)
+    ins = [int(x) for x in re.findall(r"POST /classify 413 in=(\d+) out=0 ", d.text())]
+    check("the cut-off request read at most 1 MiB + 32 MiB + one chunk (log)",
+          len(ins) == 1 and 33 * limit < ins[0] <= 33 * limit + 65536 + 16, ins)
+    m = d.metrics()
+    key = 'classifyd_http_requests_total{endpoint="%s",code="413"}'
+    n413 = m.get(key % "classify", 0) - m0.get(key % "classify", 0)
+    check("classifyd_http_requests_total counts the 7 classify bodies over the limit as 413 "
+          "(5 raw, 1 multipart, 1 cut off)", n413 == 7, n413)
+    check("... and the GET /healthz one under endpoint healthz", m.get(key % "healthz") == 1,
+          m.get(key % "healthz"))
+    lingered = m.get("classifyd_connections_lingered_total", 0) - m0.get(
+        "classifyd_connections_lingered_total", 0)
+    check("the 7 answered 413s lingered (classifyd_connections_lingered_total)", lingered == 7,
+          lingered)
+    check("no body bytes left charged (classifyd_upload_bytes 0)",
+          m.get("classifyd_upload_bytes") == 0, m.get("classifyd_upload_bytes"))
+    check("the daemon still classifies after that", classify(d, img)[0] == 200)
+    stop_clean(d, "chunked-limit")
+
+
 # ---- clients that go away ---------------------------------------------------------------
 
 def settle(d, baseline_fds, timeout=60):
@@ -412,7 +503,7 @@ def settle(d, baseline_fds, timeout=60):
 
 def test_disconnects(img):
     # resnet152 on one engine thread: a dozen requests queue up behind each other.
-    d = Daemon("--model", f"r152={R152}", "--threads", "1", "--workers", "1", "--max-batch", "1",
+    d = start_daemon("--model", f"r152={R152}", "--threads", "1", "--workers", "1", "--max-batch", "1",
                "--batch-window-us", "0", "--connection-timeout", "30")
     check("disconnect daemon ready", d.wait_ready())
     check("baseline request 200", classify(d, img)[0] == 200)
@@ -519,7 +610,7 @@ def test_floods(d):
 # ---- resource limits --------------------------------------------------------------------
 
 def test_low_nofile(img):
-    d = Daemon("--model", f"r18={R18}", "--http-threads", "1", prefix=("prlimit", "--nofile=64"))
+    d = start_daemon("--model", f"r18={R18}", "--http-threads", "1", prefix=("prlimit", "--nofile=64"))
     check("daemon under ulimit -n 64 ready", d.wait_ready())
     m = re.search(r"limits: (\d+) connections", d.text())
     limit = int(m.group(1)) if m else -1
@@ -558,14 +649,14 @@ def test_low_nofile(img):
     check("serves a classify after the burst", classify(d, img)[0] == 200)
     stop_clean(d, "nofile-64")
 
-    d = Daemon("--model", f"r18={R18}", "--max-connections", "5000",
+    d = start_daemon("--model", f"r18={R18}", "--max-connections", "5000",
                prefix=("prlimit", "--nofile=64"))
     check("max_connections above what ulimit -n allows: lowered with a warning",
           d.wait_ready() and re.search(r"warn .*max_connections = 5000 .* using \d+", d.text()),
           d.text()[-600:])
     stop_clean(d, "nofile-64-lowered")
 
-    d = Daemon("--model", f"r18={R18}", prefix=("prlimit", "--nofile=20"), wait_port=False)
+    d = start_daemon("--model", f"r18={R18}", prefix=("prlimit", "--nofile=20"), wait_port=False)
     try:
         rc = d.proc.wait(30)
     except subprocess.TimeoutExpired:
@@ -589,7 +680,7 @@ def test_memory_cap():
         return
     mib = 1 << 20
     # Too small for resnet50 + its budgets: refused at start-up, naming the model.
-    d = Daemon("--model", f"r50={R50}", prefix=("prlimit", f"--as={500 * mib}"), wait_port=False)
+    d = start_daemon("--model", f"r50={R50}", prefix=("prlimit", f"--as={500 * mib}"), wait_port=False)
     try:
         rc = d.proc.wait(60)
     except subprocess.TimeoutExpired:
@@ -602,7 +693,7 @@ def test_memory_cap():
           text[-800:])
     # Enough for resnet18 with modest budgets: a burst of large uploads, never killed.
     limit = 1400 * mib
-    d = Daemon("--model", f"r18={R18}", "--max-pixels", "13000000", "--upload-memory", "24M",
+    d = start_daemon("--model", f"r18={R18}", "--max-pixels", "13000000", "--upload-memory", "24M",
                "--workers", "2", "--queue-length", "64", "--connection-timeout", "30",
                prefix=("prlimit", f"--as={limit}"))
     check("RLIMIT_AS 1400 MiB: resnet18 fits and starts", d.wait_ready(), d.text()[-600:])
@@ -621,7 +712,7 @@ def test_memory_cap():
 
 
 def stop_clean(d, name):
-    rc = d.stop()
+    rc = d.stop(grace=60)
     text = d.text()
     check(f"{name}: SIGTERM exit 0", rc == 0, f"rc={rc} {text[-400:]}")
     if ASAN:
@@ -638,13 +729,14 @@ def main():
     img = jpeg(64, 64)
     print(f"abuse: {BIN}{' (ASan)' if ASAN else ''}")
     def malformed_and_floods():
-        d = Daemon("--model", f"r18={R18}")
+        d = start_daemon("--model", f"r18={R18}")
         check("malformed/flood daemon ready", d.wait_ready())
         test_malformed(d)
         test_floods(d)
         stop_clean(d, "malformed")
 
     tests = [lambda: test_slowloris(img), test_connection_limit, test_body_limit,
+             lambda: test_chunked_limit(img),
              malformed_and_floods, lambda: test_disconnects(img), lambda: test_low_nofile(img),
              test_memory_cap]
     try:

@@ -1,9 +1,12 @@
 """daemon.py — start classifyd on a free loopback port for a test, and stop it (bounded).
 
-Daemon(binary, args, log_path): runs `binary --listen 127.0.0.1:0 *args` with stdout and stderr
-in log_path, reads the port back from the log ("listening on ... (port N)"), and offers
-wait_ready() (GET /readyz until 200), get() (a bounded GET), pid, and stop() (SIGTERM, then
-SIGKILL after `grace` seconds; returns the exit status). Every wait has a timeout.
+Daemon(binary, args, log_path): runs `*prefix binary --listen 127.0.0.1:0 *args` (prefix: e.g.
+prlimit or valgrind; env: the environment, default ours) with stdout and stderr in log_path,
+reads the port back from the log ("listening on ... (port N)"; wait_port=False for a daemon
+expected to refuse to start), and offers wait_ready() (GET /readyz until 200), wait_log() (a
+pattern in the log), get() (a bounded GET), metrics(), fds(), cpu_seconds(), pid, and stop()
+(SIGTERM, then SIGKILL after `grace` seconds; returns the exit status). Every wait has a timeout.
+Used by tests/abuse, tests/overload, tests/soak and tests/valgrind.
 """
 import os
 import re
@@ -37,29 +40,49 @@ def metrics(url, timeout=5.0):
 
 
 class Daemon:
-    def __init__(self, binary, args, log_path, start_timeout=30.0, nice=0):
+    def __init__(self, binary, args, log_path, start_timeout=30.0, nice=0, prefix=(), env=None,
+                 wait_port=True):
         self.log_path = log_path
         self.log = open(log_path, "w+b")
         pre = (lambda: os.nice(nice)) if nice else None
-        self.proc = subprocess.Popen([binary, "--listen", "127.0.0.1:0", *args], stdout=self.log,
-                                     stderr=subprocess.STDOUT, preexec_fn=pre)
+        self.proc = subprocess.Popen([*prefix, binary, "--listen", "127.0.0.1:0", *args],
+                                     stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=pre,
+                                     env=env)
         self.pid = self.proc.pid
-        self.port = None
-        end = time.monotonic() + start_timeout
-        while time.monotonic() < end and self.proc.poll() is None:
-            m = re.search(r"listening on \S+ \(port (\d+)\)", self.text())
-            if m:
-                self.port = int(m.group(1))
-                break
-            time.sleep(0.05)
-        if self.port is None:
+        self.port = self.url = None
+        if not wait_port:
+            return
+        m = self.wait_log(r"listening on \S+ \(port (\d+)\)", start_timeout, poll=0.05)
+        if m is None:
             self.stop(grace=5)
             raise RuntimeError(f"classifyd did not start: {self.text()[-2000:]}")
+        self.port = int(m.group(1))
         self.url = f"http://127.0.0.1:{self.port}"
 
     def text(self):
         with open(self.log_path, "rb") as f:
             return f.read().decode("utf-8", "replace")
+
+    def wait_log(self, pattern, timeout, poll=0.2):
+        """The first match of `pattern` in the log, waiting while the daemon runs; else None."""
+        end = time.monotonic() + timeout
+        while True:
+            m = re.search(pattern, self.text())
+            if m or time.monotonic() >= end or self.proc.poll() is not None:
+                return m
+            time.sleep(poll)
+
+    def metrics(self, timeout=10.0):
+        return metrics(self.url, timeout)
+
+    def fds(self):
+        return len(os.listdir(f"/proc/{self.pid}/fd"))
+
+    def cpu_seconds(self):
+        """User + system CPU time the daemon has used."""
+        with open(f"/proc/{self.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def get(self, path, timeout=5.0):
         return http_get(self.url + path, timeout)
