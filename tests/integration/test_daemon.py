@@ -520,9 +520,12 @@ def test_deadline(imgs):
     check("deadline daemon exits 0", d.stop() == 0)
 
 
-def load_in_flight(d, data, n):
-    """n classify requests on their own connections; returns (threads, results) once every
-    one is uploaded and in flight or queued (the metrics request itself counts one)."""
+def load_in_flight(d, data, n, want):
+    """n classify requests on their own connections; returns (threads, results, ok) once at
+    least `want` of them are uploaded and in flight or queued at the same moment (the
+    metrics request itself counts one). Not all n: the engine answers the first ones while
+    the last are still being sent (a ResNet-152 forward takes ~0.1 s on one thread), and
+    how many overlap depends on its speed, not on what the drain tests check."""
     results = [None] * n
 
     def one(i):
@@ -534,22 +537,22 @@ def load_in_flight(d, data, n):
     deadline = time.time() + 60
     while time.time() < deadline:
         s, _ = get_metrics(d)
-        if metric(s, "classifyd_requests_in_flight") >= n + 1:
+        if metric(s, "classifyd_requests_in_flight") >= want + 1:
             return threads, results, True
         time.sleep(0.02)
     return threads, results, False
 
 
 def test_sigterm(imgs):
-    print("SIGTERM with 50 requests in flight or queued")
+    print("SIGTERM with 60 requests sent, at least 30 in flight or queued")
     # The deadline is out of the way: 50 queued forwards take a while under ASan.
     d = Daemon("--model", "drain=" + DRAIN_MODEL, "--log-format", "json", "--threads", "1", "--max-batch", "1",
                "--queue-length", "64", "--drain-timeout", "120", "--request-deadline-ms", "900000")
     if not check("drain daemon ready", d.wait_ready()):
         return
-    n = 50
-    threads, results, loaded = load_in_flight(d, read(imgs["png"]), n)
-    check(f"{n} requests in flight or queued before SIGTERM", loaded)
+    n = 60
+    threads, results, loaded = load_in_flight(d, read(imgs["png"]), n, 30)
+    check("at least 30 requests in flight or queued before SIGTERM", loaded)
     s, _ = get_metrics(d)
     waiting = metric(s, "classifyd_queue_depth")
     d.proc.send_signal(signal.SIGTERM)
@@ -582,8 +585,8 @@ def test_second_sigterm(imgs):
                "--request-deadline-ms", "900000")
     if not check("daemon ready", d.wait_ready()):
         return
-    threads, results, loaded = load_in_flight(d, read(imgs["png"]), 50)
-    check("50 requests in flight or queued", loaded)
+    threads, results, loaded = load_in_flight(d, read(imgs["png"]), 60, 30)
+    check("at least 30 of 60 requests in flight or queued", loaded)
     d.proc.send_signal(signal.SIGTERM)
     time.sleep(0.1)
     t0 = time.time()
