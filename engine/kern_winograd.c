@@ -51,7 +51,8 @@ enum {
   WINO_TB_MIN = 16,         /* never fewer tiles per block */
   WINO_ROWSPLIT_TILES = 64, /* below this many tiles per thread, split output channels */
   WINO_ROW_ALIGN = 16,
-  WINO_CHUNKS_PER_THREAD = 4, /* tile chunks per thread, claimed dynamically */
+  WINO_CHUNKS_PER_THREAD = 4, /* tile chunks per thread, claimed dynamically, */
+  WINO_CHUNK_MIN = 48,        /* of at least this many tiles */
   WINO_CH_MIN = 8, /* below this many channels the products are too thin to gain */
   WINO_VL = 16     /* tiles per vector in the transforms */
 };
@@ -448,6 +449,10 @@ void kern_wino_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *i
    * 48-tile groups for the products when large enough). */
   size_t want = nt > 1 ? (size_t)nt * WINO_CHUNKS_PER_THREAD : 1;
   j.chunk = (j.tiles + want - 1) / want;
+  /* but never so small that the products run on a few columns and U streams once per
+   * chunk (a 56x56 map's 196 F(4x4) tiles in chunks of 25 ran slower on 2 threads
+   * than on 1) */
+  if (j.chunk < WINO_CHUNK_MIN && j.tiles >= (size_t)nt * WINO_CHUNK_MIN) j.chunk = WINO_CHUNK_MIN;
   if (j.tw >= WINO_VL) j.chunk = (j.chunk + 15) / 16 * 16;
   if (j.chunk >= 48) j.chunk = (j.chunk + 47) / 48 * 48;
   j.chunks = (j.tiles + j.chunk - 1) / j.chunk;
