@@ -10,13 +10,15 @@
 #   make test-overload  the daemon at 3x its sustainable rate (part of make test)
 #   make soak       mixed load with reloads for SOAK_MINUTES (default 10); report in build/soak/
 #   make bench      engine latency/throughput (resnet50, googlenet, resnet18; batch 1 and 8)
+#   make bench-decode  image decode + preprocess time per photo
+#   make test-diff / test-cli / test-integration / test-systemd  one suite of make test
 #   make bench-http the daemon end to end (wrk, open loop) vs the engine; start-up, memory
 #   make bench-peers the engine against ONNX Runtime (npm, into build/peers) and PyTorch
 #   make models     download official weights (checked) and export ONNX; offline: see models/
 #   make check-asan the unit tests under AddressSanitizer + UBSan only
 #   make test-abuse abusive clients and resource limits (release and ASan daemons)
 #   make test-valgrind the daemon under Valgrind memcheck (build/vg: x86-64-v3)
-#   make fuzz       libFuzzer targets (FUZZ_SECONDS each)
+#   make fuzz       libFuzzer targets (FUZZ_SECONDS each); make fuzz-smoke: a short run of each
 #   make install    binary, config, systemd units, models folder (PREFIX, DESTDIR); make uninstall
 #
 # Layout: engine/ -> build/libcnn.a; server/ -> build/classifyd; tests/unit/ -> one
