@@ -22,7 +22,10 @@
  * a quarter of every FMA): vectors run down M instead, 32 rows (two panels) x up to
  * 12 columns = 24 accumulators; each k step is 2 vector loads of A, up to 12
  * broadcasts of B and 24 FMAs. Its results are stored down the columns of C with
- * scatters, once per tile after the whole K loop.
+ * scatters, once per tile after the whole K loop. It is taken for at most 56
+ * columns when K pays for the scatters: K >= 256, or K >= 112 at 33-56 columns
+ * (measured: M 256 x K 128 x N 49 wide 186, tall 201 GFLOP/s; at N 16 and K 128 the
+ * wide kernel stays ahead, 201 against 182).
  * Both apply the epilogue (bias per row, residual shaped like C, ReLU) before the
  * single store of each accumulator.
  *
@@ -35,7 +38,9 @@
 enum {
   SGEMM_B_BUDGET = 96 * 1024, /* floats of B per column chunk: 384 KB, in L2 */
   SGEMM_TALL_MAX_N = 56,      /* at most this many columns: the tall kernel, */
-  SGEMM_TALL_MIN_K = 256,     /* if K is long enough to pay for its scattered stores */
+  SGEMM_TALL_MIN_K = 256,     /* if K is long enough to pay for its scattered stores, */
+  SGEMM_TALL_MIN_K3 = 112,    /* or this long when the wide kernel would need a third,
+                                 partial vector (33-56 columns: 49 = a 14x14 map) */
   SGEMM_PF_AHEAD = 16 * 32    /* prefetch packed A this many floats (k steps x panel) ahead */
 };
 
@@ -258,7 +263,8 @@ static void sgemm__tall_block(const float *packed, int m0, int m1, int k, const 
 
 void kern_sgemm_run(const float *packed, int m0, int m1, int k, const float *b, size_t ldb,
                     size_t n, float *c, size_t ldc, const kern_sgemm_epi_t *epi) {
-  if (n <= SGEMM_TALL_MAX_N && k >= SGEMM_TALL_MIN_K && m0 % KERN_SGEMM_PANEL == 0) {
+  if (n <= SGEMM_TALL_MAX_N && m0 % KERN_SGEMM_PANEL == 0 &&
+      (k >= SGEMM_TALL_MIN_K || (n > 32 && k >= SGEMM_TALL_MIN_K3))) {
     sgemm__tall_block(packed, m0, m1, k, b, ldb, n, c, ldc, epi);
     return;
   }

@@ -65,4 +65,7 @@ Test(kern_sgemm, tall_kernel_few_columns_long_k) {
   static const int cols[] = {1, 5, 12, 13, 16, 25, 49, 56};
   for (int i = 0; i < 8; i++) sgemm_check(&rng, 40 + 8 * (i % 3), cols[i], 256 + 37 * i, 0, i);
   sgemm_check(&rng, 64, 49, 300, 32, 7); /* a row range starting at a later panel */
+  /* K from 112 at 33-56 columns (Winograd products of 14x14 maps) */
+  static const int mid[][2] = {{33, 112}, {49, 128}, {56, 200}, {40, 255}};
+  for (int i = 0; i < 4; i++) sgemm_check(&rng, 48 + 16 * i, mid[i][0], mid[i][1], 0, i);
 }
