@@ -20,8 +20,9 @@
  * transform with the fused epilogue y = act(y + bias + residual) written straight
  * into the NCHW output (edge tiles clipped). Work split, as in kern_conv.c: by tile
  * chunks claimed as the threads go (one chunk at 1 thread), or by ranges of output
- * channels when there are few tiles per thread (each thread then transforms all of
- * the input, cheap next to its products, but reads only its share of U). Blocks
+ * channels when there are few tiles per thread or per image (7x7 maps, where U is
+ * the larger stream even at batch 8; each thread then transforms all of the input,
+ * cheap next to its products, but reads only its share of U). Blocks
  * hold at most tb tiles, so that V + M stay within WINO_BUDGET floats, and a chunk
  * is cut into equal blocks; kern_wino_scratch_floats returns exactly that need.
  * The F(2x2) input transform reads the plane straight into registers (masked
@@ -444,7 +445,7 @@ void kern_wino_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *i
   j.tb = wino__tb(p);
   if (j.tiles == 0) return;
   int nt = kern_threads(kc);
-  int rows = nt > 1 && j.tiles / (size_t)nt < WINO_ROWSPLIT_TILES && p->cout >= nt * WINO_ROW_ALIGN;
+  int rows = nt > 1 && (j.tiles / (size_t)nt < WINO_ROWSPLIT_TILES || j.tiles_img <= 16) && p->cout >= nt * WINO_ROW_ALIGN;
   /* Tile chunks: WINO_CHUNKS_PER_THREAD per thread, whole vectors of 16 tiles (whole
    * 48-tile groups for the products when large enough). */
   size_t want = nt > 1 ? (size_t)nt * WINO_CHUNKS_PER_THREAD : 1;
