@@ -41,7 +41,9 @@ enum {
   SGEMM_TALL_MIN_K = 256,     /* if K is long enough to pay for its scattered stores, */
   SGEMM_TALL_MIN_K3 = 112,    /* or this long when the wide kernel would need a third,
                                  partial vector (33-56 columns: 49 = a 14x14 map) */
-  SGEMM_PF_AHEAD = 16 * 32    /* prefetch packed A this many floats (k steps x panel) ahead */
+  SGEMM_PF_AHEAD = 16 * 32,   /* prefetch packed A this many floats (k steps x panel) ahead */
+  SGEMM_TAIL_TALL = 12,       /* column tails up to this many go to the tall kernel, */
+  SGEMM_TAIL_TALL_MIN_K = 64  /* when K pays for its scattered stores */
 };
 
 size_t kern_sgemm_packed_floats(int m, int k) {
@@ -142,7 +144,15 @@ static void sgemm__tile1(size_t k, const float *a, const float *b, size_t ldb, f
   sgemm__tile(1, k, a, b, ldb, c, ldc, mr, last, bias, res, ldr, relu, 1);
 }
 
-/* Rows [m0, m1) x columns [0, n): every row panel over the same columns. */
+static void sgemm__tall_block(const float *packed, int m0, int m1, int k, const float *b,
+                              size_t ldb, size_t n, float *c, size_t ldc,
+                              const kern_sgemm_epi_t *epi);
+
+/* Rows [m0, m1) x columns [0, n): every row panel over the same columns. A tail of at
+ * most SGEMM_TAIL_TALL columns after the 48-column tiles goes to the tall kernel, 32
+ * rows at a time right after those rows' wide tiles, while their A is in cache: a
+ * 14x14 map's 196 = 4 x 48 + 4 columns otherwise spent a fifth of its time on one
+ * 16-lane vector holding 4 columns. */
 static void sgemm__block(const float *packed, int m0, int m1, int k, const float *b, size_t ldb,
                          size_t n, float *c, size_t ldc, const kern_sgemm_epi_t *epi) {
   const float *bias = epi ? epi->bias : NULL, *res = epi ? epi->res : NULL;
@@ -150,22 +160,33 @@ static void sgemm__block(const float *packed, int m0, int m1, int k, const float
   int relu = epi ? epi->relu : 0;
   size_t left = n % 48, full = n - left;
   __mmask16 last = (__mmask16)(0xFFFFu >> (16 - ((left + 15) % 16 + 1)));
-  for (int r = m0; r < m1; r += KERN_SGEMM_MR) {
-    const float *a = sgemm__arow(packed, r, k);
-    int mr = m1 - r < KERN_SGEMM_MR ? m1 - r : KERN_SGEMM_MR;
-    float *cr = c + (size_t)(r - m0) * ldc;
-    const float *br = bias ? bias + r : NULL, *rr = res ? res + (size_t)(r - m0) * ldr : NULL;
-    for (size_t j = 0; j < full; j += 48)
-      sgemm__tile3((size_t)k, a, b + j, ldb, cr + j, ldc, mr, 0xFFFF, br, rr ? rr + j : NULL,
-                   ldr, relu);
-    if (left == 0) continue;
-    const float *rj = rr ? rr + full : NULL;
-    if (left > 32)
-      sgemm__tile3((size_t)k, a, b + full, ldb, cr + full, ldc, mr, last, br, rj, ldr, relu);
-    else if (left > 16)
-      sgemm__tile2((size_t)k, a, b + full, ldb, cr + full, ldc, mr, last, br, rj, ldr, relu);
-    else
-      sgemm__tile1((size_t)k, a, b + full, ldb, cr + full, ldc, mr, last, br, rj, ldr, relu);
+  int tall_tail = left > 0 && left <= SGEMM_TAIL_TALL && m0 % KERN_SGEMM_PANEL == 0 &&
+                  k >= SGEMM_TAIL_TALL_MIN_K;
+  for (int r32 = m0; r32 < m1; r32 += 2 * KERN_SGEMM_PANEL) {
+    int rend = m1 - r32 < 2 * KERN_SGEMM_PANEL ? m1 : r32 + 2 * KERN_SGEMM_PANEL;
+    for (int r = r32; r < rend; r += KERN_SGEMM_MR) {
+      const float *a = sgemm__arow(packed, r, k);
+      int mr = m1 - r < KERN_SGEMM_MR ? m1 - r : KERN_SGEMM_MR;
+      float *cr = c + (size_t)(r - m0) * ldc;
+      const float *br = bias ? bias + r : NULL, *rr = res ? res + (size_t)(r - m0) * ldr : NULL;
+      for (size_t j = 0; j < full; j += 48)
+        sgemm__tile3((size_t)k, a, b + j, ldb, cr + j, ldc, mr, 0xFFFF, br, rr ? rr + j : NULL,
+                     ldr, relu);
+      if (left == 0 || tall_tail) continue;
+      const float *rj = rr ? rr + full : NULL;
+      if (left > 32)
+        sgemm__tile3((size_t)k, a, b + full, ldb, cr + full, ldc, mr, last, br, rj, ldr, relu);
+      else if (left > 16)
+        sgemm__tile2((size_t)k, a, b + full, ldb, cr + full, ldc, mr, last, br, rj, ldr, relu);
+      else
+        sgemm__tile1((size_t)k, a, b + full, ldb, cr + full, ldc, mr, last, br, rj, ldr, relu);
+    }
+    if (tall_tail) {
+      kern_sgemm_epi_t e = {.bias = bias, .res = res ? res + (size_t)(r32 - m0) * ldr + full : NULL,
+                            .ldr = ldr, .relu = relu};
+      sgemm__tall_block(packed, r32, rend, k, b + full, ldb, left,
+                        c + (size_t)(r32 - m0) * ldc + full, ldc, &e);
+    }
   }
 }
 
