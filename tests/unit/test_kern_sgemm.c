@@ -53,12 +53,14 @@ Test(kern_sgemm, every_column_tail_and_epilogue) {
   for (int n = 1; n <= 96; n++) sgemm_check(&rng, 8 + n % 9, n, 1 + n % 37, 0, n % 8);
 }
 
-/* Tails of 1-12 columns after whole 48-column tiles, K >= 64: the tall kernel takes
- * them 32 rows at a time (from a panel-aligned first row), between the wide tiles. */
+/* Tails of 1-37 columns after whole 48-column tiles, K >= 64: up to 12 the tall kernel
+ * takes them 32 rows at a time (from a panel-aligned first row) between the wide
+ * tiles; longer ones stay on the wide kernel's 2- and 3-vector tiles. */
 Test(kern_sgemm, short_tails_on_the_tall_kernel) {
   ref_rng_t rng = {0xA5A5A5A5DEADBEEFull};
-  for (int t = 1; t <= 12; t++)
-    sgemm_check(&rng, 40 + 7 * t, 48 * (1 + t % 4) + t, 64 + 23 * t, t % 2 ? 16 : 0, t % 8);
+  for (int t = 1; t <= 37; t++)
+    sgemm_check(&rng, 40 + 7 * (t % 13), 48 * (1 + t % 4) + t, 64 + 23 * (t % 11), t % 2 ? 16 : 0,
+                t % 8);
 }
 
 Test(kern_sgemm, row_ranges_and_long_k) {
