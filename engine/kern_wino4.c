@@ -33,30 +33,13 @@
 #include "kern_winograd.h"
 
 /* Interpolation points 0, 1, -1, 1/2, -2, infinity (see the note). */
-static const double wino4_g[6][3] = {
+const double kern_wino4_g[6][3] = {
     {1, 0, 0},
     {1.0 / 3, 1.0 / 3, 1.0 / 3},
     {-1.0 / 3, 1.0 / 3, -1.0 / 3},
     {-16.0 / 15, -8.0 / 15, -4.0 / 15},
     {1.0 / 15, -2.0 / 15, 4.0 / 15},
     {0, 0, 1}};
-
-void kern_wino4_weights(const kern_conv_t *p, float *u) {
-  size_t cin = (size_t)p->cin, cout = (size_t)p->cout, plane = cin * cout;
-  for (size_t co = 0; co < cout; co++)
-    for (size_t ci = 0; ci < cin; ci++) {
-      const float *g = p->weight + (co * cin + ci) * 9;
-      double t[6][3];
-      for (int i = 0; i < 6; i++)
-        for (int k = 0; k < 3; k++)
-          t[i][k] = wino4_g[i][0] * g[k] + wino4_g[i][1] * g[3 + k] + wino4_g[i][2] * g[6 + k];
-      for (int i = 0; i < 6; i++)
-        for (int jx = 0; jx < 6; jx++)
-          u[(size_t)(i * 6 + jx) * plane + co * cin + ci] =
-              (float)(t[i][0] * wino4_g[jx][0] + t[i][1] * wino4_g[jx][1] +
-                      t[i][2] * wino4_g[jx][2]);
-    }
-}
 
 #if defined(__AVX512F__)
 
@@ -87,17 +70,9 @@ static inline void w4__bt(const __m512 x[6], __m512 y[6]) {
                                                       _mm512_add_ps(x[1], x[5])));
 }
 
-/* Lanes i of [0, 32) whose position xs + i lies in [0, w), as a 32-bit mask. */
-static inline uint32_t w4__inside(int xs, int w) {
-  int lo = xs < 0 ? -xs : 0, hi = w - xs;
-  if (hi > 32) hi = 32;
-  if (hi <= lo) return 0;
-  uint64_t m = ((uint64_t)1 << hi) - 1;
-  return (uint32_t)(m & ~(((uint64_t)1 << lo) - 1));
-}
 
 /* Floats [x + 16*half, x + 16*half + 16) of row r, lanes outside `in` (see
- * w4__inside(x, w)) zero and never read. */
+ * kern_wino_inside(x, w)) zero and never read. */
 static inline __m512 w4__load(const float *r, int x, uint32_t in, int half) {
   x += 16 * half;
   const float *s = (const float *)((uintptr_t)r + (intptr_t)x * (intptr_t)sizeof(float));
@@ -112,7 +87,7 @@ static inline void w4__row(const float *plane, int h, int w, int y, int xs, __m5
     return;
   }
   const float *r = plane + (size_t)y * (size_t)w;
-  uint32_t in0 = w4__inside(xs, w), in1 = w4__inside(xs + 32, w);
+  uint32_t in0 = kern_wino_inside(xs, w), in1 = kern_wino_inside(xs + 32, w);
   __m512 a0 = w4__load(r, xs, in0, 0), a1 = w4__load(r, xs, in0, 1);
   __m512 a2 = w4__load(r, xs + 32, in1, 0), a3 = w4__load(r, xs + 32, in1, 1);
   __m512 e0 = kern_simd_even(a0, a1), o0 = kern_simd_odd(a0, a1);
@@ -135,9 +110,9 @@ void kern_wino4_input(const wino_job_t *j, size_t t0, size_t t1, float *v) {
   size_t nb = t1 - t0, hw = (size_t)j->h * (size_t)j->w, cin = (size_t)p->cin;
   size_t stride = nb; /* V is [ci][xi][tile], as in kern_winograd.c */
   for (size_t t = t0; t < t1;) {
-    size_t img = t / j->tiles_img, rem = t % j->tiles_img;
-    int ty = (int)(rem / (size_t)j->tw), tx = (int)(rem % (size_t)j->tw);
-    int cnt = (size_t)(j->tw - tx) < t1 - t ? j->tw - tx : (int)(t1 - t);
+    wino_run_t run = kern_wino_run(j, t, t1);
+    size_t img = run.img;
+    int ty = run.ty, tx = run.tx, cnt = run.cnt;
     for (size_t ci = 0; ci < cin; ci++) {
       const float *plane = j->in + (img * cin + ci) * hw;
       for (int k = 0; k < cnt; k += W4_VL) {
@@ -215,9 +190,9 @@ void kern_wino4_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1
   const kern_conv_t *p = j->p;
   size_t nb = t1 - t0, stride = (size_t)(r1 - r0) * nb, cols = (size_t)j->oh * (size_t)j->ow;
   for (size_t t = t0; t < t1;) {
-    size_t img = t / j->tiles_img, rem = t % j->tiles_img;
-    int ty = (int)(rem / (size_t)j->tw), tx = (int)(rem % (size_t)j->tw);
-    int cnt = (size_t)(j->tw - tx) < t1 - t ? j->tw - tx : (int)(t1 - t);
+    wino_run_t run = kern_wino_run(j, t, t1);
+    size_t img = run.img;
+    int ty = run.ty, tx = run.tx, cnt = run.cnt;
     for (int r = r0; r < r1; r++) {
       float b = p->bias ? p->bias[r] : 0.0f;
       for (int k = 0; k < cnt; k += W4_VL) {

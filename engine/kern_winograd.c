@@ -84,23 +84,26 @@ size_t kern_wino_scratch_floats(const kern_conv_t *p, int ow) {
          8 * (size_t)wino__rlen(ow);
 }
 
-/* u[xi][co][ci] = (G g G^T)[xi] for g = weight[co][ci], computed in double. */
-static void wino__transform_weights(const kern_conv_t *p, float *u) {
-  static const double g4[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+/* u[xi][co][ci] = (G g G^T)[xi] for g = weight[co][ci] and G of n rows (n = 4 for
+ * F(2x2), 6 for F(4x4)), computed in double and rounded once. */
+void kern_wino_weights(const kern_conv_t *p, const double (*gm)[3], int n, float *u) {
   size_t cin = (size_t)p->cin, cout = (size_t)p->cout, plane = cin * cout;
   for (size_t co = 0; co < cout; co++)
     for (size_t ci = 0; ci < cin; ci++) {
       const float *g = p->weight + (co * cin + ci) * 9;
-      double t[4][3];
-      for (int i = 0; i < 4; i++)
+      double t[6][3];
+      for (int i = 0; i < n; i++)
         for (int k = 0; k < 3; k++)
-          t[i][k] = g4[i][0] * g[k] + g4[i][1] * g[3 + k] + g4[i][2] * g[6 + k];
-      for (int i = 0; i < 4; i++)
-        for (int jx = 0; jx < 4; jx++)
-          u[(size_t)(i * 4 + jx) * plane + co * cin + ci] =
-              (float)(t[i][0] * g4[jx][0] + t[i][1] * g4[jx][1] + t[i][2] * g4[jx][2]);
+          t[i][k] = gm[i][0] * g[k] + gm[i][1] * g[3 + k] + gm[i][2] * g[6 + k];
+      for (int i = 0; i < n; i++)
+        for (int jx = 0; jx < n; jx++)
+          u[(size_t)(i * n + jx) * plane + co * cin + ci] =
+              (float)(t[i][0] * gm[jx][0] + t[i][1] * gm[jx][1] + t[i][2] * gm[jx][2]);
     }
 }
+
+/* F(2x2)'s G: points 0, 1, -1 and infinity. */
+static const double wino2_g[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
 
 /* Size of one xi's U as the products read it: packed panels, or the plain matrix. */
 static size_t wino__uplane(const kern_conv_t *p) {
@@ -119,7 +122,7 @@ int kern_wino_prepare(kern_conv_t *p) {
   float *u = NULL, *tmp = NULL;
   if (posix_memalign((void **)&u, 64, nxi * uplane * sizeof *u)) return CNN_ENOMEM;
   if (!kern_sgemm_available()) {
-    wino__transform_weights(p, u);
+    kern_wino_weights(p, wino2_g, 4, u);
     p->packed = u;
     return 0;
   }
@@ -128,27 +131,15 @@ int kern_wino_prepare(kern_conv_t *p) {
     return CNN_ENOMEM;
   }
   if (p->wino_m == 4)
-    kern_wino4_weights(p, tmp);
+    kern_wino_weights(p, kern_wino4_g, 6, tmp);
   else
-    wino__transform_weights(p, tmp);
+    kern_wino_weights(p, wino2_g, 4, tmp);
   for (size_t xi = 0; xi < nxi; xi++)
     kern_sgemm_pack(tmp + xi * plane, p->cout, p->cin, (size_t)p->cin, u + xi * uplane);
   free(tmp);
   p->packed = u;
   return 0;
 }
-
-#if defined(__AVX512F__)
-
-/* Lanes i of [0, 32) whose position xs + i lies in [0, w), as a 32-bit mask. */
-static inline uint32_t wino__inside(int xs, int w) {
-  int lo = xs < 0 ? -xs : 0, hi = w - xs;
-  if (hi > 32) hi = 32;
-  if (hi <= lo) return 0;
-  uint64_t m = ((uint64_t)1 << hi) - 1;
-  return (uint32_t)(m & ~(((uint64_t)1 << lo) - 1));
-}
-#endif
 
 #if !defined(__AVX512F__)
 /* Input row y, columns x0 .. x0 + 2*cnt + 1, split into even (e[0..cnt]) and odd
@@ -239,7 +230,7 @@ static void wino__bt_row(const float *rows, int cnt, int rlen, float *v, size_t 
 static inline void wino__bt_tiles(const float *plane, int h, int w, int ys, int xs, int n,
                                   float *v, size_t stride) {
   __m512 d[4][4];
-  uint32_t in0 = wino__inside(xs, w), in2 = wino__inside(xs + 2, w);
+  uint32_t in0 = kern_wino_inside(xs, w), in2 = kern_wino_inside(xs + 2, w);
   for (int i = 0; i < 4; i++) {
     int y = ys + i;
     if (y < 0 || y >= h) {
@@ -280,9 +271,9 @@ static void wino__input(const wino_job_t *j, size_t t0, size_t t1, float *v, flo
   size_t nb = t1 - t0, hw = (size_t)j->h * (size_t)j->w, cin = (size_t)p->cin;
   int rlen = wino__rlen(j->ow);
   for (size_t t = t0; t < t1;) {
-    size_t img = t / j->tiles_img, rem = t % j->tiles_img;
-    int ty = (int)(rem / (size_t)j->tw), tx = (int)(rem % (size_t)j->tw);
-    int cnt = (size_t)(j->tw - tx) < t1 - t ? j->tw - tx : (int)(t1 - t);
+    wino_run_t run = kern_wino_run(j, t, t1);
+    size_t img = run.img;
+    int ty = run.ty, tx = run.tx, cnt = run.cnt;
 #if defined(__AVX512F__)
     (void)rows, (void)rlen;
     for (size_t ci = 0; ci < cin; ci++) {
@@ -383,9 +374,9 @@ static void wino__output(const wino_job_t *j, int r0, int r1, size_t t0, size_t 
   const kern_conv_t *p = j->p;
   size_t nb = t1 - t0, stride = (size_t)(r1 - r0) * nb, cols = (size_t)j->oh * (size_t)j->ow;
   for (size_t t = t0; t < t1;) {
-    size_t img = t / j->tiles_img, rem = t % j->tiles_img;
-    int ty = (int)(rem / (size_t)j->tw), tx = (int)(rem % (size_t)j->tw);
-    int cnt = (size_t)(j->tw - tx) < t1 - t ? j->tw - tx : (int)(t1 - t);
+    wino_run_t run = kern_wino_run(j, t, t1);
+    size_t img = run.img;
+    int ty = run.ty, tx = run.tx, cnt = run.cnt;
 #if defined(__AVX512F__)
     (void)y;
     for (int r = r0; r < r1; r++) {

@@ -12,6 +12,7 @@
 
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "kernels.h"
 
@@ -27,10 +28,38 @@ typedef struct {
   atomic_size_t next_chunk;  /* claimed by the threads as they go (as in kern_conv.c) */
 } wino_job_t;
 
-/* F(4x4, 3x3), AVX-512 builds only (kern_wino4_supported() says so). */
+/* The run of tiles that starts at tile t on one tile row, cut at t1: its image, tile
+ * row and column, and length. Transforms walk a block run by run. */
+typedef struct {
+  size_t img;
+  int ty, tx, cnt;
+} wino_run_t;
+
+static inline wino_run_t kern_wino_run(const wino_job_t *j, size_t t, size_t t1) {
+  wino_run_t r;
+  size_t rem = t % j->tiles_img;
+  r.img = t / j->tiles_img;
+  r.ty = (int)(rem / (size_t)j->tw), r.tx = (int)(rem % (size_t)j->tw);
+  r.cnt = (size_t)(j->tw - r.tx) < t1 - t ? j->tw - r.tx : (int)(t1 - t);
+  return r;
+}
+
+/* u[xi][co][ci] = (G g G^T)[xi], G of n rows (kern_winograd.c). */
+void kern_wino_weights(const kern_conv_t *p, const double (*g)[3], int n, float *u);
+
+/* Lanes i of [0, 32) whose position xs + i lies in [0, w), as a 32-bit mask: the lanes
+ * of a 32-float row segment starting at column xs that a masked load may read. */
+static inline uint32_t kern_wino_inside(int xs, int w) {
+  int lo = xs < 0 ? -xs : 0, hi = w - xs;
+  if (hi > 32) hi = 32;
+  if (hi <= lo) return 0;
+  uint64_t m = ((uint64_t)1 << hi) - 1;
+  return (uint32_t)(m & ~(((uint64_t)1 << lo) - 1));
+}
+
+/* F(4x4, 3x3), AVX-512 builds only (kern_wino4_supported() says so); G below. */
 int kern_wino4_supported(void);
-/* u[xi][co][ci] = (G g G^T)[xi] for all 36 positions, computed in double. */
-void kern_wino4_weights(const kern_conv_t *p, float *u);
+extern const double kern_wino4_g[6][3];
 /* V[ci][xi][t - t0] for tiles [t0, t1). */
 void kern_wino4_input(const wino_job_t *j, size_t t0, size_t t1, float *v);
 /* Output channels [r0, r1) of tiles [t0, t1) from M, with the fused epilogue. */

@@ -92,23 +92,32 @@ Test(kern_conv, resnet_like_layers) {
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) conv_check(&rng, &cases[i]);
 }
 
-/* 3x3 stride-1 layers with >= 8 channels and smaller maps take Winograd F(2x2, 3x3) (kern_winograd.c),
- * held to the same tolerance: odd and even sizes (clipped edge tiles), any padding,
- * batches whose tile blocks span images, tile and channel splits, 1-3 threads. */
+/* count random 3x3 stride-1 layers: sides in [side_lo, side_hi], any padding up to 2,
+ * 1..nmax images, input channels 8..cin_hi, output channels 8..cout_hi, any epilogue,
+ * 1-3 threads. */
+static void wino_random(ref_rng_t *rng, int count, int side_lo, int side_hi, int nmax,
+                        int cin_hi, int cout_hi) {
+  for (int i = 0; i < count; i++) {
+    conv_case_t c = {.kh = 3, .kw = 3, .sh = 1, .sw = 1};
+    c.pt = ref_randint(rng, 0, 2), c.pb = ref_randint(rng, 0, 2);
+    c.pl = ref_randint(rng, 0, 2), c.pr = ref_randint(rng, 0, 2);
+    c.h = ref_randint(rng, side_lo, side_hi), c.w = ref_randint(rng, side_lo, side_hi);
+    c.n = ref_randint(rng, 1, nmax);
+    c.cin = ref_randint(rng, 8, cin_hi), c.cout = ref_randint(rng, 8, cout_hi);
+    c.bias = ref_randint(rng, 0, 1), c.relu = ref_randint(rng, 0, 1);
+    c.residual = ref_randint(rng, 0, 1), c.threads = ref_randint(rng, 1, 3);
+    conv_check(rng, &c);
+  }
+}
+
+/* 3x3 stride-1 layers with >= 8 channels and smaller maps take Winograd F(2x2, 3x3)
+ * (kern_winograd.c), held to the same tolerance: odd and even sizes (clipped edge
+ * tiles), any padding, batches whose tile blocks span images, tile and channel splits,
+ * 1-3 threads. */
 Test(kern_conv, winograd_random_shapes) {
   ref_rng_t rng = {0xC0FFEEull};
   cnn_blas_single_thread();
-  for (int i = 0; i < 80; i++) {
-    conv_case_t c = {.kh = 3, .kw = 3, .sh = 1, .sw = 1};
-    c.pt = ref_randint(&rng, 0, 2), c.pb = ref_randint(&rng, 0, 2);
-    c.pl = ref_randint(&rng, 0, 2), c.pr = ref_randint(&rng, 0, 2);
-    c.h = ref_randint(&rng, 3, 30), c.w = ref_randint(&rng, 3, 30);
-    c.n = ref_randint(&rng, 1, 3);
-    c.cin = ref_randint(&rng, 8, 40), c.cout = ref_randint(&rng, 8, 72);
-    c.bias = ref_randint(&rng, 0, 1), c.relu = ref_randint(&rng, 0, 1);
-    c.residual = ref_randint(&rng, 0, 1), c.threads = ref_randint(&rng, 1, 3);
-    conv_check(&rng, &c);
-  }
+  wino_random(&rng, 80, 3, 30, 3, 40, 72);
 }
 
 /* Maps of 56x56 outputs and more take F(4x4, 3x3) on AVX-512 builds (kern_wino4.c):
@@ -117,17 +126,7 @@ Test(kern_conv, winograd_random_shapes) {
 Test(kern_conv, winograd4_random_shapes) {
   ref_rng_t rng = {0xF44ull};
   cnn_blas_single_thread();
-  for (int i = 0; i < 24; i++) {
-    conv_case_t c = {.kh = 3, .kw = 3, .sh = 1, .sw = 1};
-    c.pt = ref_randint(&rng, 0, 2), c.pb = ref_randint(&rng, 0, 2);
-    c.pl = ref_randint(&rng, 0, 2), c.pr = ref_randint(&rng, 0, 2);
-    c.h = ref_randint(&rng, 58, 90), c.w = ref_randint(&rng, 58, 90);
-    c.n = ref_randint(&rng, 1, 2);
-    c.cin = ref_randint(&rng, 8, 72), c.cout = ref_randint(&rng, 8, 56);
-    c.bias = ref_randint(&rng, 0, 1), c.relu = ref_randint(&rng, 0, 1);
-    c.residual = ref_randint(&rng, 0, 1), c.threads = ref_randint(&rng, 1, 3);
-    conv_check(&rng, &c);
-  }
+  wino_random(&rng, 24, 58, 90, 2, 72, 56);
 }
 
 Test(kern_conv, winograd_layers) {
