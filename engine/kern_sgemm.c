@@ -81,7 +81,7 @@ int kern_sgemm_available(void) { return 1; }
 static inline __attribute__((always_inline)) void
 sgemm__tile(const int nv, size_t k, const float *a, const float *b, size_t ldb, float *c,
             size_t ldc, int mr, __mmask16 last, const float *bias, const float *res, size_t ldr,
-            int relu, int pf) {
+            int relu) {
   __m512 acc[KERN_SGEMM_MR][3];
 #pragma GCC unroll 8
   for (int i = 0; i < KERN_SGEMM_MR; i++)
@@ -99,7 +99,7 @@ sgemm__tile(const int nv, size_t k, const float *a, const float *b, size_t ldb, 
       b1 = _mm512_loadu_ps(b + 16);
       b2 = _mm512_maskz_loadu_ps(last, b + 32);
     }
-    if (pf) _mm_prefetch((const char *)(a + SGEMM_PF_AHEAD), _MM_HINT_T0);
+    _mm_prefetch((const char *)(a + SGEMM_PF_AHEAD), _MM_HINT_T0);
 #pragma GCC unroll 8
     for (int i = 0; i < KERN_SGEMM_MR; i++) {
       __m512 ai = _mm512_set1_ps(a[i]);
@@ -131,17 +131,17 @@ sgemm__tile(const int nv, size_t k, const float *a, const float *b, size_t ldb, 
 static void sgemm__tile3(size_t k, const float *a, const float *b, size_t ldb, float *c,
                          size_t ldc, int mr, __mmask16 last, const float *bias,
                          const float *res, size_t ldr, int relu) {
-  sgemm__tile(3, k, a, b, ldb, c, ldc, mr, last, bias, res, ldr, relu, 1);
+  sgemm__tile(3, k, a, b, ldb, c, ldc, mr, last, bias, res, ldr, relu);
 }
 static void sgemm__tile2(size_t k, const float *a, const float *b, size_t ldb, float *c,
                          size_t ldc, int mr, __mmask16 last, const float *bias,
                          const float *res, size_t ldr, int relu) {
-  sgemm__tile(2, k, a, b, ldb, c, ldc, mr, last, bias, res, ldr, relu, 1);
+  sgemm__tile(2, k, a, b, ldb, c, ldc, mr, last, bias, res, ldr, relu);
 }
 static void sgemm__tile1(size_t k, const float *a, const float *b, size_t ldb, float *c,
                          size_t ldc, int mr, __mmask16 last, const float *bias,
                          const float *res, size_t ldr, int relu) {
-  sgemm__tile(1, k, a, b, ldb, c, ldc, mr, last, bias, res, ldr, relu, 1);
+  sgemm__tile(1, k, a, b, ldb, c, ldc, mr, last, bias, res, ldr, relu);
 }
 
 static void sgemm__tall_block(const float *packed, int m0, int m1, int k, const float *b,

@@ -23,8 +23,8 @@
  * columns then the rows, four 16-tile vectors interleaved into 64 consecutive
  * outputs per row, epilogue y = act(y + bias + residual), stores masked to the row.
  *
- * AVX-512 only: elsewhere kern_wino4_supported() is 0 and kern_winograd.c keeps to
- * F(2x2) (the other functions are then never called).
+ * AVX-512 only: elsewhere kern_wino4_supported() is 0, kern_winograd.c keeps to
+ * F(2x2), and only the G matrix and kern_wino4_supported are built.
  */
 #include <stdint.h>
 #include <string.h>
@@ -222,12 +222,4 @@ void kern_wino4_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1
 
 int kern_wino4_supported(void) { return 0; }
 
-void kern_wino4_input(const wino_job_t *j, size_t t0, size_t t1, float *v) {
-  (void)j, (void)t0, (void)t1, (void)v;
-}
-
-void kern_wino4_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
-                       const float *m) {
-  (void)j, (void)r0, (void)r1, (void)t0, (void)t1, (void)m;
-}
 #endif

@@ -411,9 +411,11 @@ static void wino__block(const wino_job_t *j, int r0, int r1, size_t t0, size_t t
   size_t nb = t1 - t0, cin = (size_t)p->cin, cout = (size_t)p->cout, rows = (size_t)(r1 - r0);
   size_t nxi = (size_t)j->xi;
   float *v = scratch, *m = v + nxi * cin * j->tb, *buf = m + nxi * cout * j->tb;
+#if defined(__AVX512F__)
   if (j->m == 4)
     kern_wino4_input(j, t0, t1, v);
   else
+#endif
     wino__input(j, t0, t1, v, buf);
   if (kern_sgemm_available()) {
     size_t uplane = wino__uplane(p);
@@ -426,9 +428,11 @@ static void wino__block(const wino_job_t *j, int r0, int r1, size_t t0, size_t t
                   1.0f, j->u + xi * cout * cin + (size_t)r0 * cin, (int)cin, v + xi * nb,
                   (int)(nxi * nb), 0.0f, m + xi * rows * nb, (int)nb);
   }
+#if defined(__AVX512F__)
   if (j->m == 4)
     kern_wino4_output(j, r0, r1, t0, t1, m);
   else
+#endif
     wino__output(j, r0, r1, t0, t1, m, buf);
 }
 

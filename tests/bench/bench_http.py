@@ -36,6 +36,8 @@ import time
 import urllib.request
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "tests", "pylib"))
+from daemon import metrics  # noqa: E402  (the /metrics parser the test suites share)
 
 
 def free_port():
@@ -161,16 +163,6 @@ async def open_loop(host, port, path, body, rate, seconds, max_conns=64):
 def pct(v, p):
     v = sorted(v)
     return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))] if v else float("nan")
-
-
-def metrics(url):
-    st, body = http_get(url + "/metrics")
-    out = {}
-    for line in body.decode("utf-8", "replace").splitlines():
-        m = re.match(r"^([a-z_]+(?:\{[^}]*\})?) ([-\d.e+]+)$", line)
-        if m:
-            out[m.group(1)] = float(m.group(2))
-    return out
 
 
 class RssSampler(threading.Thread):
