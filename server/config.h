@@ -61,6 +61,7 @@ typedef struct {
   int max_batch;
   int batch_window_us;
   int parallel_models; /* 0: one forward at a time across models (fair gate) */
+  int decode_overlap;  /* 0: decoding waits for the lull between forwards (lull.h) */
   int log_level; /* log_level_t */
   int log_json;
   int n_models;

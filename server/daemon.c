@@ -41,6 +41,7 @@
 #include "app.h"
 #include "cpus.h"
 #include "gate.h"
+#include "lull.h"
 #include "http.h"
 #include "rlimits.h"
 #include "log.h"
@@ -69,6 +70,8 @@ typedef struct {
   uv_thread_t loader;
   gate_t gate; /* one forward at a time across models (and generations) unless parallel_models */
   int gate_ok;
+  lull_t lull; /* decodes wait for the pause between forwards (unless decode_overlap) */
+  int lull_ok;
   int loader_started, loader_reload, reload_pending, ready_sent, draining, finished, exit_code;
   atomic_int loader_stop, loader_result; /* result: 1 done, 0 stopped, -1 failed */
   char loader_err[1024];
@@ -112,7 +115,7 @@ static void load_progress(void *arg, int i, const char *name) {
 static int load_set(daemon_t *d, modelset_t *s) {
   runner_cb_t cb = pipeline_runner_cb(&d->pipe);
   progress_t p = {d, s};
-  int rc = modelset_load(s, &cb, d->gate_ok ? &d->gate : NULL, &d->loader_stop, load_progress, &p, d->loader_err,
+  int rc = modelset_load(s, &cb, d->gate_ok ? &d->gate : NULL, d->lull_ok ? &d->lull : NULL, &d->loader_stop, load_progress, &p, d->loader_err,
                          sizeof(d->loader_err));
   if (rc == 0 && s->reg.n > 0) log_model(&s->reg.m[s->reg.n - 1]);
   return rc == 0 ? 1 : rc > 0 ? 0 : -1;
@@ -306,12 +309,15 @@ static int setup_loop(daemon_t *d) {
   setenv("UV_THREADPOOL_SIZE", n, 1);
   if (uv_loop_init(&d->loop) < 0 || gate_init(&d->gate) < 0) return -1;
   d->gate_ok = 1;
+  if (lull_init(&d->lull) < 0) return -1;
+  d->lull_ok = 1;
   cnn_image_limits_t lim;
   cnn_image_limits_default(&lim);
   lim.max_pixels = d->cfg.max_pixels;
   lim.max_side = d->cfg.max_side;
   if (pipeline_init(&d->pipe, &d->loop, d->cfg.queue_length, &lim, http_job_finished) < 0)
     return -1;
+  d->pipe.lull = &d->lull;
   d->app.cfg = &d->cfg;
   d->app.pipe = &d->pipe;
   if (signals_start(&d->sig, &d->loop, begin_drain, on_reload, d) < 0) return -1;
@@ -437,6 +443,7 @@ int daemon_main(int argc, char **argv) {
   modelset_slot_deinit(&d->slot);    /* MHD is stopped: this was the last reference */
   pipeline_deinit(&d->pipe);
   if (d->gate_ok) gate_deinit(&d->gate);
+  if (d->lull_ok) lull_deinit(&d->lull);
   if (uv_loop_close(&d->loop) != 0) log_msg(LOG_WARN, "event loop closed with handles open");
   config_free(&d->cfg);
   return code;

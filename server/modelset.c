@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpus.h"
 #include "log.h"
 
 modelset_t *modelset_create(config_t *cfg, unsigned long id) {
@@ -54,13 +55,17 @@ void modelset_unref(modelset_t *s) {
   malloc_trim(0);
 }
 
-int modelset_load(modelset_t *s, const runner_cb_t *cb, gate_t *gate, atomic_int *stop,
+int modelset_load(modelset_t *s, const runner_cb_t *cb, gate_t *gate, lull_t *lull, atomic_int *stop,
                   void (*progress)(void *arg, int i, const char *name), void *arg, char *err,
                   size_t n) {
   const config_t *c = &s->cfg;
+  /* Forwards mark the lull only when they take every CPU: with CPUs to spare,
+   * decoding may as well overlap. */
+  int use_lull = !c->decode_overlap && c->threads >= cpus_available();
   runner_opts_t o = {.threads = c->threads, .max_batch = c->max_batch,
                      .batch_window_us = c->batch_window_us, .queue_cap = c->queue_length,
-                     .gate = !c->parallel_models && s->reg.n > 1 ? gate : NULL};
+                     .gate = !c->parallel_models && s->reg.n > 1 ? gate : NULL,
+                     .lull = use_lull ? lull : NULL};
   for (int i = 0; i < s->reg.n; i++) {
     if (atomic_load(stop)) return 1;
     if (progress) progress(arg, i, s->reg.m[i].conf->name);

@@ -21,6 +21,9 @@
  * wakes the loop (dispatch_async). So decoded tensors in memory are bounded by
  * max_batch, not by queue_length, and a job that waits long enough to miss its
  * deadline is refused before it costs a decode.
+ * When the runners mark their forwards on the lull (lull.h), a decode first waits
+ * for the pause between forwards, at most PIPELINE_LULL_MAX_NS; that wait counts
+ * as queue time, not preprocessing.
  */
 #include "pipeline.h"
 
@@ -28,6 +31,8 @@
 
 #include "metrics.h"
 #include "models.h"
+
+enum { PIPELINE_LULL_MAX_NS = 200000000 }; /* 200 ms */
 
 static void list_push(job_t **head, job_t **tail, job_t *j) {
   j->next = NULL;
@@ -69,6 +74,7 @@ static void decode_work(uv_work_t *w) {
   job_t *j = w->data;
   pipeline_t *p = w->loop->data;
   model_entry_t *m = j->model;
+  if (p->lull) lull_wait(p->lull, PIPELINE_LULL_MAX_NS);
   j->t_dec0 = job_now_ns();
   if (job_client_gone(j)) { /* 499 as nginx logs it; the answer goes nowhere */
     job_fail(j, 499, "client_closed", "the client closed the connection while queued");

@@ -17,6 +17,7 @@
 
 #include "cnn.h"
 #include "job.h"
+#include "lull.h"
 #include "pace.h"
 #include "runner.h"
 
@@ -31,6 +32,7 @@ typedef struct {
   pace_t pace; /* engine time per image, fed by every job the engine answered */
   cnn_image_limits_t limits;
   void (*finish)(job_t *j);
+  lull_t *lull; /* set by the owner after init: decodes wait for it first; NULL: never */
 } pipeline_t;
 
 int pipeline_init(pipeline_t *p, uv_loop_t *loop, long capacity, const cnn_image_limits_t *lim,

@@ -9,6 +9,9 @@
  * job taken was pushed, not from when the consumer woke, so a job that already
  * waited behind a running batch is never held back again, a lone job waits at
  * most window_us, and the pop returns as soon as `max` jobs are in hand.
+ * With queue_expect, a short batch then waits for the jobs still being decoded
+ * for it (the held count less queued and taken), re-checking every millisecond
+ * because a decode that fails pushes nothing.
  */
 #include "queue.h"
 
@@ -21,6 +24,8 @@ int queue_init(queue_t *q, int cap) {
   if (!q->ring) return -1;
   q->cap = cap;
   q->head = q->count = q->closed = 0;
+  q->held = NULL;
+  q->held_wait_us = 0;
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -74,14 +79,47 @@ static int fill_until(queue_t *q, job_t **out, int n, int max, uint64_t until_ns
   return n;
 }
 
+/* Jobs held for this queue that are neither queued nor among the n taken: still
+ * being decoded (or waiting to be). */
+static int coming(const queue_t *q, int n) {
+  return q->held ? atomic_load(q->held) - q->count - n : 0;
+}
+
+enum { QUEUE_COMING_POLL_NS = 1000000 }; /* a failed decode pushes nothing: re-check */
+
+/* After the window: wait for jobs still being decoded, until max are taken, none is
+ * coming any more, or until_ns. */
+static int fill_coming(queue_t *q, job_t **out, int n, int max, uint64_t until_ns) {
+  while (n < max && !q->closed && coming(q, n) > 0) {
+    uint64_t now = job_now_ns();
+    if (now >= until_ns) break;
+    uint64_t at = now + QUEUE_COMING_POLL_NS < until_ns ? now + QUEUE_COMING_POLL_NS : until_ns;
+    n = fill_until(q, out, n, max, at);
+  }
+  return n;
+}
+
 int queue_pop_batch(queue_t *q, job_t **out, int max, int window_us) {
+  uint64_t asked = job_now_ns();
   pthread_mutex_lock(&q->mu);
   while (q->count == 0 && !q->closed) pthread_cond_wait(&q->cv, &q->mu);
   int n = take(q, out, 0, max);
-  if (n > 0 && n < max && window_us > 0)
-    n = fill_until(q, out, n, max, out[0]->t_queued + (uint64_t)window_us * 1000u);
+  if (n > 0 && n < max && window_us > 0) {
+    uint64_t end = out[0]->t_queued + (uint64_t)window_us * 1000u;
+    n = fill_until(q, out, n, max, end);
+    /* from the window's end, or from this call when the oldest job waited longer */
+    if (n < max && q->held_wait_us > 0)
+      n = fill_coming(q, out, n, max, (end > asked ? end : asked) + (uint64_t)q->held_wait_us * 1000u);
+  }
   pthread_mutex_unlock(&q->mu);
   return n;
+}
+
+void queue_expect(queue_t *q, const atomic_int *held, int wait_us) {
+  pthread_mutex_lock(&q->mu);
+  q->held = held;
+  q->held_wait_us = wait_us;
+  pthread_mutex_unlock(&q->mu);
 }
 
 void queue_close(queue_t *q) {

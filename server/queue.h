@@ -8,11 +8,20 @@
  * `window_us` after the first taken job was pushed (0: no wait): dynamic batching.
  * queue_push() stamps job->t_queued. After queue_close() it still drains what
  * is queued and returns 0 once empty.
+ *
+ * queue_expect() tells the queue how many jobs are on their way to it (*held
+ * counts jobs being decoded for it, queued, or just taken): a batch short of
+ * `max` when its window ends then also waits for those still being decoded, up to
+ * `wait_us` past the window's end (or past the call, when the oldest job was
+ * queued long before it). When decoding waits for the engine's lull (lull.h), the next
+ * batch's images are all still being decoded when a forward ends; without this
+ * the window would close on the first two or three.
  */
 #ifndef CLASSIFYD_QUEUE_H
 #define CLASSIFYD_QUEUE_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "job.h"
 
@@ -21,6 +30,8 @@ typedef struct {
   pthread_cond_t cv;
   job_t **ring;
   int cap, head, count, closed;
+  const atomic_int *held; /* queue_expect; NULL: none */
+  int held_wait_us;
 } queue_t;
 
 int queue_init(queue_t *q, int cap);
@@ -28,5 +39,6 @@ void queue_deinit(queue_t *q);
 int queue_push(queue_t *q, job_t *j);
 int queue_pop_batch(queue_t *q, job_t **out, int max, int window_us);
 void queue_close(queue_t *q);
+void queue_expect(queue_t *q, const atomic_int *held, int wait_us); /* before any pop */
 
 #endif

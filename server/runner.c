@@ -11,7 +11,10 @@
  * the oldest of them was queued (queue.c): dynamic batching. With several
  * models and parallel_models off, forwards pass through a shared fair gate
  * (gate.h), so only one context's threads compute at a time; time spent at
- * the gate counts as queue time, not inference time. Memory: batch input/output and the context arena are
+ * the gate counts as queue time, not inference time. Forwards are marked on the
+ * daemon's lull (lull.h) when decoding waits for the engine's pauses; the batch
+ * then also waits, up to RUNNER_COMING_WAIT_US past its window, for images of its
+ * own still being decoded (queue_expect). Memory: batch input/output and the context arena are
  * planned at create. Only RUNNER_HOLD_BATCHES batches' worth of jobs may be
  * decoding or queued at once (runner_hold, checked by the pipeline before it
  * decodes), so live tensors are bounded by that plus the batch being gathered,
@@ -42,7 +45,8 @@ struct runner {
   pthread_mutex_t pool_mu;
   float **pool;
   int pool_n, pool_cap;
-  atomic_int held; /* jobs decoding or queued here: at most RUNNER_HOLD_BATCHES batches */
+  atomic_int held; /* jobs decoding or queued here: at most hold_max */
+  int hold_max;    /* RUNNER_HOLD_BATCHES batches, one with a lull (runner.h) */
 };
 
 /* Moves live jobs' tensors into the batch input and fails the late ones (504);
@@ -99,9 +103,13 @@ static void *runner_main(void *arg) {
   runner_t *r = arg;
   int n;
   while ((n = queue_pop_batch(&r->q, r->batch, r->o.max_batch, r->o.batch_window_us)) > 0) {
+    /* The forward counts from before the freed slots start new decodes (taken),
+     * or those would begin in the moment before it and run on into it. */
+    if (r->o.lull) lull_forward_begin(r->o.lull);
     atomic_fetch_sub(&r->held, n);
     r->cb.taken(r->cb.arg, n);
     run_batch(r, r->batch, n);
+    if (r->o.lull) lull_forward_end(r->o.lull);
   }
   return NULL;
 }
@@ -115,6 +123,9 @@ static int runner_alloc(runner_t *r) {
   r->pool = calloc((size_t)r->pool_cap, sizeof(float *));
   if (!r->input || !r->output || !r->batch || !r->pool) return -1;
   if (queue_init(&r->q, r->o.queue_cap) < 0) return -1;
+  /* Decodes wait for the lull, so the next batch is still being decoded when a
+   * forward ends: let the batch wait for it (bounded). */
+  if (r->o.lull) queue_expect(&r->q, &r->held, RUNNER_COMING_WAIT_US);
   if (pthread_mutex_init(&r->pool_mu, NULL) != 0) {
     queue_deinit(&r->q);
     return -1;
@@ -141,6 +152,7 @@ int runner_create(const cnn_model_t *model, const runner_opts_t *o, const runner
   r->cb = *cb;
   r->in_floats = (size_t)r->info->in_c * r->info->in_h * r->info->in_w;
   atomic_init(&r->held, 0);
+  r->hold_max = (o->lull ? 1 : RUNNER_HOLD_BATCHES) * o->max_batch;
   int rc = cnn_ctx_create(model, o->max_batch, o->threads, &r->ctx, err);
   if (rc < 0) {
     runner_free(r);
@@ -196,7 +208,7 @@ size_t runner_arena_bytes(const runner_t *r) { return cnn_ctx_arena_bytes(r->ctx
 
 int runner_hold(runner_t *r) {
   int h = atomic_load(&r->held);
-  if (h >= RUNNER_HOLD_BATCHES * r->o.max_batch) return 0;
+  if (h >= r->hold_max) return 0;
   atomic_fetch_add(&r->held, 1);
   return 1;
 }

@@ -13,6 +13,7 @@
 
 #include "cnn.h"
 #include "gate.h"
+#include "lull.h"
 #include "job.h"
 
 typedef struct runner runner_t;
@@ -26,6 +27,7 @@ typedef struct {
 typedef struct {
   int threads, max_batch, batch_window_us, queue_cap;
   gate_t *gate; /* shared by every runner to serialize forwards; NULL: none */
+  lull_t *lull; /* forwards marked for decodes that wait for the lull; NULL: none */
 } runner_opts_t;
 
 int runner_create(const cnn_model_t *model, const runner_opts_t *o, const runner_cb_t *cb,
@@ -40,10 +42,15 @@ size_t runner_arena_bytes(const runner_t *r); /* the context's planned activatio
 /* Decode budget: a job must hold a slot from before its decode until the runner
  * takes it (the runner then gives it back itself, before cb->taken). At most
  * RUNNER_HOLD_BATCHES * max_batch slots: enough to decode the next batch while
- * one runs, and it bounds the decoded tensors in memory. runner_hold() returns 1
+ * one runs, and it bounds the decoded tensors in memory. With a lull (decodes wait
+ * for the pause between forwards) one batch's worth: the next batch is decoded in
+ * that pause, and a second batch's decodes would run on into the next forward, the
+ * very preemption the lull avoids. runner_hold() returns 1
  * with a slot, 0 when none is free; call it from one thread only (the loop).
  * runner_unhold() gives a slot back for a job that will not reach the runner. */
 #define RUNNER_HOLD_BATCHES 2
+/* How long past its window a batch may wait for its images still being decoded. */
+#define RUNNER_COMING_WAIT_US 20000
 int runner_hold(runner_t *r);
 void runner_unhold(runner_t *r);
 

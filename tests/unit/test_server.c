@@ -21,6 +21,7 @@
 #include "../../server/job.c"
 #include "../../server/json_out.c"
 #include "../../server/log.c"
+#include "../../server/lull.c"
 #include "../../server/metrics.c"
 #include "../../server/queue.c"
 #include "../../server/runner.c"
@@ -314,6 +315,126 @@ Test(queue, close_ends_the_window) {
   cr_assert_eq(queue_pop_batch(&q, out, 8, 3000000), 1);
   cr_assert_lt(ms_since(t0), 1000.0, "a closed queue must not wait for the window");
   queue_deinit(&q);
+}
+
+/* ---- waiting for images still being decoded (queue_expect) -------------------- */
+
+typedef struct {
+  queue_t *q;
+  job_t *j;
+  int n, delay_ms;
+  atomic_int *held; /* decremented instead of pushing when fail is set */
+  int fail;
+} late_t;
+
+static void *push_late(void *arg) {
+  late_t *l = arg;
+  usleep((useconds_t)l->delay_ms * 1000);
+  for (int i = 0; i < l->n; i++) {
+    if (l->fail) atomic_fetch_sub(l->held, 1); /* a decode failed: nothing comes */
+    else queue_push(l->q, &l->j[i]);
+  }
+  return NULL;
+}
+
+Test(queue, expect_waits_past_the_window_for_images_being_decoded) {
+  queue_t q;
+  job_t jobs[4];
+  job_t *out[8];
+  atomic_int held = 4; /* one queued, three still decoding */
+  cr_assert_eq(queue_init(&q, 8), 0);
+  queue_expect(&q, &held, 2000000);
+  queue_push(&q, &jobs[0]);
+  late_t l = {&q, jobs + 1, 3, 100, &held, 0};
+  pthread_t t;
+  pthread_create(&t, NULL, push_late, &l);
+  uint64_t t0 = job_now_ns();
+  int n = queue_pop_batch(&q, out, 8, 20000); /* 20 ms window; they come after 100 ms */
+  double ms = ms_since(t0);
+  pthread_join(t, NULL);
+  cr_assert_eq(n, 4, "took %d: the three images being decoded should join the batch", n);
+  cr_assert_lt(ms, 1500.0, "waited %.1f ms: should return once all four are in", ms);
+  queue_deinit(&q);
+}
+
+Test(queue, expect_stops_waiting_when_decodes_fail) {
+  queue_t q;
+  job_t jobs[4];
+  job_t *out[8];
+  atomic_int held = 4;
+  cr_assert_eq(queue_init(&q, 8), 0);
+  queue_expect(&q, &held, 3000000);
+  queue_push(&q, &jobs[0]);
+  late_t l = {&q, jobs + 1, 3, 50, &held, 1};
+  pthread_t t;
+  pthread_create(&t, NULL, push_late, &l);
+  uint64_t t0 = job_now_ns();
+  int n = queue_pop_batch(&q, out, 8, 20000);
+  double ms = ms_since(t0);
+  pthread_join(t, NULL);
+  cr_assert_eq(n, 1);
+  cr_assert_lt(ms, 1500.0, "waited %.1f ms for decodes that had failed (3 s bound)", ms);
+  queue_deinit(&q);
+}
+
+Test(queue, expect_wait_is_bounded) {
+  queue_t q;
+  job_t j;
+  job_t *out[8];
+  atomic_int held = 4; /* three never come and never fail */
+  cr_assert_eq(queue_init(&q, 8), 0);
+  queue_expect(&q, &held, 100000); /* 100 ms past the window */
+  queue_push(&q, &j);
+  uint64_t t0 = job_now_ns();
+  cr_assert_eq(queue_pop_batch(&q, out, 8, 20000), 1);
+  double ms = ms_since(t0);
+  cr_assert_geq(ms, 100.0, "gave up on the images being decoded after %.1f ms", ms);
+  cr_assert_lt(ms, 1100.0, "waited %.1f ms, far past the 20 + 100 ms bound", ms);
+  queue_deinit(&q);
+}
+
+/* ---- the lull between forwards -------------------------------------------------- */
+
+static void *end_forward_later(void *arg) {
+  usleep(100000);
+  lull_forward_end(arg);
+  return NULL;
+}
+
+Test(lull, idle_engine_does_not_delay_a_decode) {
+  lull_t l;
+  cr_assert_eq(lull_init(&l), 0);
+  cr_assert_lt(lull_wait(&l, 5000000000u), 100000000u);
+  lull_forward_begin(&l);
+  lull_forward_end(&l);
+  cr_assert_lt(lull_wait(&l, 5000000000u), 100000000u, "the forward had ended");
+  lull_deinit(&l);
+}
+
+Test(lull, decode_waits_for_the_forward_to_end) {
+  lull_t l;
+  cr_assert_eq(lull_init(&l), 0);
+  lull_forward_begin(&l);
+  pthread_t t;
+  pthread_create(&t, NULL, end_forward_later, &l);
+  uint64_t waited = lull_wait(&l, 5000000000u);
+  pthread_join(t, NULL);
+  cr_assert_geq(waited, 90000000u, "returned after %.1f ms while the forward ran", waited / 1e6);
+  cr_assert_lt(waited, 3000000000u, "waited %.1f ms: the forward ended at 100 ms", waited / 1e6);
+  lull_deinit(&l);
+}
+
+Test(lull, a_forward_that_never_ends_delays_a_decode_at_most_max) {
+  lull_t l;
+  cr_assert_eq(lull_init(&l), 0);
+  lull_forward_begin(&l);
+  lull_forward_begin(&l); /* two overlapping forwards (parallel models) */
+  lull_forward_end(&l);
+  uint64_t waited = lull_wait(&l, 150000000u);
+  cr_assert_geq(waited, 149000000u, "one forward still runs: returned after %.1f ms", waited / 1e6);
+  cr_assert_lt(waited, 1500000000u, "waited %.1f ms past its 150 ms bound", waited / 1e6);
+  lull_forward_end(&l);
+  lull_deinit(&l);
 }
 
 /* ---- fair gate ---------------------------------------------------------------- */
