@@ -28,6 +28,7 @@
 
 #include "app.h"
 #include "gate.h"
+#include "lull.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
@@ -43,6 +44,7 @@ struct fuzz_http {
   modelset_slot_t slot;
   pipeline_t pipe;
   gate_t gate;
+  lull_t lull;
   app_t app;
   uv_loop_t loop;
   uv_thread_t loop_thread;
@@ -109,7 +111,7 @@ static void load_models(fuzz_http_t *h) {
   runner_cb_t cb = pipeline_runner_cb(&h->pipe);
   atomic_int stop = 0;
   char err[1024];
-  if (modelset_load(s, &cb, &h->gate, &stop, NULL, NULL, err, sizeof(err)) != 0) {
+  if (modelset_load(s, &cb, &h->gate, &h->lull, &stop, NULL, NULL, err, sizeof(err)) != 0) {
     fprintf(stderr, "fuzz_http: loading the model: %s\n", err);
     abort();
   }
@@ -168,13 +170,15 @@ fuzz_http_t *fuzz_http_start(const char *const *extra, int nextra) {
   parse_config(&h, extra, nextra);
   log_init((log_level_t)h.cfg.log_level, 0);
   metrics_init();
-  if (uv_loop_init(&h.loop) < 0 || gate_init(&h.gate) < 0) die("loop/gate init");
+  if (uv_loop_init(&h.loop) < 0 || gate_init(&h.gate) < 0 || lull_init(&h.lull) < 0)
+    die("loop/gate/lull init");
   cnn_image_limits_t lim;
   cnn_image_limits_default(&lim);
   lim.max_pixels = h.cfg.max_pixels;
   lim.max_side = h.cfg.max_side;
   if (pipeline_init(&h.pipe, &h.loop, h.cfg.queue_length, &lim, http_job_finished) < 0)
     die("pipeline init");
+  h.pipe.lull = &h.lull;
   h.app.cfg = &h.cfg;
   h.app.pipe = &h.pipe;
   setup_guards(&h);
