@@ -14,9 +14,9 @@
  * the gate counts as queue time, not inference time. Forwards are marked on the
  * daemon's lull (lull.h) when decoding waits for the engine's pauses; the batch
  * then also waits, up to RUNNER_COMING_WAIT_US past its window, for images of its
- * own still being decoded (queue_expect). Memory: batch input/output and the context arena are
- * planned at create. Only RUNNER_HOLD_BATCHES batches' worth of jobs may be
- * decoding or queued at once (runner_hold, checked by the pipeline before it
+ * own still being decoded (queue_expect). Memory: batch input/output and the
+ * context arena are planned at create. Only RUNNER_HOLD_BATCHES batches' worth of
+ * jobs (one with the lull) may be decoding or queued at once (runner_hold, checked by the pipeline before it
  * decodes), so live tensors are bounded by that plus the batch being gathered,
  * whatever queue_length is; they are allocated lazily and kept, so the steady
  * state allocates nothing.
