@@ -381,11 +381,14 @@ static int serve(daemon_t *d) {
           fd >= 0 ? " [socket activation: server.listen ignored]" : "", reg->n,
           reg->m[reg->def].conf->name);
   log_msg(LOG_INFO, "threads: %d CPUs available; %d engine threads per model (%s), "
-          "%d decode workers, %d HTTP threads; batches of up to %d within %d us",
+          "%d decode workers (%s), %d HTTP threads; batches of up to %d within %d us",
           cpus_available(), d->cfg.threads,
           reg->n < 2 ? "one model" : d->cfg.parallel_models ? "models in parallel"
                                                            : "one forward at a time",
-          d->cfg.workers, d->cfg.http_threads, d->cfg.max_batch, d->cfg.batch_window_us);
+          d->cfg.workers,
+          !d->cfg.decode_overlap && d->cfg.threads >= cpus_available() ? "between forwards"
+                                                                       : "during forwards",
+          d->cfg.http_threads, d->cfg.max_batch, d->cfg.batch_window_us);
   log_msg(LOG_INFO, "limits: %d connections (503 up to %d, then unaccepted; %d per address), "
           "requests must arrive within %d s (+1 s per %d bytes), %zu bytes of bodies in memory",
           d->app.max_connections, d->app.accept_limit,

@@ -489,7 +489,8 @@ def test_cpu_affinity(imgs):
     check("/models reports weight and arena bytes", m.get("weight_bytes", 0) > 0 and m.get("arena_bytes", 0) > 0,
           {k: m.get(k) for k in ("weight_bytes", "arena_bytes")})
     check("pinned: log says 1 CPU, 1 engine thread, 1 worker, 1 HTTP thread",
-          re.search(r"threads: 1 CPUs available; 1 engine threads per model .*1 decode workers, 1 HTTP threads",
+          re.search(r"threads: 1 CPUs available; 1 engine threads per model .*1 decode workers "
+                    r"\(between forwards\), 1 HTTP threads",
                     d.text()), d.text()[-400:])
     st, _, _ = post(d.url + "/classify", read(imgs["jpg"]))
     check("pinned daemon classifies", st == 200, st)
