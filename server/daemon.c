@@ -40,6 +40,7 @@
 
 #include "app.h"
 #include "cpus.h"
+#include "cgroup.h"
 #include "gate.h"
 #include "lull.h"
 #include "http.h"
@@ -358,7 +359,7 @@ static int check_limits(daemon_t *d) {
   d->app.max_connections = lim.soft;
   d->app.accept_limit = lim.hard;
   d->linger_slots = lim.linger;
-  rlimits_memory("/sys/fs/cgroup", &d->mem);
+  rlimits_memory(CGROUP_ROOT, CGROUP_SELF, &d->mem);
   if (d->mem.limit) {
     if (rlimits_check_files(&d->cfg, &d->mem, rlimits_usage(&d->mem), msg, sizeof(msg)) < 0) {
       log_msg(LOG_ERROR, "%s", msg);

@@ -7,6 +7,8 @@
  */
 #include "rlimits.h"
 
+#include "cgroup.h"
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -60,24 +62,30 @@ static int read_u64(const char *path, uint64_t *v) {
   return sscanf(buf, "%" SCNu64, v) == 1 ? 0 : -1;
 }
 
-void rlimits_memory(const char *cgroup_root, rlimits_mem_t *out) {
+typedef struct {
+  const char *file, *source; /* the limit file in each cgroup directory */
+  rlimits_mem_t *out;
+} mem_walk_t;
+
+static void mem_visit(const char *dir, void *arg) {
+  mem_walk_t *w = arg;
+  char path[1600];
+  uint64_t v;
+  snprintf(path, sizeof(path), "%s/%s", dir, w->file);
+  /* v1 reports "no limit" as a huge page-rounded number */
+  if (read_u64(path, &v) == 0 && v < (1ULL << 60) && (w->out->limit == 0 || v < w->out->limit))
+    *w->out = (rlimits_mem_t){v, 0, w->source};
+}
+
+void rlimits_memory(const char *cgroup_root, const char *self, rlimits_mem_t *out) {
   *out = (rlimits_mem_t){0, 0, NULL};
   struct rlimit rl;
   if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
     *out = (rlimits_mem_t){(uint64_t)rl.rlim_cur, 1, "RLIMIT_AS (ulimit -v)"};
-  char path[512];
-  uint64_t v;
-  snprintf(path, sizeof(path), "%s/memory.max", cgroup_root);
-  int found = read_u64(path, &v) == 0;
-  const char *src = "cgroup memory.max";
-  if (!found) {
-    snprintf(path, sizeof(path), "%s/memory/memory.limit_in_bytes", cgroup_root);
-    found = read_u64(path, &v) == 0;
-    src = "cgroup memory.limit_in_bytes";
-  }
-  /* v1 reports "no limit" as a huge page-rounded number */
-  if (found && v < (1ULL << 60) && (out->limit == 0 || v < out->limit))
-    *out = (rlimits_mem_t){v, 0, src};
+  mem_walk_t v2 = {"memory.max", "cgroup memory.max", out};
+  mem_walk_t v1 = {"memory.limit_in_bytes", "cgroup memory.limit_in_bytes", out};
+  cgroup_walk(cgroup_root, self, NULL, mem_visit, &v2);
+  cgroup_walk(cgroup_root, self, "memory", mem_visit, &v1);
 }
 
 uint64_t rlimits_usage(const rlimits_mem_t *m) {

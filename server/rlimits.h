@@ -52,8 +52,10 @@ typedef struct {
  * (msg[0] != 0). */
 int rlimits_connections(long nofile, int configured, rlimits_conns_t *out, char *msg,
                         size_t n);
-/* The tightest memory limit; cgroup_root is normally "/sys/fs/cgroup". */
-void rlimits_memory(const char *cgroup_root, rlimits_mem_t *out);
+/* The tightest memory limit: RLIMIT_AS, or memory.max / memory.limit_in_bytes on
+ * this process's cgroup or any ancestor (cgroup.h). cgroup_root and self are
+ * normally CGROUP_ROOT and CGROUP_SELF. */
+void rlimits_memory(const char *cgroup_root, const char *self, rlimits_mem_t *out);
 /* Current use in the unit the limit counts (VmSize or VmRSS), 0 if unknown. */
 uint64_t rlimits_usage(const rlimits_mem_t *m);
 void rlimits_budget(const config_t *c, const rlimits_mem_t *m, rlimits_budget_t *b);

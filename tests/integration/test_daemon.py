@@ -53,12 +53,17 @@ daemons = []
 
 
 class Daemon:
-    def __init__(self, *args, env=None, cpus=None):
+    def __init__(self, *args, env=None, cpus=None, cgroups=()):
         self.log_path = os.path.join(TMP, f"daemon{len(daemons)}.log")
         self.log = open(self.log_path, "w+b")
+
+        def preexec():
+            if cpus:
+                os.sched_setaffinity(0, cpus)
+            join_cgroups(cgroups)
         self.proc = subprocess.Popen([BIN, "--listen", "127.0.0.1:0", *args], stdout=self.log,
                                      stderr=subprocess.STDOUT, env=env,
-                                     preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
+                                     preexec_fn=preexec if cpus or cgroups else None)
         daemons.append(self)
         self.port = None
         deadline = time.time() + 30
@@ -511,6 +516,83 @@ def test_cpu_affinity(imgs):
         d.stop()
 
 
+def join_cgroups(dirs):
+    """In a child before exec: move this process into each cgroup directory."""
+    for d in dirs:
+        with open(os.path.join(d, "cgroup.procs"), "w") as f:
+            f.write(str(os.getpid()))
+
+
+def make_v1_cgroups():
+    """A parent cgroup with the limits and a child without, in the v1 memory and cpu
+    hierarchies, as systemd lays out a slice and its service. Returns (parents, leaves)
+    or None (with the reason printed) where they cannot be made: needs root and
+    writable v1 cgroupfs mounts."""
+    base = {c: f"/sys/fs/cgroup/{c}" for c in ("memory", "cpu")}
+    if not all(os.path.isfile(os.path.join(b, "cgroup.procs")) for b in base.values()):
+        return None, "no v1 memory and cpu hierarchies at /sys/fs/cgroup"
+    name = f"classifyd-it-{os.getpid()}"
+    parents = {c: os.path.join(b, name) for c, b in base.items()}
+    try:
+        for d in parents.values():
+            os.makedirs(os.path.join(d, "svc"), exist_ok=True)
+        with open(os.path.join(parents["cpu"], "cpu.cfs_period_us"), "w") as f:
+            f.write("100000")
+        with open(os.path.join(parents["cpu"], "cpu.cfs_quota_us"), "w") as f:
+            f.write("100000")  # one CPU
+    except OSError as e:
+        remove_cgroups(parents)
+        return None, f"cannot make cgroups: {e}"
+    return parents, None
+
+
+def remove_cgroups(parents):
+    for d in parents.values():
+        for sub in (os.path.join(d, "svc"), d):
+            try:
+                os.rmdir(sub)
+            except OSError:
+                pass
+
+
+def test_cgroup_limits(imgs):
+    print("limits of the daemon's own cgroup and its parent (a systemd service under a slice)")
+    parents, why = make_v1_cgroups()
+    if parents is None:
+        print(f"  skip  cgroup limits: {why}")
+        return
+    leaves = [os.path.join(d, "svc") for d in parents.values()]
+    small = ("--max-pixels", "1000000", "--upload-memory", "32M", "--workers", "1")
+    try:
+        with open(os.path.join(parents["memory"], "memory.limit_in_bytes"), "w") as f:
+            f.write(str(400 << 20))
+        d = Daemon("--model", "r18=" + R18, *small, cgroups=leaves)
+        if check("daemon in a limited cgroup ready", d.wait_ready()):
+            check("log: the parent cgroup's 400 MiB memory limit is the one applied",
+                  re.search(r"memory limit 400 MiB \(cgroup memory.limit_in_bytes\)", d.text()),
+                  d.text()[-600:])
+            check("log: the parent cgroup's quota of one CPU sizes the threads",
+                  re.search(r"threads: 1 CPUs available; 1 engine threads per model", d.text()),
+                  d.text()[-600:])
+            st, _, body = request(d.url + "/models")
+            n = json.loads(body)["models"][0].get("threads") if st == 200 else None
+            check("/models: 1 engine thread under the one-CPU quota", n == 1, n)
+            st, _, _ = post(d.url + "/classify", read(imgs["jpg"]))
+            check("daemon in a limited cgroup classifies", st == 200, st)
+        check("daemon in a limited cgroup exits 0", d.stop() == 0)
+        with open(os.path.join(parents["memory"], "memory.limit_in_bytes"), "w") as f:
+            f.write(str(100 << 20))
+        r = subprocess.run([BIN, "--listen", "127.0.0.1:0", "--model", "r18=" + R18, *small],
+                           capture_output=True, text=True, timeout=120,
+                           preexec_fn=lambda: join_cgroups(leaves))
+        check("a model that does not fit the parent's 100 MiB is refused at start-up",
+              r.returncode != 0 and "does not fit" in r.stderr + r.stdout
+              and "memory limit of 100 MiB" in r.stderr + r.stdout,
+              (r.returncode, (r.stderr + r.stdout)[-600:]))
+    finally:
+        remove_cgroups(parents)
+
+
 def test_deadline(imgs):
     print("504 deadline")
     d = Daemon("--model", "r18=" + R18, "--request-deadline-ms", "1")
@@ -678,6 +760,7 @@ def main():
         test_queue_full(imgs)
         test_deadline(imgs)
         test_cpu_affinity(imgs)
+        test_cgroup_limits(imgs)
         test_config_file(imgs)
         test_sigterm(imgs)
         test_second_sigterm(imgs)

@@ -199,14 +199,14 @@ Test(rlimits, memory_limit_from_cgroup_files) {
   char root[] = "/tmp/classifyd-cg-XXXXXX", p[256];
   cr_assert(mkdtemp(root));
   rlimits_mem_t m;
-  rlimits_memory(root, &m);
+  rlimits_memory(root, "/nonexistent", &m);
   cr_assert_eq(m.limit, 0, "no files: no limit");
   snprintf(p, sizeof(p), "%s/memory.max", root);
   write_file(p, "max\n");
-  rlimits_memory(root, &m);
+  rlimits_memory(root, "/nonexistent", &m);
   cr_assert_eq(m.limit, 0, "v2 \"max\": no limit");
   write_file(p, "1073741824\n");
-  rlimits_memory(root, &m);
+  rlimits_memory(root, "/nonexistent", &m);
   cr_assert_eq(m.limit, 1073741824u);
   cr_assert_eq(m.address_space, 0, "a cgroup limit counts resident memory");
   cr_assert_str_eq(m.source, "cgroup memory.max");
@@ -215,15 +215,44 @@ Test(rlimits, memory_limit_from_cgroup_files) {
   cr_assert_eq(mkdir(p, 0700), 0);
   snprintf(p, sizeof(p), "%s/memory/memory.limit_in_bytes", root);
   write_file(p, "9223372036854771712\n");
-  rlimits_memory(root, &m);
+  rlimits_memory(root, "/nonexistent", &m);
   cr_assert_eq(m.limit, 0, "v1 'unlimited' is a huge number");
   write_file(p, "536870912\n");
-  rlimits_memory(root, &m);
+  rlimits_memory(root, "/nonexistent", &m);
   cr_assert_eq(m.limit, 536870912u);
   unlink(p);
   snprintf(p, sizeof(p), "%s/memory", root);
   rmdir(p);
   rmdir(root);
+}
+
+/* Under systemd (no cgroup namespace) the mount root is the host's: the limit is on
+ * the service's own cgroup or its slice, named in /proc/self/cgroup. */
+Test(rlimits, memory_limit_of_the_process_cgroup_and_its_ancestors) {
+  struct rlimit rl;
+  cr_assert_eq(getrlimit(RLIMIT_AS, &rl), 0);
+  if (rl.rlim_cur != RLIM_INFINITY) cr_skip_test("RLIMIT_AS is set for the test itself");
+  char root[] = "/tmp/classifyd-cg-XXXXXX", p[600], self[300], cmd[700];
+  cr_assert(mkdtemp(root));
+  snprintf(cmd, sizeof cmd, "mkdir -p '%s/app.slice/svc' '%s/memory/app.slice/svc'", root, root);
+  cr_assert_eq(system(cmd), 0);
+  snprintf(self, sizeof self, "%s/self", root);
+  write_file(self, "0::/app.slice/svc\n7:memory:/app.slice/svc\n");
+  rlimits_mem_t m;
+  snprintf(p, sizeof p, "%s/memory.max", root);
+  write_file(p, "max\n");
+  snprintf(p, sizeof p, "%s/app.slice/svc/memory.max", root);
+  write_file(p, "734003200\n");
+  rlimits_memory(root, self, &m);
+  cr_assert_eq(m.limit, 734003200u, "the service's MemoryMax=700M, below an unlimited root");
+  cr_assert_str_eq(m.source, "cgroup memory.max");
+  snprintf(p, sizeof p, "%s/memory/app.slice/memory.limit_in_bytes", root);
+  write_file(p, "536870912\n");
+  rlimits_memory(root, self, &m);
+  cr_assert_eq(m.limit, 536870912u, "a v1 parent's tighter limit binds too");
+  cr_assert_str_eq(m.source, "cgroup memory.limit_in_bytes");
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+  cr_assert_eq(system(cmd), 0);
 }
 
 Test(rlimits, models_that_do_not_fit_are_named_with_the_numbers) {

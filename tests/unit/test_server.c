@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../../server/cgroup.c"
 #include "../../server/config.c"
 #include "../../server/cpus.c"
 #include "../../server/gate.c"
@@ -490,20 +491,85 @@ static void write_file(const char *dir, const char *name, const char *text) {
 Test(cpus, cgroup_quota_v2_v1_and_none) {
   char root[] = "/tmp/classifyd-cg-XXXXXX", sub[600];
   cr_assert(mkdtemp(root));
-  cr_assert_eq(cgroup_quota_cpus(root), 0, "no files: no quota");
+  cr_assert_eq(cgroup_quota_cpus(root, "/nonexistent"), 0, "no files: no quota");
   write_file(root, "cpu.max", "max 100000\n");
-  cr_assert_eq(cgroup_quota_cpus(root), 0, "max: no quota");
+  cr_assert_eq(cgroup_quota_cpus(root, "/nonexistent"), 0, "max: no quota");
   write_file(root, "cpu.max", "150000 100000\n");
-  cr_assert_eq(cgroup_quota_cpus(root), 2, "1.5 CPUs round up to 2");
+  cr_assert_eq(cgroup_quota_cpus(root, "/nonexistent"), 2, "1.5 CPUs round up to 2");
   write_file(root, "cpu.max", "garbage\n");
   snprintf(sub, sizeof sub, "%s/cpu", root);
   cr_assert_eq(mkdir(sub, 0700), 0);
   write_file(sub, "cpu.cfs_quota_us", "50000\n");
   write_file(sub, "cpu.cfs_period_us", "100000\n");
-  cr_assert_eq(cgroup_quota_cpus(root), 1, "v1: half a CPU rounds up to 1");
+  cr_assert_eq(cgroup_quota_cpus(root, "/nonexistent"), 1, "v1: half a CPU rounds up to 1");
   write_file(sub, "cpu.cfs_quota_us", "-1\n");
-  cr_assert_eq(cgroup_quota_cpus(root), 0, "v1 -1: no quota");
+  cr_assert_eq(cgroup_quota_cpus(root, "/nonexistent"), 0, "v1 -1: no quota");
   char cmd[700];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+  cr_assert_eq(system(cmd), 0);
+}
+
+/* A systemd service: its own cgroup (and its slice) lie below the mount root, which
+ * is the host's and has no limit; /proc/self/cgroup names them. */
+Test(cpus, cgroup_quota_of_the_process_cgroup_and_its_ancestors) {
+  char root[] = "/tmp/classifyd-cg-XXXXXX", dir[700], self[700];
+  cr_assert(mkdtemp(root));
+  snprintf(dir, sizeof dir, "%s/system.slice/classifyd.service", root);
+  char cmd[1600];
+  snprintf(cmd, sizeof cmd, "mkdir -p '%s' '%s/cpu/system.slice/classifyd.service'", dir, root);
+  cr_assert_eq(system(cmd), 0);
+  write_file(root, "self", "1:name=systemd:/system.slice/classifyd.service\n"
+                           "2:cpu,cpuacct:/system.slice/classifyd.service\n"
+                           "0::/system.slice/classifyd.service\n");
+  snprintf(self, sizeof self, "%s/self", root);
+  cr_assert_eq(cgroup_quota_cpus(root, self), 0, "no quota anywhere");
+  write_file(dir, "cpu.max", "300000 100000\n");
+  cr_assert_eq(cgroup_quota_cpus(root, self), 3, "v2 CPUQuota=300%% on the service");
+  snprintf(dir, sizeof dir, "%s/system.slice", root);
+  write_file(dir, "cpu.max", "200000 100000\n");
+  cr_assert_eq(cgroup_quota_cpus(root, self), 2, "the slice's tighter quota binds too");
+  write_file(dir, "cpu.max", "max 100000\n");
+  snprintf(dir, sizeof dir, "%s/cpu/system.slice/classifyd.service", root);
+  write_file(dir, "cpu.cfs_quota_us", "100000\n");
+  write_file(dir, "cpu.cfs_period_us", "100000\n");
+  cr_assert_eq(cgroup_quota_cpus(root, self), 1, "v1 quota on the service's cpu cgroup");
+  /* a path that tries to leave the mount is not followed: only the root is read */
+  write_file(root, "self", "0::/../../etc\n2:cpu:/a/../../b\n");
+  cr_assert_eq(cgroup_quota_cpus(root, self), 0);
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+  cr_assert_eq(system(cmd), 0);
+}
+
+typedef struct {
+  char seen[8][800];
+  int n;
+} walk_log_t;
+
+static void walk_note(const char *dir, void *arg) {
+  walk_log_t *w = arg;
+  size_t len = strlen(dir);
+  if (w->n < 8 && len < sizeof w->seen[0]) memcpy(w->seen[w->n++], dir, len + 1);
+}
+
+Test(cgroup, walk_goes_leaf_to_root_and_skips_missing_directories) {
+  char root[] = "/tmp/classifyd-cg-XXXXXX", self[700], cmd[1600];
+  cr_assert(mkdtemp(root));
+  snprintf(cmd, sizeof cmd, "mkdir -p '%s/memory/a/b' '%s/x'", root, root);
+  cr_assert_eq(system(cmd), 0);
+  write_file(root, "self", "4:memory:/a/b/c\n0::/x/y\n");
+  snprintf(self, sizeof self, "%s/self", root);
+  walk_log_t w = {.n = 0};
+  cgroup_walk(root, self, "memory", walk_note, &w);
+  cr_assert_eq(w.n, 3, "c does not exist: b, a, the root");
+  cr_assert(strstr(w.seen[0], "/memory/a/b") && strstr(w.seen[2], "/memory") &&
+            !strstr(w.seen[2], "/memory/a"));
+  w.n = 0;
+  cgroup_walk(root, self, NULL, walk_note, &w);
+  cr_assert_eq(w.n, 2, "v2: x, then the root");
+  cr_assert_str_eq(w.seen[1], root);
+  w.n = 0;
+  cgroup_walk(root, "/nonexistent", "cpu", walk_note, &w);
+  cr_assert_eq(w.n, 0, "no cpu hierarchy mounted under this root");
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
   cr_assert_eq(system(cmd), 0);
 }
