@@ -565,11 +565,11 @@ def test_cgroup_limits(imgs):
     small = ("--max-pixels", "1000000", "--upload-memory", "32M", "--workers", "1")
     try:
         with open(os.path.join(parents["memory"], "memory.limit_in_bytes"), "w") as f:
-            f.write(str(400 << 20))
+            f.write(str(1024 << 20))  # an ASan build alone uses about 320 MiB
         d = Daemon("--model", "r18=" + R18, *small, cgroups=leaves)
         if check("daemon in a limited cgroup ready", d.wait_ready()):
-            check("log: the parent cgroup's 400 MiB memory limit is the one applied",
-                  re.search(r"memory limit 400 MiB \(cgroup memory.limit_in_bytes\)", d.text()),
+            check("log: the parent cgroup's 1024 MiB memory limit is the one applied",
+                  re.search(r"memory limit 1024 MiB \(cgroup memory.limit_in_bytes\)", d.text()),
                   d.text()[-600:])
             check("log: the parent cgroup's quota of one CPU sizes the threads",
                   re.search(r"threads: 1 CPUs available; 1 engine threads per model", d.text()),
