@@ -82,8 +82,8 @@ static const setting_t settings[] = {
     {"engine", "parallel_models", "parallel-models", T_INT, OFF(parallel_models), 0, 1,
      "1: models run forwards at the same time; 0: one forward at a time, in arrival order"},
     {"engine", "decode_overlap", "decode-overlap", T_INT, OFF(decode_overlap), 0, 1,
-     "0: when the engine threads take every CPU, decode uploads in the pauses between "
-     "forwards; 1: decode during forwards too"},
+     "0: with one model and engine threads on every CPU, decode uploads in the pauses "
+     "between forwards; 1: decode during forwards too"},
     {"log", "level", "log-level", T_LEVEL, OFF(log_level), 0, 0, "error, warn, info or debug"},
     {"log", "format", "log-format", T_FORMAT, OFF(log_json), 0, 0, "text or json"},
 };

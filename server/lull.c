@@ -1,9 +1,13 @@
 /*
- * lull.c — a count of running forwards and a condition variable (see lull.h).
+ * lull.c — forwards and decodes taking turns (see lull.h).
  *
- * The count is changed and read under the mutex; the last forward to end
- * broadcasts, so every waiting decode starts at once. Waits are timed on
- * CLOCK_MONOTONIC, so a clock step cannot stretch the bound.
+ * Three counts under one mutex and one condition variable: forwards running,
+ * forwards starting (waiting for decodes to end) and decodes running. A decode
+ * may start when the first two are zero; a forward starts when the third is, and
+ * while it waits its `starting` count keeps new decodes out, so a stream of
+ * uploads cannot hold a forward back. Every end broadcasts when its count drops
+ * to zero. Waits are timed on CLOCK_MONOTONIC, so a clock step cannot stretch
+ * the bounds.
  */
 #include "lull.h"
 
@@ -15,8 +19,12 @@ static uint64_t lull__now(void) {
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+static struct timespec lull__at(uint64_t ns) {
+  return (struct timespec){.tv_sec = (time_t)(ns / 1000000000u), .tv_nsec = (long)(ns % 1000000000u)};
+}
+
 int lull_init(lull_t *l) {
-  l->busy = 0;
+  l->forwards = l->starting = l->decodes = 0;
   pthread_condattr_t a;
   if (pthread_condattr_init(&a) != 0) return -1;
   int bad = pthread_condattr_setclock(&a, CLOCK_MONOTONIC) != 0 ||
@@ -35,25 +43,37 @@ void lull_deinit(lull_t *l) {
   pthread_mutex_destroy(&l->mu);
 }
 
-void lull_forward_begin(lull_t *l) {
+void lull_forward_begin(lull_t *l, uint64_t max_ns) {
+  struct timespec until = lull__at(lull__now() + max_ns);
   pthread_mutex_lock(&l->mu);
-  l->busy++;
+  l->starting++;
+  while (l->decodes > 0 && pthread_cond_timedwait(&l->cv, &l->mu, &until) == 0) {
+  }
+  l->starting--;
+  l->forwards++;
   pthread_mutex_unlock(&l->mu);
 }
 
 void lull_forward_end(lull_t *l) {
   pthread_mutex_lock(&l->mu);
-  if (--l->busy == 0) pthread_cond_broadcast(&l->cv);
+  if (--l->forwards == 0) pthread_cond_broadcast(&l->cv);
   pthread_mutex_unlock(&l->mu);
 }
 
-uint64_t lull_wait(lull_t *l, uint64_t max_ns) {
-  uint64_t t0 = lull__now(), until_ns = t0 + max_ns;
-  struct timespec until = {.tv_sec = (time_t)(until_ns / 1000000000u),
-                           .tv_nsec = (long)(until_ns % 1000000000u)};
+uint64_t lull_decode_begin(lull_t *l, uint64_t max_ns) {
+  uint64_t t0 = lull__now();
+  struct timespec until = lull__at(t0 + max_ns);
   pthread_mutex_lock(&l->mu);
-  while (l->busy > 0 && pthread_cond_timedwait(&l->cv, &l->mu, &until) == 0) {
+  while ((l->forwards > 0 || l->starting > 0) &&
+         pthread_cond_timedwait(&l->cv, &l->mu, &until) == 0) {
   }
+  l->decodes++;
   pthread_mutex_unlock(&l->mu);
   return lull__now() - t0;
+}
+
+void lull_decode_end(lull_t *l) {
+  pthread_mutex_lock(&l->mu);
+  if (--l->decodes == 0) pthread_cond_broadcast(&l->cv);
+  pthread_mutex_unlock(&l->mu);
 }

@@ -59,9 +59,11 @@ int modelset_load(modelset_t *s, const runner_cb_t *cb, gate_t *gate, lull_t *lu
                   void (*progress)(void *arg, int i, const char *name), void *arg, char *err,
                   size_t n) {
   const config_t *c = &s->cfg;
-  /* Forwards mark the lull only when they take every CPU: with CPUs to spare,
-   * decoding may as well overlap. */
-  int use_lull = !c->decode_overlap && c->threads >= cpus_available();
+  /* Forwards take turns with decodes only when they take every CPU (with CPUs to
+   * spare, decoding may as well overlap) and come from one model: two models'
+   * forwards follow each other through the gate without a pause, and decodes would
+   * wait out their bound (measured: p99 200 ms against 135 ms with overlap). */
+  int use_lull = !c->decode_overlap && c->threads >= cpus_available() && s->reg.n == 1;
   runner_opts_t o = {.threads = c->threads, .max_batch = c->max_batch,
                      .batch_window_us = c->batch_window_us, .queue_cap = c->queue_length,
                      .gate = !c->parallel_models && s->reg.n > 1 ? gate : NULL,

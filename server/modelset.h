@@ -44,8 +44,8 @@ void modelset_ref(modelset_t *s);
 void modelset_unref(modelset_t *s); /* NULL is a no-op; the last reference destroys */
 /* Loads every model in order (progress(arg, i, name) before each one), checking
  * *stop between models. With several models and parallel_models off, their runners
- * share `gate`; unless decode_overlap, runners whose threads take every CPU mark
- * their forwards on `lull` (both owned by the caller, outliving every generation;
+ * share `gate`; unless decode_overlap, a lone model whose threads take every CPU
+ * takes turns with decoding on `lull` (both owned by the caller, outliving every generation;
  * either may be NULL). 0, -1 with err
  * filled, or 1 when stopped. */
 int modelset_load(modelset_t *s, const runner_cb_t *cb, gate_t *gate, lull_t *lull, atomic_int *stop,

@@ -21,9 +21,10 @@
  * wakes the loop (dispatch_async). So decoded tensors in memory are bounded by
  * max_batch, not by queue_length, and a job that waits long enough to miss its
  * deadline is refused before it costs a decode.
- * When the runners mark their forwards on the lull (lull.h), a decode first waits
- * for the pause between forwards, at most PIPELINE_LULL_MAX_NS; that wait counts
- * as queue time, not preprocessing.
+ * With a lull (lull.h), decodes and forwards take turns: a decode first waits for
+ * the pause between forwards, at most PIPELINE_LULL_MAX_NS; that wait counts as
+ * queue time, not preprocessing. The runners mark their forwards only when the
+ * engine threads take every CPU; otherwise the lull never holds a decode back.
  */
 #include "pipeline.h"
 
@@ -69,12 +70,9 @@ void pipeline_submit(pipeline_t *p, job_t *j) {
   uv_async_send(&p->intake_async);
 }
 
-/* uv worker thread. */
-static void decode_work(uv_work_t *w) {
-  job_t *j = w->data;
-  pipeline_t *p = w->loop->data;
+/* uv worker thread: checks, then the decode (in the lull, when there is one). */
+static void decode_job(pipeline_t *p, job_t *j) {
   model_entry_t *m = j->model;
-  if (p->lull) lull_wait(p->lull, PIPELINE_LULL_MAX_NS);
   j->t_dec0 = job_now_ns();
   if (job_client_gone(j)) { /* 499 as nginx logs it; the answer goes nowhere */
     job_fail(j, 499, "client_closed", "the client closed the connection while queued");
@@ -100,6 +98,13 @@ static void decode_work(uv_work_t *w) {
     return;
   }
   metrics_observe(H_PREPROCESS, (double)(j->t_dec1 - j->t_dec0) / 1e9);
+}
+
+static void decode_work(uv_work_t *w) {
+  pipeline_t *p = w->loop->data;
+  if (p->lull) lull_decode_begin(p->lull, PIPELINE_LULL_MAX_NS);
+  decode_job(p, w->data);
+  if (p->lull) lull_decode_end(p->lull);
 }
 
 static void job_finished_early(pipeline_t *p, job_t *j) {

@@ -11,8 +11,9 @@
  * the oldest of them was queued (queue.c): dynamic batching. With several
  * models and parallel_models off, forwards pass through a shared fair gate
  * (gate.h), so only one context's threads compute at a time; time spent at
- * the gate counts as queue time, not inference time. Forwards are marked on the
- * daemon's lull (lull.h) when decoding waits for the engine's pauses; the batch
+ * the gate counts as queue time, not inference time. A lone model's forwards take
+ * turns with decodes on the daemon's lull (lull.h) when the engine takes every
+ * CPU; the batch
  * then also waits, up to RUNNER_COMING_WAIT_US past its window, for images of its
  * own still being decoded (queue_expect). Memory: batch input/output and the
  * context arena are planned at create. Only RUNNER_HOLD_BATCHES batches' worth of
@@ -105,7 +106,7 @@ static void *runner_main(void *arg) {
   while ((n = queue_pop_batch(&r->q, r->batch, r->o.max_batch, r->o.batch_window_us)) > 0) {
     /* The forward counts from before the freed slots start new decodes (taken),
      * or those would begin in the moment before it and run on into it. */
-    if (r->o.lull) lull_forward_begin(r->o.lull);
+    if (r->o.lull) lull_forward_begin(r->o.lull, RUNNER_LULL_WAIT_NS);
     atomic_fetch_sub(&r->held, n);
     r->cb.taken(r->cb.arg, n);
     run_batch(r, r->batch, n);

@@ -51,6 +51,8 @@ size_t runner_arena_bytes(const runner_t *r); /* the context's planned activatio
 #define RUNNER_HOLD_BATCHES 2
 /* How long past its window a batch may wait for its images still being decoded. */
 #define RUNNER_COMING_WAIT_US 20000
+/* How long a forward may wait for decodes already running to end (lull.h). */
+#define RUNNER_LULL_WAIT_NS 50000000u
 int runner_hold(runner_t *r);
 void runner_unhold(runner_t *r);
 

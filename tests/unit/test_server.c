@@ -394,7 +394,9 @@ Test(queue, expect_wait_is_bounded) {
   queue_deinit(&q);
 }
 
-/* ---- the lull between forwards -------------------------------------------------- */
+/* ---- the lull: decodes and forwards take turns ---------------------------------- */
+
+static double ms_of(uint64_t ns) { return (double)ns / 1e6; }
 
 static void *end_forward_later(void *arg) {
   usleep(100000);
@@ -402,38 +404,103 @@ static void *end_forward_later(void *arg) {
   return NULL;
 }
 
+static void *end_decode_later(void *arg) {
+  usleep(100000);
+  lull_decode_end(arg);
+  return NULL;
+}
+
 Test(lull, idle_engine_does_not_delay_a_decode) {
   lull_t l;
   cr_assert_eq(lull_init(&l), 0);
-  cr_assert_lt(lull_wait(&l, 5000000000u), 100000000u);
-  lull_forward_begin(&l);
+  cr_assert_lt(lull_decode_begin(&l, 5000000000u), 100000000u);
+  lull_decode_end(&l);
+  lull_forward_begin(&l, 5000000000u);
   lull_forward_end(&l);
-  cr_assert_lt(lull_wait(&l, 5000000000u), 100000000u, "the forward had ended");
+  cr_assert_lt(lull_decode_begin(&l, 5000000000u), 100000000u, "the forward had ended");
+  lull_decode_end(&l);
   lull_deinit(&l);
 }
 
 Test(lull, decode_waits_for_the_forward_to_end) {
   lull_t l;
   cr_assert_eq(lull_init(&l), 0);
-  lull_forward_begin(&l);
+  lull_forward_begin(&l, 5000000000u);
   pthread_t t;
   pthread_create(&t, NULL, end_forward_later, &l);
-  uint64_t waited = lull_wait(&l, 5000000000u);
+  uint64_t waited = lull_decode_begin(&l, 5000000000u);
   pthread_join(t, NULL);
-  cr_assert_geq(waited, 90000000u, "returned after %.1f ms while the forward ran", waited / 1e6);
-  cr_assert_lt(waited, 3000000000u, "waited %.1f ms: the forward ended at 100 ms", waited / 1e6);
+  lull_decode_end(&l);
+  cr_assert_geq(waited, 90000000u, "returned after %.1f ms while the forward ran", ms_of(waited));
+  cr_assert_lt(waited, 3000000000u, "waited %.1f ms: the forward ended at 100 ms", ms_of(waited));
+  lull_deinit(&l);
+}
+
+Test(lull, forward_waits_for_running_decodes_and_holds_off_new_ones) {
+  lull_t l;
+  cr_assert_eq(lull_init(&l), 0);
+  lull_decode_begin(&l, 5000000000u);
+  pthread_t t;
+  pthread_create(&t, NULL, end_decode_later, &l);
+  uint64_t t0 = job_now_ns();
+  lull_forward_begin(&l, 5000000000u);
+  uint64_t waited = job_now_ns() - t0;
+  pthread_join(t, NULL);
+  cr_assert_geq(waited, 90000000u, "the forward started %.1f ms in, over a decode", ms_of(waited));
+  cr_assert_lt(waited, 3000000000u);
+  /* the forward now runs: a new decode waits for it, up to its bound */
+  uint64_t d = lull_decode_begin(&l, 50000000u);
+  cr_assert_geq(d, 49000000u, "a decode started after %.1f ms, during the forward", ms_of(d));
+  lull_decode_end(&l);
+  lull_forward_end(&l);
+  lull_deinit(&l);
+}
+
+typedef struct {
+  lull_t *l;
+  atomic_int started; /* the forward is waiting to start */
+  uint64_t decode_wait;
+} starter_t;
+
+static void *start_forward(void *arg) {
+  starter_t *s = arg;
+  atomic_store(&s->started, 1);
+  lull_forward_begin(s->l, 5000000000u);
+  usleep(50000);
+  lull_forward_end(s->l);
+  return NULL;
+}
+
+Test(lull, a_starting_forward_is_not_starved_by_new_decodes) {
+  lull_t l;
+  cr_assert_eq(lull_init(&l), 0);
+  lull_decode_begin(&l, 5000000000u); /* a decode runs */
+  starter_t s = {.l = &l};
+  atomic_init(&s.started, 0);
+  pthread_t t;
+  pthread_create(&t, NULL, start_forward, &s);
+  while (!atomic_load(&s.started)) usleep(1000);
+  usleep(20000); /* the forward now waits for the running decode */
+  lull_decode_end(&l);
+  /* a decode arriving now must wait for the forward that was waiting first */
+  uint64_t d = lull_decode_begin(&l, 5000000000u);
+  lull_decode_end(&l);
+  pthread_join(t, NULL);
+  cr_assert_geq(d, 40000000u, "a new decode went ahead of the waiting forward (%.1f ms)",
+                ms_of(d));
   lull_deinit(&l);
 }
 
 Test(lull, a_forward_that_never_ends_delays_a_decode_at_most_max) {
   lull_t l;
   cr_assert_eq(lull_init(&l), 0);
-  lull_forward_begin(&l);
-  lull_forward_begin(&l); /* two overlapping forwards (parallel models) */
+  lull_forward_begin(&l, 5000000000u);
+  lull_forward_begin(&l, 5000000000u); /* two overlapping forwards (parallel models) */
   lull_forward_end(&l);
-  uint64_t waited = lull_wait(&l, 150000000u);
-  cr_assert_geq(waited, 149000000u, "one forward still runs: returned after %.1f ms", waited / 1e6);
-  cr_assert_lt(waited, 1500000000u, "waited %.1f ms past its 150 ms bound", waited / 1e6);
+  uint64_t waited = lull_decode_begin(&l, 150000000u);
+  lull_decode_end(&l);
+  cr_assert_geq(waited, 149000000u, "one forward still runs: returned after %.1f ms", ms_of(waited));
+  cr_assert_lt(waited, 1500000000u, "waited %.1f ms past its 150 ms bound", ms_of(waited));
   lull_forward_end(&l);
   lull_deinit(&l);
 }
