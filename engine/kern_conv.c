@@ -98,7 +98,7 @@ size_t kern_conv2d_scratch_floats(const kern_conv_t *p, int h, int w, int oh, in
                                   int nthreads) {
   if (conv__direct(p)) return 0;
   size_t kdim = (size_t)p->cin * (size_t)p->kh * (size_t)p->kw;
-  size_t need = kdim * conv__block(kdim, (size_t)oh * (size_t)ow);
+  size_t need = kdim * conv__block(kdim, (size_t)oh * (size_t)ow) + kern_im2col_tmp_floats(p, h, ow);
   if (kern_wino_eligible(p) && kern_wino_scratch_floats(p, ow) > need)
     need = kern_wino_scratch_floats(p, ow);
   return need;
@@ -140,7 +140,8 @@ static void conv__block_run(const conv_job_t *j, int img, int r0, int r1, size_t
     b = in + c0;
     ldb = j->cols;
   } else {
-    kern_im2col(p, in, j->h, j->w, j->ow, c0, c1, scratch);
+    kern_im2col(p, in, j->h, j->w, j->ow, c0, c1, scratch,
+                kern_im2col_tmp_floats(p, j->h, j->ow) ? scratch + j->kdim * j->block : NULL);
     b = scratch;
     ldb = c1 - c0;
   }

@@ -12,6 +12,12 @@
  * one is lowered: planes lie a whole map apart, a stride the hardware prefetcher
  * does not follow (strided convs, weights cold and input warm as in a forward:
  * BENCH_COLD=2 bench_conv 9.3-10.2 -> 8.4-8.9 ms on one thread).
+ *
+ * At stride 2 with kernels 5 or more wide (the 7x7 stems) each input row the block
+ * needs is first split once into its even and odd positions, with zero margins,
+ * into tmp; every tap's run along an output row is then a plain copy from one of
+ * the two at an offset, the padding included, where it used to be a gather per tap
+ * (a row serves kw taps and several output rows).
  */
 #include "kern_internal.h"
 
@@ -79,8 +85,103 @@ static float *im2col__run(const im2col_geom_t *g, const float *plane, int oy, in
   return dst;
 }
 
+enum { IM2COL_MARGIN = 16 }; /* zero floats before each deinterleaved row */
+
+/* Length of one deinterleaved row: the margin, ow + kw/2 + 1 positions, a vector of slack. */
+static size_t im2col__plen(const kern_conv_t *p, int ow) {
+  return ((size_t)IM2COL_MARGIN + (size_t)ow + (size_t)p->kw / 2 + 1 + 16 + 15) / 16 * 16;
+}
+
+/* Worth it when a row serves many taps: the 7x7/2 stem went from 1.17-1.20 to
+ * 1.04-1.06 ms (bench_conv, one thread), while 3x3/2 layers came out even
+ * (1.11-1.23 ms either way) and 1x1/2 shortcuts, which read each row once and skip
+ * the odd ones, lost (0.84 -> 0.97 ms). */
+static int im2col__split_ok(const kern_conv_t *p) {
+  return p->stride_w == 2 && p->kw >= 5 && p->pad_l <= 2 * IM2COL_MARGIN - 2;
+}
+
+size_t kern_im2col_tmp_floats(const kern_conv_t *p, int h, int ow) {
+  return im2col__split_ok(p) ? (size_t)h * 2 * im2col__plen(p, ow) : 0;
+}
+
+/* e[M + q] = row[2q], o[M + q] = row[2q + 1] (M = IM2COL_MARGIN), 0 outside the row. */
+static void im2col__split(const float *row, int w, float *e, float *o, size_t plen) {
+  memset(e, 0, plen * sizeof *e);
+  memset(o, 0, plen * sizeof *o);
+  e += IM2COL_MARGIN, o += IM2COL_MARGIN;
+  int q = 0;
+#if defined(__AVX512F__)
+  for (; 2 * q + 32 <= w; q += 16) {
+    __m512 lo = _mm512_loadu_ps(row + 2 * q), hi = _mm512_loadu_ps(row + 2 * q + 16);
+    _mm512_storeu_ps(e + q, kern_simd_even(lo, hi));
+    _mm512_storeu_ps(o + q, kern_simd_odd(lo, hi));
+  }
+#endif
+  for (; 2 * q < w; q++) {
+    e[q] = row[2 * q];
+    if (2 * q + 1 < w) o[q] = row[2 * q + 1];
+  }
+}
+
+/* n floats from src to dst, whole vectors and a masked tail: runs are short (an
+ * output row), so no call per run. */
+static inline float *im2col__copy(float *dst, const float *src, int n) {
+#if defined(__AVX512F__)
+  int k = 0;
+  for (; k + 16 <= n; k += 16) _mm512_storeu_ps(dst + k, _mm512_loadu_ps(src + k));
+  if (k < n) {
+    __mmask16 m = (__mmask16)((1u << (n - k)) - 1);
+    _mm512_mask_storeu_ps(dst + k, m, _mm512_maskz_loadu_ps(m, src + k));
+  }
+#else
+  memcpy(dst, src, sizeof *dst * (size_t)n);
+#endif
+  return dst + n;
+}
+
+/* The stride-2 lowering through deinterleaved rows (tmp: kern_im2col_tmp_floats). */
+static void im2col__by_split(const kern_conv_t *p, const float *img, int h, int w, int ow,
+                             size_t c0, size_t c1, float *col, float *tmp) {
+  size_t hw = (size_t)h * (size_t)w, plen = im2col__plen(p, ow);
+  int oy0 = (int)(c0 / (size_t)ow), oy1 = (int)((c1 - 1) / (size_t)ow);
+  int iy0 = oy0 * p->stride_h - p->pad_t, iy1 = oy1 * p->stride_h - p->pad_t + p->kh;
+  if (iy0 < 0) iy0 = 0;
+  if (iy1 > h) iy1 = h;
+  for (int ci = 0; ci < p->cin; ci++) {
+    const float *plane = img + (size_t)ci * hw;
+    for (int iy = iy0; iy < iy1; iy++) {
+      float *e = tmp + (size_t)(iy - iy0) * 2 * plen;
+      im2col__split(plane + (size_t)iy * (size_t)w, w, e, e + plen, plen);
+    }
+    for (int ky = 0; ky < p->kh; ky++) {
+      for (int kx = 0; kx < p->kw; kx++) {
+        int s = kx - p->pad_l, par = s & 1, off = (s - par) / 2; /* ix = 2 (x + off) + par */
+        float *dst = col;
+        for (size_t pos = c0; pos < c1;) {
+          int oy = (int)(pos / (size_t)ow), x0 = (int)(pos % (size_t)ow);
+          int x1 = (size_t)(ow - x0) < c1 - pos ? ow : x0 + (int)(c1 - pos);
+          int iy = oy * p->stride_h - p->pad_t + ky;
+          if (iy < 0 || iy >= h) {
+            memset(dst, 0, sizeof *dst * (size_t)(x1 - x0));
+            dst += x1 - x0;
+          } else {
+            const float *src = tmp + (size_t)(iy - iy0) * 2 * plen + (size_t)par * plen;
+            dst = im2col__copy(dst, src + IM2COL_MARGIN + x0 + off, x1 - x0);
+          }
+          pos += (size_t)(x1 - x0);
+        }
+        col += c1 - c0;
+      }
+    }
+  }
+}
+
 void kern_im2col(const kern_conv_t *p, const float *img, int h, int w, int ow, size_t c0,
-                 size_t c1, float *col) {
+                 size_t c1, float *col, float *tmp) {
+  if (tmp && im2col__split_ok(p)) {
+    im2col__by_split(p, img, h, w, ow, c0, c1, col, tmp);
+    return;
+  }
   im2col_geom_t g = {p, h, w, ow};
   size_t hw = (size_t)h * (size_t)w;
   int oy0 = (int)(c0 / (size_t)ow), oy1 = (int)((c1 - 1) / (size_t)ow);

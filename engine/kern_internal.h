@@ -11,7 +11,10 @@
 /* Lower output columns [c0, c1) of one image (cin x h x w) into col, a dense
  * K x (c1 - c0) matrix with K = cin*kh*kw (see kern_im2col.c). */
 void kern_im2col(const kern_conv_t *p, const float *img, int h, int w, int ow, size_t c0,
-                 size_t c1, float *col);
+                 size_t c1, float *col, float *tmp);
+/* Floats of tmp kern_im2col needs (0: none; tmp may then be NULL): stride-2 rows are
+ * lowered from deinterleaved copies of the input rows. */
+size_t kern_im2col_tmp_floats(const kern_conv_t *p, int h, int ow);
 
 /* Winograd F(2x2, 3x3) or F(4x4, 3x3) for 3x3 stride-1 convs (see kern_winograd.c). kern_conv.c
  * prepares it for eligible layers and runs it whenever `packed` holds its weights. */
