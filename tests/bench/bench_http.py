@@ -254,7 +254,7 @@ def measure_startup(binary, model, arch, threads, runs=3):
 
 
 def serve_and_load(a, model, image, between):
-    d = Daemon(a.binary, model, a.arch, a.threads, free_port())
+    d = Daemon(a.binary, model, a.arch, a.threads, free_port(), a.daemon_arg)
     if d.wait_ready() is None:
         raise RuntimeError(f"daemon never became ready: {d.stop()[1][-2000:]}")
     r = {}
@@ -355,6 +355,9 @@ def main():
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--seconds", type=int, default=30)
     ap.add_argument("--engine-seconds", type=float, default=6)
+    ap.add_argument("--daemon-arg", action="append", default=[],
+                    help="extra classifyd argument for the served daemon (repeatable), "
+                         "e.g. --daemon-arg=--decode-overlap --daemon-arg=1")
     a = ap.parse_args()
     a.binary = os.path.join(a.build, "classifyd")
     models = a.models or os.path.join(a.build, "models")
