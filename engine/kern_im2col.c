@@ -85,6 +85,16 @@ static float *im2col__run(const im2col_geom_t *g, const float *plane, int oy, in
   return dst;
 }
 
+/* The input rows [*iy0, *iy1) that output columns [c0, c1) read, clipped to the plane. */
+static void im2col__rows(const kern_conv_t *p, int h, int ow, size_t c0, size_t c1, int *iy0,
+                         int *iy1) {
+  int oy0 = (int)(c0 / (size_t)ow), oy1 = (int)((c1 - 1) / (size_t)ow);
+  *iy0 = oy0 * p->stride_h - p->pad_t;
+  *iy1 = oy1 * p->stride_h - p->pad_t + p->kh;
+  if (*iy0 < 0) *iy0 = 0;
+  if (*iy1 > h) *iy1 = h;
+}
+
 enum { IM2COL_MARGIN = 16 }; /* zero floats before each deinterleaved row */
 
 /* Length of one deinterleaved row: the margin, ow + kw/2 + 1 positions, a vector of slack. */
@@ -143,10 +153,8 @@ static inline float *im2col__copy(float *dst, const float *src, int n) {
 static void im2col__by_split(const kern_conv_t *p, const float *img, int h, int w, int ow,
                              size_t c0, size_t c1, float *col, float *tmp) {
   size_t hw = (size_t)h * (size_t)w, plen = im2col__plen(p, ow);
-  int oy0 = (int)(c0 / (size_t)ow), oy1 = (int)((c1 - 1) / (size_t)ow);
-  int iy0 = oy0 * p->stride_h - p->pad_t, iy1 = oy1 * p->stride_h - p->pad_t + p->kh;
-  if (iy0 < 0) iy0 = 0;
-  if (iy1 > h) iy1 = h;
+  int iy0, iy1;
+  im2col__rows(p, h, ow, c0, c1, &iy0, &iy1);
   for (int ci = 0; ci < p->cin; ci++) {
     const float *plane = img + (size_t)ci * hw;
     for (int iy = iy0; iy < iy1; iy++) {
@@ -184,10 +192,8 @@ void kern_im2col(const kern_conv_t *p, const float *img, int h, int w, int ow, s
   }
   im2col_geom_t g = {p, h, w, ow};
   size_t hw = (size_t)h * (size_t)w;
-  int oy0 = (int)(c0 / (size_t)ow), oy1 = (int)((c1 - 1) / (size_t)ow);
-  int iy0 = oy0 * p->stride_h - p->pad_t, iy1 = oy1 * p->stride_h - p->pad_t + p->kh;
-  if (iy0 < 0) iy0 = 0;
-  if (iy1 > h) iy1 = h;
+  int iy0, iy1;
+  im2col__rows(p, h, ow, c0, c1, &iy0, &iy1);
   for (int ci = 0; ci < p->cin; ci++) {
     const float *plane = img + (size_t)ci * hw;
     if (ci + 1 < p->cin && iy1 > iy0) { /* the next plane's rows: planes are far apart */
