@@ -54,6 +54,7 @@ typedef struct {
   int n, h, w, ow;
   size_t cols, kdim, block, in_img, out_img;
   int direct;
+  int split_rows; /* kern_im2col takes tmp after the lowered block (kern_im2col_tmp_floats) */
   size_t vecs_img, chunk_vecs, chunks; /* column split: chunks of chunk_vecs 16-col vectors */
   atomic_size_t next_chunk;            /* claimed by the threads as they go */
 } conv_job_t;
@@ -141,7 +142,7 @@ static void conv__block_run(const conv_job_t *j, int img, int r0, int r1, size_t
     ldb = j->cols;
   } else {
     kern_im2col(p, in, j->h, j->w, j->ow, c0, c1, scratch,
-                kern_im2col_tmp_floats(p, j->h, j->ow) ? scratch + j->kdim * j->block : NULL);
+                j->split_rows ? scratch + j->kdim * j->block : NULL);
     b = scratch;
     ldb = c1 - c0;
   }
@@ -215,6 +216,7 @@ void kern_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *in, in
   j.in_img = (size_t)p->cin * (size_t)h * (size_t)w;
   j.out_img = (size_t)p->cout * j.cols;
   j.direct = conv__direct(p);
+  j.split_rows = kern_im2col_tmp_floats(p, h, ow) > 0;
   if (j.cols == 0 || n <= 0 || p->cout <= 0) return;
   int nt = kern_threads(kc);
   int rows = nt > 1 && ((size_t)n * j.cols / (size_t)nt < CONV_ROWSPLIT_COLS || j.cols <= 56) &&

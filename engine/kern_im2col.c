@@ -116,9 +116,12 @@ size_t kern_im2col_tmp_floats(const kern_conv_t *p, int h, int ow) {
 
 /* e[M + q] = row[2q], o[M + q] = row[2q + 1] (M = IM2COL_MARGIN), 0 outside the row. */
 static void im2col__split(const float *row, int w, float *e, float *o, size_t plen) {
-  memset(e, 0, plen * sizeof *e);
-  memset(o, 0, plen * sizeof *o);
+  size_t ne = (size_t)(w + 1) / 2, no = (size_t)w / 2; /* positions inside the row */
+  memset(e, 0, IM2COL_MARGIN * sizeof *e);
+  memset(o, 0, IM2COL_MARGIN * sizeof *o);
   e += IM2COL_MARGIN, o += IM2COL_MARGIN;
+  memset(e + ne, 0, (plen - IM2COL_MARGIN - ne) * sizeof *e);
+  memset(o + no, 0, (plen - IM2COL_MARGIN - no) * sizeof *o);
   int q = 0;
 #if defined(__AVX512F__)
   for (; 2 * q + 32 <= w; q += 16) {

@@ -387,9 +387,7 @@ static int serve(daemon_t *d) {
           reg->n < 2 ? "one model" : d->cfg.parallel_models ? "models in parallel"
                                                            : "one forward at a time",
           d->cfg.workers,
-          !d->cfg.decode_overlap && d->cfg.threads >= cpus_available() && reg->n == 1
-              ? "between forwards"
-              : "during forwards",
+          modelset_decodes_in_lull(&d->cfg, reg->n) ? "between forwards" : "during forwards",
           d->cfg.http_threads, d->cfg.max_batch, d->cfg.batch_window_us);
   log_msg(LOG_INFO, "limits: %d connections (503 up to %d, then unaccepted; %d per address), "
           "requests must arrive within %d s (+1 s per %d bytes), %zu bytes of bodies in memory",

@@ -55,19 +55,22 @@ void modelset_unref(modelset_t *s) {
   malloc_trim(0);
 }
 
+/* Forwards take turns with decodes only when they take every CPU (with CPUs to
+ * spare, decoding may as well overlap) and come from one model: two models'
+ * forwards follow each other through the gate without a pause, and decodes would
+ * wait out their bound (measured: p99 200 ms against 135 ms with overlap). */
+int modelset_decodes_in_lull(const config_t *c, int nmodels) {
+  return !c->decode_overlap && c->threads >= cpus_available() && nmodels == 1;
+}
+
 int modelset_load(modelset_t *s, const runner_cb_t *cb, gate_t *gate, lull_t *lull, atomic_int *stop,
                   void (*progress)(void *arg, int i, const char *name), void *arg, char *err,
                   size_t n) {
   const config_t *c = &s->cfg;
-  /* Forwards take turns with decodes only when they take every CPU (with CPUs to
-   * spare, decoding may as well overlap) and come from one model: two models'
-   * forwards follow each other through the gate without a pause, and decodes would
-   * wait out their bound (measured: p99 200 ms against 135 ms with overlap). */
-  int use_lull = !c->decode_overlap && c->threads >= cpus_available() && s->reg.n == 1;
   runner_opts_t o = {.threads = c->threads, .max_batch = c->max_batch,
                      .batch_window_us = c->batch_window_us, .queue_cap = c->queue_length,
                      .gate = !c->parallel_models && s->reg.n > 1 ? gate : NULL,
-                     .lull = use_lull ? lull : NULL};
+                     .lull = modelset_decodes_in_lull(c, s->reg.n) ? lull : NULL};
   for (int i = 0; i < s->reg.n; i++) {
     if (atomic_load(stop)) return 1;
     if (progress) progress(arg, i, s->reg.m[i].conf->name);

@@ -48,6 +48,8 @@ void modelset_unref(modelset_t *s); /* NULL is a no-op; the last reference destr
  * takes turns with decoding on `lull` (both owned by the caller, outliving every generation;
  * either may be NULL). 0, -1 with err
  * filled, or 1 when stopped. */
+/* 1 when a set of nmodels models under c decodes in the lull between forwards. */
+int modelset_decodes_in_lull(const config_t *c, int nmodels);
 int modelset_load(modelset_t *s, const runner_cb_t *cb, gate_t *gate, lull_t *lull, atomic_int *stop,
                   void (*progress)(void *arg, int i, const char *name), void *arg, char *err,
                   size_t errlen);
