@@ -43,7 +43,8 @@ enum {
   CONV_CHUNKS_PER_THREAD = 4, /* column chunks per thread, claimed dynamically */
   CONV_BLOCK_MIN = 48,        /* never lower fewer columns than this per block */
   CONV_ROWSPLIT_COLS = 160,   /* below this many columns per thread, split rows */
-  CONV_ROW_ALIGN = 16         /* row-split boundaries fall on multiples of this */
+  CONV_ROW_ALIGN = 16,        /* row-split boundaries fall on multiples of this */
+  CONV_TAIL_ABSORB = 16       /* a block takes a remainder this small along with it */
 };
 
 typedef struct {
@@ -52,7 +53,7 @@ typedef struct {
   const float *in, *residual;
   float *out;
   int n, h, w, ow;
-  size_t cols, kdim, block, in_img, out_img;
+  size_t cols, kdim, block, block_max, in_img, out_img; /* block_max: with an absorbed tail */
   int direct;
   int split_rows; /* kern_im2col takes tmp after the lowered block (kern_im2col_tmp_floats) */
   size_t vecs_img, chunk_vecs, chunks; /* column split: chunks of chunk_vecs 16-col vectors */
@@ -70,6 +71,15 @@ static size_t conv__block(size_t kdim, size_t cols) {
   size_t b = CONV_COL_FLOATS / (kdim ? kdim : 1) / CONV_TILE_COLS * CONV_TILE_COLS;
   if (b < CONV_BLOCK_MIN) b = CONV_BLOCK_MIN;
   return b < cols ? b : cols;
+}
+
+/* End of the block starting at c0 within [c0, limit): `block` columns, or all the
+ * rest when at most CONV_TAIL_ABSORB more would be left. A separate block for a few
+ * columns would stream the weights once more for them: a 7x7 map's 49 columns ran
+ * as 48 + 1 at K = 4608, a 14x14 map's 196 as 4 x 48 + 4 at K = 2304. */
+static size_t conv__block_end(size_t c0, size_t limit, size_t block) {
+  size_t c1 = c0 + block;
+  return c1 + CONV_TAIL_ABSORB >= limit ? limit : c1;
 }
 
 int kern_conv_prepare(kern_conv_t *p) {
@@ -99,7 +109,9 @@ size_t kern_conv2d_scratch_floats(const kern_conv_t *p, int h, int w, int oh, in
                                   int nthreads) {
   if (conv__direct(p)) return 0;
   size_t kdim = (size_t)p->cin * (size_t)p->kh * (size_t)p->kw;
-  size_t need = kdim * conv__block(kdim, (size_t)oh * (size_t)ow) + kern_im2col_tmp_floats(p, h, ow);
+  size_t cols = (size_t)oh * (size_t)ow, block = conv__block(kdim, cols);
+  if (block < cols) block += CONV_TAIL_ABSORB; /* conv__block_end */
+  size_t need = kdim * block + kern_im2col_tmp_floats(p, h, ow);
   if (kern_wino_eligible(p) && kern_wino_scratch_floats(p, ow) > need)
     need = kern_wino_scratch_floats(p, ow);
   return need;
@@ -142,7 +154,7 @@ static void conv__block_run(const conv_job_t *j, int img, int r0, int r1, size_t
     ldb = j->cols;
   } else {
     kern_im2col(p, in, j->h, j->w, j->ow, c0, c1, scratch,
-                j->split_rows ? scratch + j->kdim * j->block : NULL);
+                j->split_rows ? scratch + j->kdim * j->block_max : NULL);
     b = scratch;
     ldb = c1 - c0;
   }
@@ -178,9 +190,8 @@ static void conv__by_cols(void *arg, int tid, int nt) {
     if (e > (size_t)j->n * j->cols) e = (size_t)j->n * j->cols;
     for (size_t pos = b; pos < e;) {
       int img = (int)(pos / j->cols);
-      size_t c0 = pos % j->cols, c1 = c0 + j->block;
-      if (c1 > j->cols) c1 = j->cols;
-      if (c1 - c0 > e - pos) c1 = c0 + (e - pos);
+      size_t c0 = pos % j->cols, lim = j->cols - c0 < e - pos ? j->cols : c0 + (e - pos);
+      size_t c1 = conv__block_end(c0, lim, j->block);
       conv__block_run(j, img, 0, j->p->cout, c0, c1,
                       j->kc->scratch ? j->kc->scratch[tid] : NULL);
       pos += c1 - c0;
@@ -196,8 +207,8 @@ static void conv__by_rows(void *arg, int tid, int nt) {
   if (r1 > j->p->cout) r1 = j->p->cout;
   if (r0 >= r1) return;
   for (int img = 0; img < j->n; img++)
-    for (size_t c0 = 0; c0 < j->cols; c0 += j->block) {
-      size_t c1 = c0 + j->block < j->cols ? c0 + j->block : j->cols;
+    for (size_t c0 = 0, c1; c0 < j->cols; c0 = c1) {
+      c1 = conv__block_end(c0, j->cols, j->block);
       conv__block_run(j, img, r0, r1, c0, c1, j->kc->scratch ? j->kc->scratch[tid] : NULL);
     }
 }
@@ -213,6 +224,7 @@ void kern_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *in, in
   j.cols = (size_t)oh * (size_t)ow;
   j.kdim = (size_t)p->cin * (size_t)p->kh * (size_t)p->kw;
   j.block = conv__block(j.kdim, j.cols);
+  j.block_max = j.block < j.cols ? j.block + CONV_TAIL_ABSORB : j.block;
   j.in_img = (size_t)p->cin * (size_t)h * (size_t)w;
   j.out_img = (size_t)p->cout * j.cols;
   j.direct = conv__direct(p);
