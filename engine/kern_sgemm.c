@@ -41,7 +41,7 @@ enum {
   SGEMM_TALL_MIN_K = 256,     /* if K is long enough to pay for its scattered stores, */
   SGEMM_TALL_MIN_K3 = 112,    /* or this long when the wide kernel would need a third,
                                  partial vector (33-56 columns: 49 = a 14x14 map) */
-  SGEMM_PF_AHEAD = 16 * 32,   /* prefetch packed A this many floats (k steps x panel) ahead */
+  SGEMM_PF_AHEAD = 16 * 96,   /* prefetch packed A this many floats (k steps x panel) ahead */
   SGEMM_TAIL_TALL = 12,       /* column tails up to this many go to the tall kernel, */
   SGEMM_TAIL_TALL_MIN_K = 64  /* when K pays for its scattered stores */
 };
