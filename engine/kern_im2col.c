@@ -187,19 +187,15 @@ static void im2col__by_split(const kern_conv_t *p, const float *img, int h, int 
   }
 }
 
-void kern_im2col(const kern_conv_t *p, const float *img, int h, int w, int ow, size_t c0,
-                 size_t c1, float *col, float *tmp) {
-  if (tmp && im2col__split_ok(p)) {
-    im2col__by_split(p, img, h, w, ow, c0, c1, col, tmp);
-    return;
-  }
+void kern_im2col_part(const kern_conv_t *p, const float *img, int h, int w, int ow, size_t c0,
+                      size_t c1, int ci0, int ci1, float *col, size_t ldcol) {
   im2col_geom_t g = {p, h, w, ow};
   size_t hw = (size_t)h * (size_t)w;
   int iy0, iy1;
   im2col__rows(p, h, ow, c0, c1, &iy0, &iy1);
-  for (int ci = 0; ci < p->cin; ci++) {
+  for (int ci = ci0; ci < ci1; ci++) {
     const float *plane = img + (size_t)ci * hw;
-    if (ci + 1 < p->cin && iy1 > iy0) { /* the next plane's rows: planes are far apart */
+    if (ci + 1 < ci1 && iy1 > iy0) { /* the next plane's rows: planes are far apart */
       const char *r0 = (const char *)(plane + hw + (size_t)iy0 * (size_t)w);
       size_t bytes = (size_t)(iy1 - iy0) * (size_t)w * sizeof(float);
       for (size_t b = 0; b < bytes; b += 64) __builtin_prefetch(r0 + b);
@@ -215,8 +211,16 @@ void kern_im2col(const kern_conv_t *p, const float *img, int h, int w, int ow, s
           dst = im2col__run(&g, plane, oy, x0, x1, ky, kx, lo, hi, dst);
           pos += (size_t)(x1 - x0);
         }
-        col += c1 - c0;
+        col += ldcol;
       }
     }
   }
+}
+
+void kern_im2col(const kern_conv_t *p, const float *img, int h, int w, int ow, size_t c0,
+                 size_t c1, float *col, float *tmp) {
+  if (tmp && im2col__split_ok(p))
+    im2col__by_split(p, img, h, w, ow, c0, c1, col, tmp);
+  else
+    kern_im2col_part(p, img, h, w, ow, c0, c1, 0, p->cin, col, c1 - c0);
 }

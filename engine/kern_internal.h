@@ -12,6 +12,10 @@
  * K x (c1 - c0) matrix with K = cin*kh*kw (see kern_im2col.c). */
 void kern_im2col(const kern_conv_t *p, const float *img, int h, int w, int ow, size_t c0,
                  size_t c1, float *col, float *tmp);
+/* Rows of input channels [ci0, ci1) only (K rows ci0*kh*kw ..), each ldcol floats
+ * apart in col; never through the deinterleaved rows. */
+void kern_im2col_part(const kern_conv_t *p, const float *img, int h, int w, int ow, size_t c0,
+                      size_t c1, int ci0, int ci1, float *col, size_t ldcol);
 /* Floats of tmp kern_im2col needs (0: none; tmp may then be NULL): stride-2 rows are
  * lowered from deinterleaved copies of the input rows. */
 size_t kern_im2col_tmp_floats(const kern_conv_t *p, int h, int ow);

@@ -46,6 +46,13 @@ enum {
   SGEMM_TAIL_TALL_MIN_K = 64  /* when K pays for its scattered stores */
 };
 
+/* The kernels' `relu` argument is a set of flags: ReLU, and C += A B (C read first,
+ * for products split along K: kern_sgemm_run_k). */
+enum { SGEMM_RELU = 1, SGEMM_ACC = 2 };
+static inline int sgemm__flags(const kern_sgemm_epi_t *epi) {
+  return epi ? (epi->relu ? SGEMM_RELU : 0) | (epi->accumulate ? SGEMM_ACC : 0) : 0;
+}
+
 size_t kern_sgemm_packed_floats(int m, int k) {
   size_t panels = ((size_t)m + KERN_SGEMM_PANEL - 1) / KERN_SGEMM_PANEL;
   return panels * KERN_SGEMM_PANEL * (size_t)k;
@@ -81,7 +88,7 @@ int kern_sgemm_available(void) { return 1; }
 static inline __attribute__((always_inline)) void
 sgemm__tile(const int nv, size_t k, const float *a, const float *b, size_t ldb, float *c,
             size_t ldc, int mr, __mmask16 last, const float *bias, const float *res, size_t ldr,
-            int relu) {
+            int flags) {
   __m512 acc[KERN_SGEMM_MR][3];
 #pragma GCC unroll 8
   for (int i = 0; i < KERN_SGEMM_MR; i++)
@@ -121,8 +128,9 @@ sgemm__tile(const int nv, size_t k, const float *a, const float *b, size_t ldb, 
     for (int j = 0; j < nv; j++) {
       __mmask16 mk = j == nv - 1 ? last : (__mmask16)0xFFFF;
       __m512 v = _mm512_add_ps(acc[i][j], bi);
+      if (flags & SGEMM_ACC) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, ci + 16 * j));
       if (ri) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, ri + 16 * j));
-      if (relu) v = _mm512_max_ps(v, zero);
+      if (flags & SGEMM_RELU) v = _mm512_max_ps(v, zero);
       _mm512_mask_storeu_ps(ci + 16 * j, mk, v);
     }
   }
@@ -144,8 +152,8 @@ static void sgemm__tile1(size_t k, const float *a, const float *b, size_t ldb, f
   sgemm__tile(1, k, a, b, ldb, c, ldc, mr, last, bias, res, ldr, relu);
 }
 
-static void sgemm__tall_block(const float *packed, int m0, int m1, int k, const float *b,
-                              size_t ldb, size_t n, float *c, size_t ldc,
+static void sgemm__tall_block(const float *packed, int kfull, int m0, int m1, int k,
+                              const float *b, size_t ldb, size_t n, float *c, size_t ldc,
                               const kern_sgemm_epi_t *epi);
 
 /* Rows [m0, m1) x columns [0, n): every row panel over the same columns. A tail of at
@@ -154,11 +162,12 @@ static void sgemm__tall_block(const float *packed, int m0, int m1, int k, const 
  * 14x14 map's 196 = 4 x 48 + 4 columns otherwise spent a fifth of its time on one
  * 16-lane vector holding 4 columns. Longer tails measured no better on it (up to 36:
  * GoogLeNet 10.4-10.6 -> 10.7-11.3 ms). */
-static void sgemm__block(const float *packed, int m0, int m1, int k, const float *b, size_t ldb,
-                         size_t n, float *c, size_t ldc, const kern_sgemm_epi_t *epi) {
+static void sgemm__block(const float *packed, int kfull, int m0, int m1, int k, const float *b,
+                         size_t ldb, size_t n, float *c, size_t ldc,
+                         const kern_sgemm_epi_t *epi) {
   const float *bias = epi ? epi->bias : NULL, *res = epi ? epi->res : NULL;
   size_t ldr = epi ? epi->ldr : 0;
-  int relu = epi ? epi->relu : 0;
+  int flags = sgemm__flags(epi);
   size_t left = n % 48, full = n - left;
   __mmask16 last = (__mmask16)(0xFFFFu >> (16 - ((left + 15) % 16 + 1)));
   int tall_tail = left > 0 && left <= SGEMM_TAIL_TALL && m0 % KERN_SGEMM_PANEL == 0 &&
@@ -166,26 +175,26 @@ static void sgemm__block(const float *packed, int m0, int m1, int k, const float
   for (int r32 = m0; r32 < m1; r32 += 2 * KERN_SGEMM_PANEL) {
     int rend = m1 - r32 < 2 * KERN_SGEMM_PANEL ? m1 : r32 + 2 * KERN_SGEMM_PANEL;
     for (int r = r32; r < rend; r += KERN_SGEMM_MR) {
-      const float *a = sgemm__arow(packed, r, k);
+      const float *a = sgemm__arow(packed, r, kfull);
       int mr = m1 - r < KERN_SGEMM_MR ? m1 - r : KERN_SGEMM_MR;
       float *cr = c + (size_t)(r - m0) * ldc;
       const float *br = bias ? bias + r : NULL, *rr = res ? res + (size_t)(r - m0) * ldr : NULL;
       for (size_t j = 0; j < full; j += 48)
         sgemm__tile3((size_t)k, a, b + j, ldb, cr + j, ldc, mr, 0xFFFF, br, rr ? rr + j : NULL,
-                     ldr, relu);
+                     ldr, flags);
       if (left == 0 || tall_tail) continue;
       const float *rj = rr ? rr + full : NULL;
       if (left > 32)
-        sgemm__tile3((size_t)k, a, b + full, ldb, cr + full, ldc, mr, last, br, rj, ldr, relu);
+        sgemm__tile3((size_t)k, a, b + full, ldb, cr + full, ldc, mr, last, br, rj, ldr, flags);
       else if (left > 16)
-        sgemm__tile2((size_t)k, a, b + full, ldb, cr + full, ldc, mr, last, br, rj, ldr, relu);
+        sgemm__tile2((size_t)k, a, b + full, ldb, cr + full, ldc, mr, last, br, rj, ldr, flags);
       else
-        sgemm__tile1((size_t)k, a, b + full, ldb, cr + full, ldc, mr, last, br, rj, ldr, relu);
+        sgemm__tile1((size_t)k, a, b + full, ldb, cr + full, ldc, mr, last, br, rj, ldr, flags);
     }
     if (tall_tail) {
       kern_sgemm_epi_t e = {.bias = bias, .res = res ? res + (size_t)(r32 - m0) * ldr + full : NULL,
-                            .ldr = ldr, .relu = relu};
-      sgemm__tall_block(packed, r32, rend, k, b + full, ldb, left,
+                            .ldr = ldr, .relu = epi && epi->relu, .accumulate = epi && epi->accumulate};
+      sgemm__tall_block(packed, kfull, r32, rend, k, b + full, ldb, left,
                         c + (size_t)(r32 - m0) * ldc + full, ldc, &e);
     }
   }
@@ -195,7 +204,7 @@ static void sgemm__block(const float *packed, int m0, int m1, int k, const float
 static inline __attribute__((always_inline)) void
 sgemm__tall(const int nv, const int nj, size_t k, const float *a, size_t apan, const float *b,
             size_t ldb, float *c, size_t ldc, __mmask16 rows0, __mmask16 rows1,
-            const float *bias, const float *res, size_t ldr, int relu) {
+            const float *bias, const float *res, size_t ldr, int flags) {
   __m512 acc[2][12];
 #pragma GCC unroll 2
   for (int v = 0; v < 2; v++)
@@ -227,8 +236,9 @@ sgemm__tall(const int nv, const int nj, size_t k, const float *a, size_t apan, c
 #pragma GCC unroll 12
     for (int j = 0; j < nj; j++) {
       __m512 y = _mm512_add_ps(acc[v][j], bv);
+      if (flags & SGEMM_ACC) y = _mm512_add_ps(y, _mm512_mask_i32gather_ps(zero, mk, cidx, cv + j, 4));
       if (rv) y = _mm512_add_ps(y, _mm512_mask_i32gather_ps(zero, mk, ridx, rv + j, 4));
-      if (relu) y = _mm512_max_ps(y, zero);
+      if (flags & SGEMM_RELU) y = _mm512_max_ps(y, zero);
       _mm512_mask_i32scatter_ps(cv + j, mk, cidx, y, 4);
     }
   }
@@ -263,63 +273,79 @@ static inline __mmask16 sgemm__lanes(int n) {
 
 /* Rows [m0, m1) (m0 a multiple of the panel) x n columns by tall tiles; the columns
  * are dealt evenly in ceil(n / 12) tiles. */
-static void sgemm__tall_block(const float *packed, int m0, int m1, int k, const float *b,
-                              size_t ldb, size_t n, float *c, size_t ldc,
+static void sgemm__tall_block(const float *packed, int kfull, int m0, int m1, int k,
+                              const float *b, size_t ldb, size_t n, float *c, size_t ldc,
                               const kern_sgemm_epi_t *epi) {
-  size_t tiles = (n + 11) / 12, apan = KERN_SGEMM_PANEL * (size_t)k;
+  size_t tiles = (n + 11) / 12, apan = KERN_SGEMM_PANEL * (size_t)kfull;
   for (int r = m0; r < m1; r += 32) {
     int nv = m1 - r > 16 ? 2 : 1;
     __mmask16 r0 = sgemm__lanes(m1 - r), r1 = sgemm__lanes(m1 - r - 16);
-    const float *a = sgemm__arow(packed, r, k);
+    const float *a = sgemm__arow(packed, r, kfull);
     const float *bias = epi && epi->bias ? epi->bias + r : NULL;
     for (size_t t = 0, j = 0; t < tiles; t++) {
       size_t nj = (n - j) / (tiles - t);
       const float *res = epi && epi->res ? epi->res + (size_t)(r - m0) * epi->ldr + j : NULL;
       sgemm__talls[nv - 1][nj - 1]((size_t)k, a, apan, b + j, ldb,
                                    c + (size_t)(r - m0) * ldc + j, ldc, r0, r1, bias, res,
-                                   epi ? epi->ldr : 0, epi ? epi->relu : 0);
+                                   epi ? epi->ldr : 0, sgemm__flags(epi));
       j += nj;
     }
   }
 }
 
-void kern_sgemm_run(const float *packed, int m0, int m1, int k, const float *b, size_t ldb,
-                    size_t n, float *c, size_t ldc, const kern_sgemm_epi_t *epi) {
+void kern_sgemm_run_k(const float *packed, int kfull, int k0, int k1, int m0, int m1,
+                      const float *b, size_t ldb, size_t n, float *c, size_t ldc,
+                      const kern_sgemm_epi_t *epi) {
+  int k = k1 - k0;
+  packed += (size_t)k0 * KERN_SGEMM_PANEL; /* sgemm__arow then starts each row at k0 */
   if (n <= SGEMM_TALL_MAX_N && m0 % KERN_SGEMM_PANEL == 0 &&
       (k >= SGEMM_TALL_MIN_K || (n > 32 && k >= SGEMM_TALL_MIN_K3))) {
-    sgemm__tall_block(packed, m0, m1, k, b, ldb, n, c, ldc, epi);
+    sgemm__tall_block(packed, kfull, m0, m1, k, b, ldb, n, c, ldc, epi);
     return;
   }
-  /* Columns in chunks whose K x chunk slice of B stays in L2 across all row panels. */
+  /* Columns in chunks whose K x chunk slice of B stays in L2 across all row panels
+   * (the last chunk takes a remainder of one vector along: see kern_conv.c). */
   size_t chunk = SGEMM_B_BUDGET / ((size_t)k ? (size_t)k : 1) / 48 * 48;
   if (chunk < 48) chunk = 48;
   kern_sgemm_epi_t e = epi ? *epi : (kern_sgemm_epi_t){0};
-  for (size_t j = 0; j < n; j += chunk) {
-    size_t nc = n - j < chunk ? n - j : chunk;
+  for (size_t j = 0, nc; j < n; j += nc) {
+    nc = n - j <= chunk + 16 ? n - j : chunk;
     kern_sgemm_epi_t ej = e;
     if (ej.res) ej.res += j;
-    sgemm__block(packed, m0, m1, k, b + j, ldb, nc, c + j, ldc, &ej);
+    sgemm__block(packed, kfull, m0, m1, k, b + j, ldb, nc, c + j, ldc, &ej);
   }
+}
+
+void kern_sgemm_run(const float *packed, int m0, int m1, int k, const float *b, size_t ldb,
+                    size_t n, float *c, size_t ldc, const kern_sgemm_epi_t *epi) {
+  kern_sgemm_run_k(packed, k, 0, k, m0, m1, b, ldb, n, c, ldc, epi);
 }
 
 #else /* no AVX-512: callers use OpenBLAS instead */
 
 int kern_sgemm_available(void) { return 0; }
 
-void kern_sgemm_run(const float *packed, int m0, int m1, int k, const float *b, size_t ldb,
-                    size_t n, float *c, size_t ldc, const kern_sgemm_epi_t *epi) {
+void kern_sgemm_run_k(const float *packed, int kfull, int k0, int k1, int m0, int m1,
+                      const float *b, size_t ldb, size_t n, float *c, size_t ldc,
+                      const kern_sgemm_epi_t *epi) {
   /* Portable reference, only reached if a caller ignores kern_sgemm_available(). */
   for (int r = m0; r < m1; r++) {
-    const float *a = sgemm__arow(packed, r, k);
+    const float *a = sgemm__arow(packed, r, kfull) + (size_t)k0 * KERN_SGEMM_PANEL;
     float *cr = c + (size_t)(r - m0) * ldc;
     for (size_t j = 0; j < n; j++) {
-      float s = 0.0f;
-      for (int p = 0; p < k; p++) s += a[(size_t)p * KERN_SGEMM_PANEL] * b[(size_t)p * ldb + j];
+      float s = epi && epi->accumulate ? cr[j] : 0.0f;
+      for (int p = 0; p < k1 - k0; p++)
+        s += a[(size_t)p * KERN_SGEMM_PANEL] * b[(size_t)p * ldb + j];
       if (epi && epi->bias) s += epi->bias[r];
       if (epi && epi->res) s += epi->res[(size_t)(r - m0) * epi->ldr + j];
       if (epi && epi->relu && s < 0.0f) s = 0.0f;
       cr[j] = s;
     }
   }
+}
+
+void kern_sgemm_run(const float *packed, int m0, int m1, int k, const float *b, size_t ldb,
+                    size_t n, float *c, size_t ldc, const kern_sgemm_epi_t *epi) {
+  kern_sgemm_run_k(packed, k, 0, k, m0, m1, b, ldb, n, c, ldc, epi);
 }
 #endif

@@ -20,6 +20,7 @@ typedef struct {
   const float *res;
   size_t ldr;
   int relu;
+  int accumulate; /* 1: C += A B (the old C is read; for products split along K) */
 } kern_sgemm_epi_t;
 
 /* 1 when the fast micro-kernel was compiled in (AVX-512); else use OpenBLAS. */
@@ -34,5 +35,10 @@ void kern_sgemm_pack(const float *a, int m, int k, size_t lda, float *packed);
  * stride ldb; c points at row m0, column 0 of the output block (row stride ldc). */
 void kern_sgemm_run(const float *packed, int m0, int m1, int k, const float *b, size_t ldb,
                     size_t n, float *c, size_t ldc, const kern_sgemm_epi_t *epi);
+/* The same for the slice [k0, k1) of K of an A packed with kfull columns: b points at
+ * row k0 of B. With epi->accumulate, C += A[:, k0:k1] B[k0:k1, :]. */
+void kern_sgemm_run_k(const float *packed, int kfull, int k0, int k1, int m0, int m1,
+                      const float *b, size_t ldb, size_t n, float *c, size_t ldc,
+                      const kern_sgemm_epi_t *epi);
 
 #endif

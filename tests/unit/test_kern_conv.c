@@ -88,6 +88,11 @@ Test(kern_conv, resnet_like_layers) {
       {3, 32, 36, 5, 5, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 2},      /* row split, batch */
       {2, 5, 7, 9, 11, 5, 3, 2, 1, 2, 0, 1, 2, 1, 1, 1, 2},       /* asymmetric */
       {1, 1024, 20, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 0, 2},    /* K > block budget */
+      /* K slices and image groups (conv__grouped): strided 3x3 onto <= 196 outputs */
+      {5, 70, 40, 14, 14, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 2},    /* 7x7 out, 2 slices */
+      {12, 60, 24, 14, 14, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1},   /* groups of 10 + 2 */
+      {3, 60, 33, 28, 28, 3, 3, 2, 2, 1, 1, 1, 1, 1, 0, 1, 3},    /* 14x14 out, 3 thr */
+      {1, 130, 48, 13, 13, 3, 3, 2, 2, 1, 1, 0, 0, 0, 1, 0, 2},   /* batch 1, 3 slices */
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) conv_check(&rng, &cases[i]);
 }

@@ -2,7 +2,8 @@
  * product, on every tail of M (rows past a panel) and N (1..96 columns, so each of the
  * 1-, 2- and 3-vector tiles and every mask width is hit), with each epilogue variant,
  * a row range starting mid-matrix, a B row stride wider than N, and the tall kernel
- * (few columns, long K) with row tails inside its 32-row tiles. Tolerance as in
+ * (few columns, long K) with row tails inside its 32-row tiles, and products split
+ * along K (kern_sgemm_run_k, accumulating into C). Tolerance as in
  * test_kern_conv.c: 1e-5 of the sum of absolute terms. */
 #include <criterion/criterion.h>
 #include <stdlib.h>
@@ -10,7 +11,9 @@
 #include "kern_sgemm.h"
 #include "ref.h"
 
-static void sgemm_check(ref_rng_t *rng, int m, int n, int k, int m0, int epi_kind) {
+/* nslices > 1: the product as kern_sgemm_run_k over that many slices of K, the first
+ * overwriting C, the others accumulating, the epilogue with the last. */
+static void sgemm_check_k(ref_rng_t *rng, int m, int n, int k, int m0, int epi_kind, int nslices) {
   size_t ldb = (size_t)n + 5, ldc = (size_t)n + 3;
   float *a = ref_random(rng, (size_t)m * k, -1, 1), *b = ref_random(rng, (size_t)k * ldb, -1, 1);
   float *bias = ref_random(rng, (size_t)m, -1, 1), *res = ref_random(rng, (size_t)m * ldc, -2, 2);
@@ -20,8 +23,16 @@ static void sgemm_check(ref_rng_t *rng, int m, int n, int k, int m0, int epi_kin
   kern_sgemm_epi_t epi = {.bias = epi_kind & 1 ? bias : NULL,
                           .res = epi_kind & 2 ? res + (size_t)m0 * ldc : NULL,
                           .ldr = ldc, .relu = epi_kind & 4};
-  kern_sgemm_run(pk, m0, m, k, b, ldb, (size_t)n, c + (size_t)m0 * ldc, ldc,
-                 epi_kind ? &epi : NULL);
+  if (nslices <= 1)
+    kern_sgemm_run(pk, m0, m, k, b, ldb, (size_t)n, c + (size_t)m0 * ldc, ldc,
+                   epi_kind ? &epi : NULL);
+  for (int q = 0; nslices > 1 && q < nslices; q++) {
+    int k0 = k * q / nslices, k1 = k * (q + 1) / nslices;
+    kern_sgemm_epi_t e = q == nslices - 1 ? epi : (kern_sgemm_epi_t){0};
+    e.accumulate = q > 0;
+    kern_sgemm_run_k(pk, k, k0, k1, m0, m, b + (size_t)k0 * ldb, ldb, (size_t)n,
+                     c + (size_t)m0 * ldc, ldc, &e);
+  }
   for (int i = 0; i < m; i++)
     for (size_t j = 0; j < ldc; j++) {
       float got = c[(size_t)i * ldc + j];
@@ -42,10 +53,14 @@ static void sgemm_check(ref_rng_t *rng, int m, int n, int k, int m0, int epi_kin
       if (epi.relu && s < 0) s = 0;
       double d = got - s;
       cr_assert(d <= 1e-5 * mag + 1e-6 && -d <= 1e-5 * mag + 1e-6,
-                "m%d n%d k%d m0 %d epi %d: c[%d][%zu] = %g, want %g", m, n, k, m0, epi_kind, i,
-                j, got, s);
+                "m%d n%d k%d m0 %d epi %d slices %d: c[%d][%zu] = %g, want %g", m, n, k, m0,
+                epi_kind, nslices, i, j, got, s);
     }
   free(a), free(b), free(bias), free(res), free(c), free(pk);
+}
+
+static void sgemm_check(ref_rng_t *rng, int m, int n, int k, int m0, int epi_kind) {
+  sgemm_check_k(rng, m, n, k, m0, epi_kind, 1);
 }
 
 Test(kern_sgemm, every_column_tail_and_epilogue) {
@@ -78,4 +93,16 @@ Test(kern_sgemm, tall_kernel_few_columns_long_k) {
   /* K from 112 at 33-56 columns (Winograd products of 14x14 maps) */
   static const int mid[][2] = {{33, 112}, {49, 128}, {56, 200}, {40, 255}};
   for (int i = 0; i < 4; i++) sgemm_check(&rng, 48 + 16 * i, mid[i][0], mid[i][1], 0, i);
+}
+
+/* Slices of K, accumulated: the wide kernel (several tiles and tails), the tall one
+ * (at most 56 columns) with its gathered partial sums, row ranges, every epilogue. */
+Test(kern_sgemm, k_slices_accumulate) {
+  ref_rng_t rng = {0xC0FFEE1234567ull};
+  static const int cases[][5] = {/* m n k m0 slices */
+                                 {40, 49, 900, 0, 3},  {64, 392, 1300, 16, 4}, {33, 7, 520, 0, 2},
+                                 {48, 150, 700, 32, 5}, {20, 56, 260, 0, 2},   {100, 17, 64, 8, 2}};
+  for (int i = 0; i < 6; i++)
+    for (int e = 0; e < 8; e += 3)
+      sgemm_check_k(&rng, cases[i][0], cases[i][1], cases[i][2], cases[i][3], e, cases[i][4]);
 }
