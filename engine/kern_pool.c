@@ -160,6 +160,107 @@ static void pool__max_plane(const pool_job_t *j, const float *x, float *y) {
   }
 }
 
+/* 3x3 (left padding 0 or 1) or 2x2 (no left padding), stride 2, on rows exactly twice
+ * as wide as the output's (w = 2 ow), any window height: GoogLeNet's four stride-2
+ * pools (ceil mode; the last is 2x2) and ResNet's stem pool. Output row oy, column ox then starts at v[oy w + 2 ox - pad_l] in the plane of
+ * column maxima v (oh rows of w), so the row pass runs over the whole plane as one flat
+ * stride-2 sequence, 16 outputs a vector, whatever the width; only the window that
+ * runs into the neighbouring row (the first with pad_l 1, the last with pad_l 0) is
+ * redone afterwards. Row by row, the 7 and 14 wide outputs of the small maps spent
+ * more on per-row set-up than on the maxima (GoogLeNet's maxpool4, one thread: 0.075
+ * ms against ONNX Runtime's 0.009). */
+enum { POOL_FLAT_MAX = 8192 };
+
+static int pool__is_3x3s2_flat(const kern_pool_t *p, int w, int oh, int ow) {
+#if defined(__AVX512F__)
+  return p->stride_h == 2 && p->stride_w == 2 && w == 2 * ow &&
+         ((p->kw == 3 && p->pad_l <= 1) || (p->kw == 2 && p->pad_l == 0)) &&
+         (size_t)oh * (size_t)w <= POOL_FLAT_MAX;
+#else
+  (void)p, (void)w, (void)oh, (void)ow;
+  return 0;
+#endif
+}
+
+#if defined(__AVX512F__)
+/* Rows of at most 15 (14x14 maps): each output row from its column maxima in one
+ * register, permuted to the windows' three taps; lanes past the row, and the left
+ * padding (lane -1, read as lane 15), hold -FLT_MAX, so no window needs fixing up and
+ * nothing goes through memory between the passes (a store of the maxima reloaded
+ * across vector boundaries stalls on store-to-load forwarding). */
+static void pool__max_3x3s2_narrow(const pool_job_t *j, const float *x, float *y) {
+  const kern_pool_t *p = j->p;
+  int w = j->w, ow = j->ow, pl = p->pad_l;
+  __mmask16 mk = (__mmask16)((1u << w) - 1), mo = (__mmask16)((1u << ow) - 1);
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  __m512i i0 = _mm512_and_si512(_mm512_sub_epi32(_mm512_add_epi32(lane, lane), _mm512_set1_epi32(pl)),
+                                _mm512_set1_epi32(15));
+  __m512i i1 = _mm512_and_si512(_mm512_add_epi32(i0, _mm512_set1_epi32(1)), _mm512_set1_epi32(15));
+  __m512i i2 = _mm512_and_si512(_mm512_add_epi32(i0, _mm512_set1_epi32(2)), _mm512_set1_epi32(15));
+  const __m512 lowest = _mm512_set1_ps(-FLT_MAX);
+  for (int oy = 0; oy < j->oh; oy++, y += ow) {
+    int y0, y1, ny;
+    pool__span(oy, p->stride_h, p->kh, p->pad_t, p->pad_b, j->h, &y0, &y1, &ny);
+    if (y1 <= y0) {
+      _mm512_mask_storeu_ps(y, mo, _mm512_setzero_ps());
+      continue;
+    }
+    __m512 m = lowest;
+    for (int yy = y0; yy < y1; yy++)
+      m = _mm512_max_ps(m, _mm512_mask_loadu_ps(lowest, mk, x + (size_t)yy * (size_t)w));
+    __m512 r = _mm512_max_ps(_mm512_permutexvar_ps(i0, m), _mm512_permutexvar_ps(i1, m));
+    if (p->kw == 3) r = _mm512_max_ps(r, _mm512_permutexvar_ps(i2, m));
+    _mm512_mask_storeu_ps(y, mo, r);
+  }
+}
+
+static void pool__max_3x3s2_flat(const pool_job_t *j, const float *x, float *y) {
+  const kern_pool_t *p = j->p;
+  int w = j->w, oh = j->oh, ow = j->ow, pl = p->pad_l;
+  if (w <= 15) {
+    pool__max_3x3s2_narrow(j, x, y);
+    return;
+  }
+  float vbuf[POOL_MARGIN + POOL_FLAT_MAX + POOL_MARGIN], *v = vbuf + POOL_MARGIN;
+  size_t nv = (size_t)oh * (size_t)w, ny = (size_t)oh * (size_t)ow;
+  for (int i = 0; i < POOL_MARGIN; i++) v[-1 - i] = v[nv + (size_t)i] = -FLT_MAX;
+  for (int oy = 0; oy < oh; oy++) { /* column maxima over each output row's window */
+    int y0, y1, ny_;
+    pool__span(oy, p->stride_h, p->kh, p->pad_t, p->pad_b, j->h, &y0, &y1, &ny_);
+    float *vr = v + (size_t)oy * (size_t)w;
+    for (int xx = 0; xx < w; xx += 16) {
+      int left = w - xx;
+      __mmask16 mk = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+      __m512 m = _mm512_set1_ps(-FLT_MAX);
+      for (int yy = y0; yy < y1; yy++)
+        m = _mm512_max_ps(m, _mm512_maskz_loadu_ps(mk, x + (size_t)yy * (size_t)w + xx));
+      _mm512_mask_storeu_ps(vr + xx, mk, m);
+    }
+  }
+  for (size_t o = 0; o < ny; o += 16) { /* the row pass, flat */
+    const float *b = v + 2 * o - (size_t)pl;
+    __m512 lo = _mm512_loadu_ps(b), hi = _mm512_loadu_ps(b + 16);
+    __m512 lo2 = _mm512_loadu_ps(b + 2), hi2 = _mm512_loadu_ps(b + 18);
+    __m512 m = _mm512_max_ps(kern_simd_even(lo, hi), kern_simd_odd(lo, hi));
+    if (p->kw == 3) m = _mm512_max_ps(m, kern_simd_even(lo2, hi2));
+    size_t n = ny - o < 16 ? ny - o : 16;
+    _mm512_mask_storeu_ps(y + o, (__mmask16)((1u << n) - 1), m);
+  }
+  for (int oy = 0; oy < oh; oy++) { /* windows that ran into the next or previous row */
+    const float *vr = v + (size_t)oy * (size_t)w;
+    float *yr = y + (size_t)oy * (size_t)ow;
+    if (p->kw == 3 && pl == 1) /* 2x2 windows never leave their row */
+      yr[0] = vr[0] > vr[1] ? vr[0] : vr[1];
+    else if (p->kw == 3)
+      yr[ow - 1] = vr[w - 2] > vr[w - 1] ? vr[w - 2] : vr[w - 1];
+    int y0, y1, ny_;
+    pool__span(oy, p->stride_h, p->kh, p->pad_t, p->pad_b, j->h, &y0, &y1, &ny_);
+    if (y1 <= y0)
+      for (int ox = 0; ox < ow; ox++) yr[ox] = 0.0f;
+  }
+}
+#endif
+
 /* 3x3, stride 1, padding 1 on every side (GoogLeNet's inception branches): the
  * output has the input's size, and both passes run over the whole plane as flat,
  * vectorizable loops (a row-by-row pass spends more on loop overhead than on the
@@ -194,9 +295,14 @@ static void pool__task(void *arg, int tid, int nt) {
   pool_split(j->planes, tid, nt, &b, &e);
   int separable = !j->avg && j->w <= POOL_ROW_MAX;
   int same3 = !j->avg && pool__is_3x3_same(j->p, j->h, j->w, j->oh, j->ow);
+  int flat = !j->avg && pool__is_3x3s2_flat(j->p, j->w, j->oh, j->ow);
   for (size_t i = b; i < e; i++) {
     if (same3)
       pool__max_3x3_same(j->in + i * in_plane, j->h, j->w, j->out + i * out_plane);
+#if defined(__AVX512F__)
+    else if (flat)
+      pool__max_3x3s2_flat(j, j->in + i * in_plane, j->out + i * out_plane);
+#endif
     else if (separable)
       pool__max_plane(j, j->in + i * in_plane, j->out + i * out_plane);
     else

@@ -60,9 +60,13 @@ Test(kern_pool, network_windows_ceil_mode) {
   for (int i = 0; i < 8; i++) pool_check(&rng, 0, &sp, 2, 3, side[i][0], side[i][1], 1, 2);
   kern_pool_t rp = {3, 3, 2, 2, 1, 1, 1, 1, 0}; /* ResNet stem maxpool */
   pool_check(&rng, 0, &rp, 1, 8, 112, 112, 0, 2);
-  /* 3x3/2 on every row width from 3 to 40 (GoogLeNet's maxpool3/4 at 28 and 14): the
-   * whole-row vector path with partial vectors, margins and exact edge windows. */
+  /* 2x2/2 and 3x3/2 on every row width from 3 to 40 (GoogLeNet's maxpool3/4 at 28 and
+   * 14): the whole-row vector path with partial vectors, margins and exact edge windows,
+   * and for even widths the flat path (rows of at most 15 in registers). */
+  kern_pool_t m2 = {2, 2, 2, 2, 0, 0, 0, 0, 0}; /* GoogLeNet's maxpool4: 2x2/2 ceil */
   for (int w = 3; w <= 40; w++) {
+    pool_check(&rng, 0, &m2, 1, 3, w, w, 1, 1 + w % 2);
+    pool_check(&rng, 0, &m2, 1, 2, w + 3, w, 0, 1);
     pool_check(&rng, 0, &mp, 1, 2, w + 1, w, 1, 1);
     pool_check(&rng, 0, &rp, 1, 2, w, w, 0, 1);
     pool_check(&rng, 0, &rp, 1, 2, w, w, 1, 1);
