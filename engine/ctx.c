@@ -54,9 +54,13 @@ static size_t scratch_need(const cnn_model_t *m, int max_batch, int threads) {
   for (int i = 0; i < m->nnodes; i++) {
     const graph_node_t *n = &m->nodes[i];
     if (n->dead || n->op != OP_CONV) continue;
-    size_t s = kern_conv2d_scratch_floats(&n->a.conv.k, n->a.conv.h, n->a.conv.w, n->a.conv.oh,
-                                          n->a.conv.ow, threads);
-    if (s > need) need = s;
+    /* threads: the batched and batch-1 forwards; 1: the image-serial prefix, whose
+     * per-thread contexts have no pool (a kernel's share of a layer can be larger) */
+    for (int nt = threads; nt >= 1; nt = nt > 1 ? 1 : 0) {
+      size_t s = kern_conv2d_scratch_floats(&n->a.conv.k, n->a.conv.h, n->a.conv.w,
+                                            n->a.conv.oh, n->a.conv.ow, nt);
+      if (s > need) need = s;
+    }
   }
   (void)max_batch;
   return (need + 15) / 16 * 16;
