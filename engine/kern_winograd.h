@@ -26,6 +26,7 @@ typedef struct {
   size_t tiles_img, tiles, tb;
   size_t chunk, chunks;      /* tile split: chunks of `chunk` tiles, */
   atomic_size_t next_chunk;  /* claimed by the threads as they go (as in kern_conv.c) */
+  float *v_shared;           /* row split, one block: V transformed once by all threads */
 } wino_job_t;
 
 /* The run of tiles that starts at tile t on one tile row, cut at t1: its image, tile
