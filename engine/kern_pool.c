@@ -295,7 +295,8 @@ static void pool__task(void *arg, int tid, int nt) {
   pool_split(j->planes, tid, nt, &b, &e);
   int separable = !j->avg && j->w <= POOL_ROW_MAX;
   int same3 = !j->avg && pool__is_3x3_same(j->p, j->h, j->w, j->oh, j->ow);
-  int flat = !j->avg && pool__is_3x3s2_flat(j->p, j->w, j->oh, j->ow);
+  int flat = !j->avg && pool__is_3x3s2_flat(j->p, j->w, j->oh, j->ow); /* 0 without AVX-512 */
+  (void)flat;
   for (size_t i = b; i < e; i++) {
     if (same3)
       pool__max_3x3_same(j->in + i * in_plane, j->h, j->w, j->out + i * out_plane);
