@@ -14,7 +14,9 @@
  *    GEMM), but each thread streams only its share of W, where a column split would
  *    make every thread stream all of it (ResNet-50's layer4 at batch 8, 60 MB of
  *    weights: 37 -> 32 ms on 2 threads with the Winograd layers split the same way).
- *  - K slices (conv__grouped: kernels wider than 1 on maps of at most 196 outputs):
+ *  - 3x3 stride-2 convs with padding 1 onto more than 100 outputs read the input's
+ *    phase planes directly, one product per tap, with no lowering (kern_conv_poly.c);
+ *  - K slices (conv__grouped: the other kernels wider than 1 on maps of at most 196 outputs):
  *    the product runs over about 512 rows of K at a time, accumulating, and at
  *    batch > 1 over several images' columns side by side, so the weights stream
  *    once per group of images rather than once per image.
@@ -146,7 +148,9 @@ int kern_conv_prepare(kern_conv_t *p) {
   p->packed = NULL;
   p->gemm_a = NULL;
   p->wino_m = 0;
+  p->poly = 0;
   if (kern_wino_eligible(p)) return kern_wino_prepare(p);
+  if (kern_poly_eligible(p)) return kern_poly_prepare(p);
   if (!kern_sgemm_available()) return 0;
   int kdim = p->cin * p->kh * p->kw;
   if (posix_memalign((void **)&p->gemm_a, 64,
@@ -173,6 +177,8 @@ size_t kern_conv2d_scratch_floats(const kern_conv_t *p, int h, int w, int oh, in
   size_t need = kdim * block + kern_im2col_tmp_floats(p, h, ow);
   if (kern_wino_eligible(p) && kern_wino_scratch_floats(p, ow) > need)
     need = kern_wino_scratch_floats(p, ow);
+  if (kern_poly_eligible(p) && kern_poly_scratch_floats(p, oh, ow) > need)
+    need = kern_poly_scratch_floats(p, oh, ow);
   int g = conv__group(p, cols, INT32_MAX, nthreads); /* any batch */
   if (g > 0 && conv__group_floats(p, cols, g, nthreads) > need)
     need = conv__group_floats(p, cols, g, nthreads);
@@ -180,7 +186,7 @@ size_t kern_conv2d_scratch_floats(const kern_conv_t *p, int h, int w, int oh, in
 }
 
 /* c[j] = act(c[j] + b + res[j]) in one vectorizable loop per variant. */
-static void conv__epi_row(float *c, const float *res, float b, size_t nc, int relu) {
+void kern_conv_epi_row(float *c, const float *res, float b, size_t nc, int relu) {
   if (res && relu)
     for (size_t j = 0; j < nc; j++) {
       float v = c[j] + b + res[j];
@@ -201,7 +207,7 @@ static void conv__epi_row(float *c, const float *res, float b, size_t nc, int re
 static void conv__epilogue(const kern_conv_t *p, float *c, const float *res, int r0, int r1,
                            size_t nc, size_t ldc) {
   for (int r = r0; r < r1; r++, c += ldc, res = res ? res + ldc : NULL)
-    conv__epi_row(c, res, p->bias ? p->bias[r] : 0.0f, nc, p->relu);
+    kern_conv_epi_row(c, res, p->bias ? p->bias[r] : 0.0f, nc, p->relu);
 }
 
 /* Output channels [r0, r1) x columns [c0, c1) of image img. */
@@ -290,7 +296,7 @@ static void conv__grouped(const conv_job_t *j, int r0, int r1, float *scratch) {
         size_t off = (size_t)(i0 + q) * j->out_img + ((size_t)r0 + r) * cols;
         float *o = j->out + off;
         memcpy(o, prod + r * nc + (size_t)q * cols, cols * sizeof(float));
-        conv__epi_row(o, j->residual ? j->residual + off : NULL, p->bias ? p->bias[r0 + (int)r] : 0.0f,
+        kern_conv_epi_row(o, j->residual ? j->residual + off : NULL, p->bias ? p->bias[r0 + (int)r] : 0.0f,
                       cols, p->relu);
       }
   }
@@ -318,6 +324,10 @@ void kern_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *in, in
                  int w, float *out, int oh, int ow, const float *residual) {
   if (p->packed) {
     kern_wino_conv2d(kc, p, in, n, h, w, out, oh, ow, residual);
+    return;
+  }
+  if (p->poly) {
+    kern_poly_conv2d(kc, p, in, n, h, w, out, oh, ow, residual);
     return;
   }
   conv_job_t j = {.kc = kc, .p = p, .in = in, .residual = residual, .out = out, .n = n,

@@ -37,6 +37,7 @@ typedef struct {
   float *gemm_a;       /* weights packed for kern_sgemm (AVX-512); set by kern_conv_prepare */
   int map_oh, map_ow;  /* output map size when known (0: not), for the Winograd variant */
   int wino_m;          /* set by kern_conv_prepare: Winograd output tile 2 or 4, else 0 */
+  int poly;            /* set by kern_conv_prepare: 3x3/2 from phase planes (gemm_a tap-major) */
 } kern_conv_t;
 
 /* At model load: prepare weights (e.g. pack or transform). Returns 0 or CNN_ENOMEM. */
