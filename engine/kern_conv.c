@@ -304,11 +304,8 @@ static void conv__grouped(const conv_job_t *j, int r0, int r1, float *scratch) {
 
 static void conv__by_rows(void *arg, int tid, int nt) {
   const conv_job_t *j = arg;
-  size_t units = ((size_t)j->p->cout + CONV_ROW_ALIGN - 1) / CONV_ROW_ALIGN, b, e;
-  pool_split(units, tid, nt, &b, &e);
-  int r0 = (int)(b * CONV_ROW_ALIGN), r1 = (int)(e * CONV_ROW_ALIGN);
-  if (r1 > j->p->cout) r1 = j->p->cout;
-  if (r0 >= r1) return;
+  int r0, r1;
+  if (!kern_row_share(j->p->cout, CONV_ROW_ALIGN, tid, nt, &r0, &r1)) return;
   if (j->group > 0) {
     conv__grouped(j, r0, r1, j->kc->scratch[tid]);
     return;

@@ -172,11 +172,9 @@ static void poly__by_cols(void *arg, int tid, int nt) {
 
 static void poly__by_rows(void *arg, int tid, int nt) {
   const poly_job_t *j = arg;
-  size_t units = ((size_t)j->p->cout + POLY_ROW_ALIGN - 1) / POLY_ROW_ALIGN, b, e;
-  pool_split(units, tid, nt, &b, &e);
-  int r0 = (int)(b * POLY_ROW_ALIGN), r1 = (int)(e * POLY_ROW_ALIGN);
-  if (r1 > j->p->cout) r1 = j->p->cout;
-  for (size_t q0 = 0; r0 < r1 && q0 < j->q; q0 += POLY_BLOCK)
+  int r0, r1;
+  if (!kern_row_share(j->p->cout, POLY_ROW_ALIGN, tid, nt, &r0, &r1)) return;
+  for (size_t q0 = 0; q0 < j->q; q0 += POLY_BLOCK)
     poly__block(j, r0, r1, q0, q0 + POLY_BLOCK < j->q ? q0 + POLY_BLOCK : j->q, poly__c(j, tid));
 }
 #endif

@@ -41,4 +41,15 @@ void kern_conv_epi_row(float *c, const float *res, float b, size_t nc, int relu)
 
 static inline int kern_threads(const kern_ctx_t *kc) { return pool_threads(kc->pool); }
 
+/* Thread tid's share [*r0, *r1) of `rows` output channels, cut at multiples of align
+ * (the row splits of kern_conv.c, kern_winograd.c and kern_conv_poly.c). Returns 0
+ * when the share is empty. */
+static inline int kern_row_share(int rows, int align, int tid, int nt, int *r0, int *r1) {
+  size_t units = ((size_t)rows + (size_t)align - 1) / (size_t)align, b, e;
+  pool_split(units, tid, nt, &b, &e);
+  *r0 = (int)(b * (size_t)align);
+  *r1 = (int)(e * (size_t)align) < rows ? (int)(e * (size_t)align) : rows;
+  return *r0 < *r1;
+}
+
 #endif

@@ -471,11 +471,8 @@ static void wino__input_shared(void *arg, int tid, int nt) {
 
 static void wino__by_rows(void *arg, int tid, int nt) {
   const wino_job_t *j = arg;
-  size_t units = ((size_t)j->p->cout + WINO_ROW_ALIGN - 1) / WINO_ROW_ALIGN, b, e;
-  pool_split(units, tid, nt, &b, &e);
-  int r0 = (int)(b * WINO_ROW_ALIGN), r1 = (int)(e * WINO_ROW_ALIGN);
-  if (r1 > j->p->cout) r1 = j->p->cout;
-  if (r0 >= r1) return;
+  int r0, r1;
+  if (!kern_row_share(j->p->cout, WINO_ROW_ALIGN, tid, nt, &r0, &r1)) return;
   size_t nblk = (j->tiles + j->tb - 1) / j->tb, blk = (j->tiles + nblk - 1) / nblk;
   for (size_t t0 = 0; t0 < j->tiles; t0 += blk)
     wino__block(j, r0, r1, t0, t0 + blk < j->tiles ? t0 + blk : j->tiles,
