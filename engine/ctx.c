@@ -56,11 +56,12 @@ static size_t scratch_need(const cnn_model_t *m, int max_batch, int threads) {
     if (n->dead || n->op != OP_CONV) continue;
     /* threads: the batched and batch-1 forwards; 1: the image-serial prefix, whose
      * per-thread contexts have no pool (a kernel's share of a layer can be larger) */
-    for (int nt = threads; nt >= 1; nt = nt > 1 ? 1 : 0) {
-      size_t s = kern_conv2d_scratch_floats(&n->a.conv.k, n->a.conv.h, n->a.conv.w,
-                                            n->a.conv.oh, n->a.conv.ow, nt);
-      if (s > need) need = s;
-    }
+    const kern_conv_t *k = &n->a.conv.k;
+    int h = n->a.conv.h, w = n->a.conv.w, oh = n->a.conv.oh, ow = n->a.conv.ow;
+    size_t s = kern_conv2d_scratch_floats(k, h, w, oh, ow, threads);
+    size_t s1 = kern_conv2d_scratch_floats(k, h, w, oh, ow, 1);
+    if (s1 > s) s = s1;
+    if (s > need) need = s;
   }
   (void)max_batch;
   return (need + 15) / 16 * 16;

@@ -113,11 +113,11 @@ enum {
   CONV_GROUP_C_FLOATS = 1 << 18
 };
 
-/* The most output channels one thread's share of a row split holds (conv__by_rows). */
+/* The most output channels one thread's share of a row split holds (conv__by_rows):
+ * tid 0's, which pool_split makes the largest. */
 static size_t conv__share_rows(const kern_conv_t *p, int nt) {
-  size_t units = ((size_t)p->cout + CONV_ROW_ALIGN - 1) / CONV_ROW_ALIGN;
-  size_t rows = (units + (size_t)nt - 1) / (size_t)nt * CONV_ROW_ALIGN;
-  return rows < (size_t)p->cout ? rows : (size_t)p->cout;
+  int r0, r1;
+  return kern_row_share(p->cout, CONV_ROW_ALIGN, 0, nt, &r0, &r1) ? (size_t)(r1 - r0) : 1;
 }
 
 /* Images per product for n images of `cols` outputs on nt threads; 0 when the conv
@@ -125,7 +125,9 @@ static size_t conv__share_rows(const kern_conv_t *p, int nt) {
  * the K slices fix the order of the sums, and a batch's rows must equal their
  * batch-1 forwards bit for bit (tests/unit/test_forward_batch.c). */
 static int conv__group(const kern_conv_t *p, size_t cols, int n, int nt) {
-  if (!p->gemm_a || p->kh * p->kw == 1 || cols == 0 || cols > CONV_GROUP_MAX_COLS || n < 1) return 0;
+  if (!p->gemm_a || p->poly || p->kh * p->kw == 1 || cols == 0 || cols > CONV_GROUP_MAX_COLS ||
+      n < 1)
+    return 0;
   size_t g = CONV_GROUP_COLS / cols, gc = CONV_GROUP_C_FLOATS / (conv__share_rows(p, nt) * cols);
   if (gc < g) g = gc;
   if ((size_t)n < g) g = (size_t)n;
@@ -278,15 +280,9 @@ static void conv__grouped(const conv_job_t *j, int r0, int r1, float *scratch) {
     size_t nc = (size_t)gn * cols;
     for (int ci0 = 0; ci0 < p->cin; ci0 += j->group_cin) {
       int ci1 = p->cin - ci0 < j->group_cin ? p->cin : ci0 + j->group_cin;
-      for (int q = 0; q < gn; q++) {
-        const float *in = j->in + (size_t)(i0 + q) * j->in_img;
-        if (j->direct)
-          for (int ci = ci0; ci < ci1; ci++)
-            memcpy(blk + (size_t)(ci - ci0) * nc + (size_t)q * cols, in + (size_t)ci * cols,
-                   cols * sizeof(float));
-        else
-          kern_im2col_part(p, in, j->h, j->w, j->ow, 0, cols, ci0, ci1, blk + (size_t)q * cols, nc);
-      }
+      for (int q = 0; q < gn; q++) /* kernels wider than 1 only: always lowered */
+        kern_im2col_part(p, j->in + (size_t)(i0 + q) * j->in_img, j->h, j->w, j->ow, 0, cols,
+                         ci0, ci1, blk + (size_t)q * cols, nc);
       kern_sgemm_epi_t e = {.accumulate = ci0 > 0};
       kern_sgemm_run_k(p->gemm_a, (int)j->kdim, ci0 * khw, ci1 * khw, r0, r1, blk, nc, nc, prod,
                        nc, &e);
@@ -296,8 +292,8 @@ static void conv__grouped(const conv_job_t *j, int r0, int r1, float *scratch) {
         size_t off = (size_t)(i0 + q) * j->out_img + ((size_t)r0 + r) * cols;
         float *o = j->out + off;
         memcpy(o, prod + r * nc + (size_t)q * cols, cols * sizeof(float));
-        kern_conv_epi_row(o, j->residual ? j->residual + off : NULL, p->bias ? p->bias[r0 + (int)r] : 0.0f,
-                      cols, p->relu);
+        kern_conv_epi_row(o, j->residual ? j->residual + off : NULL,
+                          p->bias ? p->bias[r0 + (int)r] : 0.0f, cols, p->relu);
       }
   }
 }
