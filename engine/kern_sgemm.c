@@ -21,11 +21,12 @@
  * Tall kernel (few columns: 7x7 maps at batch 1, where 48-column tiles would waste
  * a quarter of every FMA): vectors run down M instead, 32 rows (two panels) x up to
  * 12 columns = 24 accumulators; each k step is 2 vector loads of A, up to 12
- * broadcasts of B and 24 FMAs. Its results are stored down the columns of C with
- * scatters, once per tile after the whole K loop. It is taken for at most 56
- * columns when K pays for the scatters: K >= 256, or K >= 112 at 33-56 columns
- * (measured: M 256 x K 128 x N 49 wide 186, tall 201 GFLOP/s; at N 16 and K 128 the
- * wide kernel stays ahead, 201 against 182).
+ * broadcasts of B and 24 FMAs. After the whole K loop its 16 x 12 blocks are
+ * transposed in registers and stored as rows of C (scattering them down the
+ * columns cost 7% of a K = 512 product). It is taken for at most 56
+ * columns when K is long enough: K >= 256, or K >= 112 at 33-56 columns (measured
+ * while the stores were scatters: M 256 x K 128 x N 49 wide 186, tall 201 GFLOP/s; at
+ * N 16 and K 128 the wide kernel stays ahead, 201 against 182).
  * Both apply the epilogue (bias per row, residual shaped like C, ReLU) before the
  * single store of each accumulator.
  *
@@ -38,12 +39,12 @@
 enum {
   SGEMM_B_BUDGET = 96 * 1024, /* floats of B per column chunk: 384 KB, in L2 */
   SGEMM_TALL_MAX_N = 56,      /* at most this many columns: the tall kernel, */
-  SGEMM_TALL_MIN_K = 256,     /* if K is long enough to pay for its scattered stores, */
+  SGEMM_TALL_MIN_K = 256,     /* if K is long enough to pay for its per-tile stores, */
   SGEMM_TALL_MIN_K3 = 112,    /* or this long when the wide kernel would need a third,
                                  partial vector (33-56 columns: 49 = a 14x14 map) */
   SGEMM_PF_AHEAD = 16 * 96,   /* prefetch packed A this many floats (k steps x panel) ahead */
   SGEMM_TAIL_TALL = 12,       /* column tails up to this many go to the tall kernel, */
-  SGEMM_TAIL_TALL_MIN_K = 64  /* when K pays for its scattered stores */
+  SGEMM_TAIL_TALL_MIN_K = 64  /* when K pays for its per-tile stores */
 };
 
 /* The kernels' `relu` argument is a set of flags: ReLU, and C += A B (C read first,
@@ -200,6 +201,38 @@ static void sgemm__block(const float *packed, int kfull, int m0, int m1, int k, 
   }
 }
 
+/* In-register 16x16 transpose: t[i] lane j becomes t[j] lane i. The tall tile stores
+ * its results this way, one masked row store per output row. Scatters down the
+ * columns (and gathers of the residual) had cost ResNet-50 layer4's 512->2048 1x1
+ * convs 7% on one thread: 0.532-0.539 -> 0.495-0.500 ms at batch 1. */
+static inline __attribute__((always_inline)) void sgemm__transpose16(__m512 t[16]) {
+  __m512 u[16];
+#pragma GCC unroll 8
+  for (int i = 0; i < 16; i += 2) {
+    u[i] = _mm512_unpacklo_ps(t[i], t[i + 1]);
+    u[i + 1] = _mm512_unpackhi_ps(t[i], t[i + 1]);
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < 16; i += 4) {
+    t[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(u[i]), _mm512_castps_pd(u[i + 2])));
+    t[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(u[i]), _mm512_castps_pd(u[i + 2])));
+    t[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(u[i + 1]), _mm512_castps_pd(u[i + 3])));
+    t[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(u[i + 1]), _mm512_castps_pd(u[i + 3])));
+  }
+  /* t[4q + r] now holds, in each 128-bit lane L, rows 4q..4q+3 of column 4L + r. */
+#pragma GCC unroll 4
+  for (int r = 0; r < 4; r++) {
+    __m512 a = _mm512_shuffle_f32x4(t[r], t[4 + r], 0x88), b = _mm512_shuffle_f32x4(t[r], t[4 + r], 0xdd);
+    __m512 c = _mm512_shuffle_f32x4(t[8 + r], t[12 + r], 0x88), d = _mm512_shuffle_f32x4(t[8 + r], t[12 + r], 0xdd);
+    u[r] = _mm512_shuffle_f32x4(a, c, 0x88);      /* column r */
+    u[8 + r] = _mm512_shuffle_f32x4(a, c, 0xdd);  /* column 8 + r */
+    u[4 + r] = _mm512_shuffle_f32x4(b, d, 0x88);  /* column 4 + r */
+    u[12 + r] = _mm512_shuffle_f32x4(b, d, 0xdd); /* column 12 + r */
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < 16; i++) t[i] = u[i];
+}
+
 /* Tall tile: rows [r, r + 16*NV) (NV panels; rows past m1 masked off) x NJ columns. */
 static inline __attribute__((always_inline)) void
 sgemm__tall(const int nv, const int nj, size_t k, const float *a, size_t apan, const float *b,
@@ -223,23 +256,26 @@ sgemm__tall(const int nv, const int nj, size_t k, const float *a, size_t apan, c
     a += KERN_SGEMM_PANEL;
     b += ldb;
   }
-  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-  const __m512i cidx = _mm512_mullo_epi32(lane, _mm512_set1_epi32((int)ldc));
-  const __m512i ridx = _mm512_mullo_epi32(lane, _mm512_set1_epi32((int)ldr));
   const __m512 zero = _mm512_setzero_ps();
+  const __mmask16 cols = (__mmask16)((1u << nj) - 1);
 #pragma GCC unroll 2
   for (int v = 0; v < nv; v++) {
     __mmask16 mk = v == 0 ? rows0 : rows1;
-    __m512 bv = bias ? _mm512_maskz_loadu_ps(mk, bias + 16 * v) : zero;
+    __m512 t[16];
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; j++) t[j] = j < nj ? acc[v][j] : zero;
+    sgemm__transpose16(t); /* t[i]: row 16v + i, columns 0 .. nj */
     float *cv = c + (size_t)16 * (size_t)v * ldc;
     const float *rv = res ? res + (size_t)16 * (size_t)v * ldr : NULL;
-#pragma GCC unroll 12
-    for (int j = 0; j < nj; j++) {
-      __m512 y = _mm512_add_ps(acc[v][j], bv);
-      if (flags & SGEMM_ACC) y = _mm512_add_ps(y, _mm512_mask_i32gather_ps(zero, mk, cidx, cv + j, 4));
-      if (rv) y = _mm512_add_ps(y, _mm512_mask_i32gather_ps(zero, mk, ridx, rv + j, 4));
+    const float *bv = bias ? bias + 16 * v : NULL;
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++) {
+      if (!(mk >> i & 1)) break;
+      __m512 y = _mm512_add_ps(t[i], _mm512_set1_ps(bv ? bv[i] : 0.0f));
+      if (flags & SGEMM_ACC) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(cols, cv + (size_t)i * ldc));
+      if (rv) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(cols, rv + (size_t)i * ldr));
       if (flags & SGEMM_RELU) y = _mm512_max_ps(y, zero);
-      _mm512_mask_i32scatter_ps(cv + j, mk, cidx, y, 4);
+      _mm512_mask_storeu_ps(cv + (size_t)i * ldc, cols, y);
     }
   }
 }
