@@ -26,6 +26,7 @@
 
 #include "error.h"
 #include "ctx_run.h"
+#include "mem.h"
 #include "graph.h"
 
 struct cnn_ctx {
@@ -43,11 +44,6 @@ struct cnn_ctx {
   double *prof_ms; /* per node, when profiling; NULL otherwise */
   long prof_runs;
 };
-
-static void *alloc64(size_t bytes) {
-  void *p = NULL;
-  return posix_memalign(&p, 64, bytes ? (bytes + 63) / 64 * 64 : 64) ? NULL : p;
-}
 
 static size_t scratch_need(const cnn_model_t *m, int max_batch, int threads) {
   size_t need = 16;
@@ -70,8 +66,8 @@ static size_t scratch_need(const cnn_model_t *m, int max_batch, int threads) {
 static int ctx_alloc(cnn_ctx_t *c, cnn_error_t *err) {
   const cnn_model_t *m = c->m;
   size_t per = scratch_need(m, c->max_batch, c->threads);
-  c->arena = alloc64((size_t)m->plan_floats * (size_t)c->max_batch * sizeof(float));
-  c->scratch_mem = alloc64(per * (size_t)c->threads * sizeof(float));
+  c->arena = cnn_mem_alloc((size_t)m->plan_floats * (size_t)c->max_batch * sizeof(float));
+  c->scratch_mem = cnn_mem_alloc(per * (size_t)c->threads * sizeof(float));
   c->scratch = calloc((size_t)c->threads, sizeof *c->scratch);
   c->ptr = calloc((size_t)m->nvals, sizeof *c->ptr);
   if (!c->arena || !c->scratch_mem || !c->scratch || !c->ptr)
@@ -87,7 +83,7 @@ static int ctx_alloc(cnn_ctx_t *c, cnn_error_t *err) {
   }
   c->kc = (kern_ctx_t){NULL, c->scratch, per};
   if (m->serial_end > 0 && c->max_batch > 1) {
-    c->serial_mem = alloc64((size_t)m->serial_floats * (size_t)c->threads * sizeof(float));
+    c->serial_mem = cnn_mem_alloc((size_t)m->serial_floats * (size_t)c->threads * sizeof(float));
     c->sptr = calloc((size_t)c->threads * (size_t)m->nvals, sizeof *c->sptr);
     c->skc = calloc((size_t)c->threads, sizeof *c->skc);
     if (!c->serial_mem || !c->sptr || !c->skc)

@@ -42,6 +42,7 @@
 
 #include "cnn.h"
 #include "kern_internal.h"
+#include "mem.h"
 #include "kern_sgemm.h"
 
 enum {
@@ -155,11 +156,8 @@ int kern_conv_prepare(kern_conv_t *p) {
   if (kern_poly_eligible(p)) return kern_poly_prepare(p);
   if (!kern_sgemm_available()) return 0;
   int kdim = p->cin * p->kh * p->kw;
-  if (posix_memalign((void **)&p->gemm_a, 64,
-                     kern_sgemm_packed_floats(p->cout, kdim) * sizeof(float))) {
-    p->gemm_a = NULL;
+  if (!(p->gemm_a = cnn_mem_alloc(kern_sgemm_packed_floats(p->cout, kdim) * sizeof(float))))
     return CNN_ENOMEM;
-  }
   kern_sgemm_pack(p->weight, p->cout, kdim, (size_t)kdim, p->gemm_a);
   return 0;
 }

@@ -31,6 +31,7 @@
 
 #include "cnn.h"
 #include "kern_internal.h"
+#include "mem.h"
 #include "kern_sgemm.h"
 #include "kern_simd.h"
 
@@ -55,9 +56,9 @@ int kern_poly_eligible(const kern_conv_t *p) {
 int kern_poly_prepare(kern_conv_t *p) {
   size_t cin = (size_t)p->cin, cout = (size_t)p->cout, k = 9 * cin;
   float *a = malloc(cout * k * sizeof *a);
-  if (!a || posix_memalign((void **)&p->gemm_a, 64,
-                           kern_sgemm_packed_floats(p->cout, (int)k) * sizeof(float))) {
+  if (!a || !(p->gemm_a = cnn_mem_alloc(kern_sgemm_packed_floats(p->cout, (int)k) * sizeof(float)))) {
     free(a);
+    free(p->gemm_a);
     p->gemm_a = NULL;
     return CNN_ENOMEM;
   }

@@ -40,6 +40,7 @@
 
 #include "cnn.h"
 #include "kern_internal.h"
+#include "mem.h"
 #include "kern_sgemm.h"
 #include "kern_winograd.h"
 #include "kern_simd.h"
@@ -120,7 +121,7 @@ int kern_wino_prepare(kern_conv_t *p) {
   p->wino_m = wino__pick(p);
   size_t plane = (size_t)p->cin * (size_t)p->cout, uplane = wino__uplane(p), nxi = wino__xi(p);
   float *u = NULL, *tmp = NULL;
-  if (posix_memalign((void **)&u, 64, nxi * uplane * sizeof *u)) return CNN_ENOMEM;
+  if (!(u = cnn_mem_alloc(nxi * uplane * sizeof *u))) return CNN_ENOMEM;
   if (!kern_sgemm_available()) {
     kern_wino_weights(p, wino2_g, 4, u);
     p->packed = u;

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "mem.h"
 #include "onnx_internal.h"
 
 #define MAX_TENSOR_ELEMS ((int64_t)1 << 30)
@@ -198,7 +199,7 @@ int onnx_tensor_to_value(cnn_model_t *m, const Onnx__TensorProto *t, int vi, cnn
   if ((rc = tensor_source_check(t, v, n, err))) return rc;
   size_t bytes = (size_t)(n ? n : 1) * (v->dtype == DT_FLOAT ? 4 : 8);
   if (v->dtype == DT_FLOAT)
-    v->f = malloc(bytes);
+    v->f = cnn_mem_alloc(bytes);
   else
     v->i64 = malloc(bytes);
   if (!v->f && !v->i64) return cnn_error_set(err, CNN_ENOMEM, "tensor '%s': out of memory", v->name);
