@@ -30,6 +30,11 @@
  * Both apply the epilogue (bias per row, residual shaped like C, ReLU) before the
  * single store of each accumulator.
  *
+ * B's rows may also be given by offsets (kern_sgemm_run_ind): row p at b + boff[p],
+ * so a conv reads shifted views of its input in place instead of a lowered copy
+ * (kern_conv_poly.c). Both kernels take it as a compile-time variant; the plain
+ * strided path keeps its loop.
+ *
  * Blocking is the caller's: it hands blocks of B small enough to stay in L2 while
  * every row panel of A passes over them (kern_conv.c, kern_winograd.c). Nothing here
  * allocates or takes locks.
@@ -87,25 +92,26 @@ int kern_sgemm_available(void) { return 1; }
 
 /* One MR x (16*NV) tile, the last vector masked by `last`; rows >= mr are not stored. */
 static inline __attribute__((always_inline)) void
-sgemm__tile(const int nv, size_t k, const float *a, const float *b, size_t ldb, float *c,
-            size_t ldc, int mr, __mmask16 last, const float *bias, const float *res, size_t ldr,
-            int flags) {
+sgemm__tile(const int nv, const int ind, size_t k, const float *a, const float *b, size_t ldb,
+            const ptrdiff_t *boff, float *c, size_t ldc, int mr, __mmask16 last,
+            const float *bias, const float *res, size_t ldr, int flags) {
   __m512 acc[KERN_SGEMM_MR][3];
 #pragma GCC unroll 8
   for (int i = 0; i < KERN_SGEMM_MR; i++)
 #pragma GCC unroll 3
     for (int j = 0; j < 3; j++) acc[i][j] = _mm512_setzero_ps();
   for (size_t p = 0; p < k; p++) {
+    const float *bp = ind ? b + boff[p] : b;
     __m512 b0, b1 = _mm512_setzero_ps(), b2 = _mm512_setzero_ps();
     if (nv == 1) {
-      b0 = _mm512_maskz_loadu_ps(last, b);
+      b0 = _mm512_maskz_loadu_ps(last, bp);
     } else if (nv == 2) {
-      b0 = _mm512_loadu_ps(b);
-      b1 = _mm512_maskz_loadu_ps(last, b + 16);
+      b0 = _mm512_loadu_ps(bp);
+      b1 = _mm512_maskz_loadu_ps(last, bp + 16);
     } else {
-      b0 = _mm512_loadu_ps(b);
-      b1 = _mm512_loadu_ps(b + 16);
-      b2 = _mm512_maskz_loadu_ps(last, b + 32);
+      b0 = _mm512_loadu_ps(bp);
+      b1 = _mm512_loadu_ps(bp + 16);
+      b2 = _mm512_maskz_loadu_ps(last, bp + 32);
     }
     _mm_prefetch((const char *)(a + SGEMM_PF_AHEAD), _MM_HINT_T0);
 #pragma GCC unroll 8
@@ -116,7 +122,7 @@ sgemm__tile(const int nv, size_t k, const float *a, const float *b, size_t ldb, 
       if (nv > 2) acc[i][2] = _mm512_fmadd_ps(ai, b2, acc[i][2]);
     }
     a += KERN_SGEMM_PANEL;
-    b += ldb;
+    if (!ind) b += ldb;
   }
   const __m512 zero = _mm512_setzero_ps();
 #pragma GCC unroll 8
@@ -137,25 +143,25 @@ sgemm__tile(const int nv, size_t k, const float *a, const float *b, size_t ldb, 
   }
 }
 
-static void sgemm__tile3(size_t k, const float *a, const float *b, size_t ldb, float *c,
-                         size_t ldc, int mr, __mmask16 last, const float *bias,
-                         const float *res, size_t ldr, int relu) {
-  sgemm__tile(3, k, a, b, ldb, c, ldc, mr, last, bias, res, ldr, relu);
-}
-static void sgemm__tile2(size_t k, const float *a, const float *b, size_t ldb, float *c,
-                         size_t ldc, int mr, __mmask16 last, const float *bias,
-                         const float *res, size_t ldr, int relu) {
-  sgemm__tile(2, k, a, b, ldb, c, ldc, mr, last, bias, res, ldr, relu);
-}
-static void sgemm__tile1(size_t k, const float *a, const float *b, size_t ldb, float *c,
-                         size_t ldc, int mr, __mmask16 last, const float *bias,
-                         const float *res, size_t ldr, int relu) {
-  sgemm__tile(1, k, a, b, ldb, c, ldc, mr, last, bias, res, ldr, relu);
-}
+typedef void (*sgemm_tile_fn)(size_t, const float *, const float *, size_t, const ptrdiff_t *,
+                              float *, size_t, int, __mmask16, const float *, const float *,
+                              size_t, int);
+#define SGEMM_TILE(NV, IND)                                                                  \
+  static void sgemm__tile_##NV##_##IND(size_t k, const float *a, const float *b, size_t ldb,  \
+                                       const ptrdiff_t *boff, float *c, size_t ldc, int mr,   \
+                                       __mmask16 last, const float *bias, const float *res,   \
+                                       size_t ldr, int flags) {                               \
+    sgemm__tile(NV, IND, k, a, b, ldb, boff, c, ldc, mr, last, bias, res, ldr, flags);        \
+  }
+SGEMM_TILE(1, 0) SGEMM_TILE(2, 0) SGEMM_TILE(3, 0)
+SGEMM_TILE(1, 1) SGEMM_TILE(2, 1) SGEMM_TILE(3, 1)
+/* [indirect B][vectors - 1] */
+static const sgemm_tile_fn sgemm__tiles[2][3] = {{sgemm__tile_1_0, sgemm__tile_2_0, sgemm__tile_3_0},
+                                                 {sgemm__tile_1_1, sgemm__tile_2_1, sgemm__tile_3_1}};
 
 static void sgemm__tall_block(const float *packed, int kfull, int m0, int m1, int k,
-                              const float *b, size_t ldb, size_t n, float *c, size_t ldc,
-                              const kern_sgemm_epi_t *epi);
+                              const float *b, size_t ldb, const ptrdiff_t *boff, size_t n,
+                              float *c, size_t ldc, const kern_sgemm_epi_t *epi);
 
 /* Rows [m0, m1) x columns [0, n): every row panel over the same columns. A tail of at
  * most SGEMM_TAIL_TALL columns after the 48-column tiles goes to the tall kernel, 32
@@ -164,8 +170,9 @@ static void sgemm__tall_block(const float *packed, int kfull, int m0, int m1, in
  * 16-lane vector holding 4 columns. Longer tails measured no better on it (up to 36:
  * GoogLeNet 10.4-10.6 -> 10.7-11.3 ms). */
 static void sgemm__block(const float *packed, int kfull, int m0, int m1, int k, const float *b,
-                         size_t ldb, size_t n, float *c, size_t ldc,
+                         size_t ldb, const ptrdiff_t *boff, size_t n, float *c, size_t ldc,
                          const kern_sgemm_epi_t *epi) {
+  const sgemm_tile_fn *tile = sgemm__tiles[boff != NULL];
   const float *bias = epi ? epi->bias : NULL, *res = epi ? epi->res : NULL;
   size_t ldr = epi ? epi->ldr : 0;
   int flags = sgemm__flags(epi);
@@ -181,21 +188,17 @@ static void sgemm__block(const float *packed, int kfull, int m0, int m1, int k, 
       float *cr = c + (size_t)(r - m0) * ldc;
       const float *br = bias ? bias + r : NULL, *rr = res ? res + (size_t)(r - m0) * ldr : NULL;
       for (size_t j = 0; j < full; j += 48)
-        sgemm__tile3((size_t)k, a, b + j, ldb, cr + j, ldc, mr, 0xFFFF, br, rr ? rr + j : NULL,
-                     ldr, flags);
+        tile[2]((size_t)k, a, b + j, ldb, boff, cr + j, ldc, mr, 0xFFFF, br, rr ? rr + j : NULL,
+                ldr, flags);
       if (left == 0 || tall_tail) continue;
       const float *rj = rr ? rr + full : NULL;
-      if (left > 32)
-        sgemm__tile3((size_t)k, a, b + full, ldb, cr + full, ldc, mr, last, br, rj, ldr, flags);
-      else if (left > 16)
-        sgemm__tile2((size_t)k, a, b + full, ldb, cr + full, ldc, mr, last, br, rj, ldr, flags);
-      else
-        sgemm__tile1((size_t)k, a, b + full, ldb, cr + full, ldc, mr, last, br, rj, ldr, flags);
+      tile[(left + 15) / 16 - 1]((size_t)k, a, b + full, ldb, boff, cr + full, ldc, mr, last, br,
+                                 rj, ldr, flags);
     }
     if (tall_tail) {
       kern_sgemm_epi_t e = {.bias = bias, .res = res ? res + (size_t)(r32 - m0) * ldr + full : NULL,
                             .ldr = ldr, .relu = epi && epi->relu, .accumulate = epi && epi->accumulate};
-      sgemm__tall_block(packed, kfull, r32, rend, k, b + full, ldb, left,
+      sgemm__tall_block(packed, kfull, r32, rend, k, b + full, ldb, boff, left,
                         c + (size_t)(r32 - m0) * ldc + full, ldc, &e);
     }
   }
@@ -235,9 +238,10 @@ static inline __attribute__((always_inline)) void sgemm__transpose16(__m512 t[16
 
 /* Tall tile: rows [r, r + 16*NV) (NV panels; rows past m1 masked off) x NJ columns. */
 static inline __attribute__((always_inline)) void
-sgemm__tall(const int nv, const int nj, size_t k, const float *a, size_t apan, const float *b,
-            size_t ldb, float *c, size_t ldc, __mmask16 rows0, __mmask16 rows1,
-            const float *bias, const float *res, size_t ldr, int flags) {
+sgemm__tall(const int nv, const int nj, const int ind, size_t k, const float *a, size_t apan,
+            const float *b, size_t ldb, const ptrdiff_t *boff, float *c, size_t ldc,
+            __mmask16 rows0, __mmask16 rows1, const float *bias, const float *res, size_t ldr,
+            int flags) {
   __m512 acc[2][12];
 #pragma GCC unroll 2
   for (int v = 0; v < 2; v++)
@@ -247,14 +251,15 @@ sgemm__tall(const int nv, const int nj, size_t k, const float *a, size_t apan, c
     __m512 a0 = _mm512_loadu_ps(a), a1 = nv > 1 ? _mm512_loadu_ps(a + apan) : a0;
     _mm_prefetch((const char *)(a + SGEMM_PF_AHEAD), _MM_HINT_T0);
     if (nv > 1) _mm_prefetch((const char *)(a + apan + SGEMM_PF_AHEAD), _MM_HINT_T0);
+    const float *bp = ind ? b + boff[p] : b;
 #pragma GCC unroll 12
     for (int j = 0; j < nj; j++) {
-      __m512 bj = _mm512_set1_ps(b[j]);
+      __m512 bj = _mm512_set1_ps(bp[j]);
       acc[0][j] = _mm512_fmadd_ps(a0, bj, acc[0][j]);
       if (nv > 1) acc[1][j] = _mm512_fmadd_ps(a1, bj, acc[1][j]);
     }
     a += KERN_SGEMM_PANEL;
-    b += ldb;
+    if (!ind) b += ldb;
   }
   const __m512 zero = _mm512_setzero_ps();
   const __mmask16 cols = (__mmask16)((1u << nj) - 1);
@@ -280,27 +285,33 @@ sgemm__tall(const int nv, const int nj, size_t k, const float *a, size_t apan, c
   }
 }
 
-typedef void (*sgemm_tall_fn)(size_t, const float *, size_t, const float *, size_t, float *,
-                              size_t, __mmask16, __mmask16, const float *, const float *, size_t,
-                              int);
-#define SGEMM_TALL(NV, NJ)                                                                  \
-  static void sgemm__tall_##NV##_##NJ(size_t k, const float *a, size_t apan, const float *b, \
-                                      size_t ldb, float *c, size_t ldc, __mmask16 r0,        \
-                                      __mmask16 r1, const float *bias, const float *res,     \
-                                      size_t ldr, int relu) {                                \
-    sgemm__tall(NV, NJ, k, a, apan, b, ldb, c, ldc, r0, r1, bias, res, ldr, relu);         \
+typedef void (*sgemm_tall_fn)(size_t, const float *, size_t, const float *, size_t,
+                              const ptrdiff_t *, float *, size_t, __mmask16, __mmask16,
+                              const float *, const float *, size_t, int);
+#define SGEMM_TALL(NV, NJ, IND)                                                              \
+  static void sgemm__tall_##NV##_##NJ##_##IND(size_t k, const float *a, size_t apan,         \
+                                              const float *b, size_t ldb,                    \
+                                              const ptrdiff_t *boff, float *c, size_t ldc,   \
+                                              __mmask16 r0, __mmask16 r1, const float *bias, \
+                                              const float *res, size_t ldr, int flags) {     \
+    sgemm__tall(NV, NJ, IND, k, a, apan, b, ldb, boff, c, ldc, r0, r1, bias, res, ldr, flags); \
   }
-#define SGEMM_TALL_NV(NV)                                                                   \
-  SGEMM_TALL(NV, 1) SGEMM_TALL(NV, 2) SGEMM_TALL(NV, 3) SGEMM_TALL(NV, 4) SGEMM_TALL(NV, 5) \
-  SGEMM_TALL(NV, 6) SGEMM_TALL(NV, 7) SGEMM_TALL(NV, 8) SGEMM_TALL(NV, 9)                   \
-  SGEMM_TALL(NV, 10) SGEMM_TALL(NV, 11) SGEMM_TALL(NV, 12)
-SGEMM_TALL_NV(1)
-SGEMM_TALL_NV(2)
-#define SGEMM_TALL_ROW(NV)                                                                  \
-  {sgemm__tall_##NV##_1, sgemm__tall_##NV##_2,  sgemm__tall_##NV##_3,  sgemm__tall_##NV##_4, \
-   sgemm__tall_##NV##_5, sgemm__tall_##NV##_6,  sgemm__tall_##NV##_7,  sgemm__tall_##NV##_8, \
-   sgemm__tall_##NV##_9, sgemm__tall_##NV##_10, sgemm__tall_##NV##_11, sgemm__tall_##NV##_12}
-static const sgemm_tall_fn sgemm__talls[2][12] = {SGEMM_TALL_ROW(1), SGEMM_TALL_ROW(2)};
+#define SGEMM_TALL_NV(NV, IND)                                                               \
+  SGEMM_TALL(NV, 1, IND) SGEMM_TALL(NV, 2, IND) SGEMM_TALL(NV, 3, IND) SGEMM_TALL(NV, 4, IND) \
+  SGEMM_TALL(NV, 5, IND) SGEMM_TALL(NV, 6, IND) SGEMM_TALL(NV, 7, IND) SGEMM_TALL(NV, 8, IND) \
+  SGEMM_TALL(NV, 9, IND) SGEMM_TALL(NV, 10, IND) SGEMM_TALL(NV, 11, IND) SGEMM_TALL(NV, 12, IND)
+SGEMM_TALL_NV(1, 0)
+SGEMM_TALL_NV(2, 0)
+SGEMM_TALL_NV(1, 1)
+SGEMM_TALL_NV(2, 1)
+#define SGEMM_TALL_ROW(NV, IND)                                                              \
+  {sgemm__tall_##NV##_1_##IND, sgemm__tall_##NV##_2_##IND,  sgemm__tall_##NV##_3_##IND,       \
+   sgemm__tall_##NV##_4_##IND, sgemm__tall_##NV##_5_##IND,  sgemm__tall_##NV##_6_##IND,       \
+   sgemm__tall_##NV##_7_##IND, sgemm__tall_##NV##_8_##IND,  sgemm__tall_##NV##_9_##IND,       \
+   sgemm__tall_##NV##_10_##IND, sgemm__tall_##NV##_11_##IND, sgemm__tall_##NV##_12_##IND}
+/* [indirect B][panels - 1][columns - 1] */
+static const sgemm_tall_fn sgemm__talls[2][2][12] = {
+    {SGEMM_TALL_ROW(1, 0), SGEMM_TALL_ROW(2, 0)}, {SGEMM_TALL_ROW(1, 1), SGEMM_TALL_ROW(2, 1)}};
 
 /* Lanes [0, n) of a 16-lane mask, n clipped to [0, 16]. */
 static inline __mmask16 sgemm__lanes(int n) {
@@ -310,8 +321,8 @@ static inline __mmask16 sgemm__lanes(int n) {
 /* Rows [m0, m1) (m0 a multiple of the panel) x n columns by tall tiles; the columns
  * are dealt evenly in ceil(n / 12) tiles. */
 static void sgemm__tall_block(const float *packed, int kfull, int m0, int m1, int k,
-                              const float *b, size_t ldb, size_t n, float *c, size_t ldc,
-                              const kern_sgemm_epi_t *epi) {
+                              const float *b, size_t ldb, const ptrdiff_t *boff, size_t n,
+                              float *c, size_t ldc, const kern_sgemm_epi_t *epi) {
   size_t tiles = (n + 11) / 12, apan = KERN_SGEMM_PANEL * (size_t)kfull;
   for (int r = m0; r < m1; r += 32) {
     int nv = m1 - r > 16 ? 2 : 1;
@@ -321,22 +332,25 @@ static void sgemm__tall_block(const float *packed, int kfull, int m0, int m1, in
     for (size_t t = 0, j = 0; t < tiles; t++) {
       size_t nj = (n - j) / (tiles - t);
       const float *res = epi && epi->res ? epi->res + (size_t)(r - m0) * epi->ldr + j : NULL;
-      sgemm__talls[nv - 1][nj - 1]((size_t)k, a, apan, b + j, ldb,
-                                   c + (size_t)(r - m0) * ldc + j, ldc, r0, r1, bias, res,
-                                   epi ? epi->ldr : 0, sgemm__flags(epi));
+      sgemm__talls[boff != NULL][nv - 1][nj - 1]((size_t)k, a, apan, b + j, ldb, boff,
+                                                 c + (size_t)(r - m0) * ldc + j, ldc, r0, r1,
+                                                 bias, res, epi ? epi->ldr : 0,
+                                                 sgemm__flags(epi));
       j += nj;
     }
   }
 }
 
-void kern_sgemm_run_k(const float *packed, int kfull, int k0, int k1, int m0, int m1,
-                      const float *b, size_t ldb, size_t n, float *c, size_t ldc,
-                      const kern_sgemm_epi_t *epi) {
+/* Rows [m0, m1), K slice [k0, k1): B's row p (counted from k0) is b + p ldb, or
+ * b + boff[p] when boff is given. */
+static void sgemm__run(const float *packed, int kfull, int k0, int k1, int m0, int m1,
+                       const float *b, size_t ldb, const ptrdiff_t *boff, size_t n, float *c,
+                       size_t ldc, const kern_sgemm_epi_t *epi) {
   int k = k1 - k0;
   packed += (size_t)k0 * KERN_SGEMM_PANEL; /* sgemm__arow then starts each row at k0 */
   if (n <= SGEMM_TALL_MAX_N && m0 % KERN_SGEMM_PANEL == 0 &&
       (k >= SGEMM_TALL_MIN_K || (n > 32 && k >= SGEMM_TALL_MIN_K3))) {
-    sgemm__tall_block(packed, kfull, m0, m1, k, b, ldb, n, c, ldc, epi);
+    sgemm__tall_block(packed, kfull, m0, m1, k, b, ldb, boff, n, c, ldc, epi);
     return;
   }
   /* Columns in chunks whose K x chunk slice of B stays in L2 across all row panels
@@ -348,13 +362,25 @@ void kern_sgemm_run_k(const float *packed, int kfull, int k0, int k1, int m0, in
     nc = n - j <= chunk + 16 ? n - j : chunk;
     kern_sgemm_epi_t ej = e;
     if (ej.res) ej.res += j;
-    sgemm__block(packed, kfull, m0, m1, k, b + j, ldb, nc, c + j, ldc, &ej);
+    sgemm__block(packed, kfull, m0, m1, k, b + j, ldb, boff, nc, c + j, ldc, &ej);
   }
+}
+
+void kern_sgemm_run_k(const float *packed, int kfull, int k0, int k1, int m0, int m1,
+                      const float *b, size_t ldb, size_t n, float *c, size_t ldc,
+                      const kern_sgemm_epi_t *epi) {
+  sgemm__run(packed, kfull, k0, k1, m0, m1, b, ldb, NULL, n, c, ldc, epi);
 }
 
 void kern_sgemm_run(const float *packed, int m0, int m1, int k, const float *b, size_t ldb,
                     size_t n, float *c, size_t ldc, const kern_sgemm_epi_t *epi) {
-  kern_sgemm_run_k(packed, k, 0, k, m0, m1, b, ldb, n, c, ldc, epi);
+  sgemm__run(packed, k, 0, k, m0, m1, b, ldb, NULL, n, c, ldc, epi);
+}
+
+void kern_sgemm_run_ind(const float *packed, int k, int m0, int m1, const float *b,
+                        const ptrdiff_t *boff, size_t n, float *c, size_t ldc,
+                        const kern_sgemm_epi_t *epi) {
+  sgemm__run(packed, k, 0, k, m0, m1, b, 0, boff, n, c, ldc, epi);
 }
 
 #else /* no AVX-512: callers use OpenBLAS instead */
@@ -383,5 +409,22 @@ void kern_sgemm_run_k(const float *packed, int kfull, int k0, int k1, int m0, in
 void kern_sgemm_run(const float *packed, int m0, int m1, int k, const float *b, size_t ldb,
                     size_t n, float *c, size_t ldc, const kern_sgemm_epi_t *epi) {
   kern_sgemm_run_k(packed, k, 0, k, m0, m1, b, ldb, n, c, ldc, epi);
+}
+
+void kern_sgemm_run_ind(const float *packed, int k, int m0, int m1, const float *b,
+                        const ptrdiff_t *boff, size_t n, float *c, size_t ldc,
+                        const kern_sgemm_epi_t *epi) {
+  for (int r = m0; r < m1; r++) {
+    const float *a = sgemm__arow(packed, r, k);
+    float *cr = c + (size_t)(r - m0) * ldc;
+    for (size_t j = 0; j < n; j++) {
+      float s = epi && epi->accumulate ? cr[j] : 0.0f;
+      for (int p = 0; p < k; p++) s += a[(size_t)p * KERN_SGEMM_PANEL] * b[boff[p] + (ptrdiff_t)j];
+      if (epi && epi->bias) s += epi->bias[r];
+      if (epi && epi->res) s += epi->res[(size_t)(r - m0) * epi->ldr + j];
+      if (epi && epi->relu && s < 0.0f) s = 0.0f;
+      cr[j] = s;
+    }
+  }
 }
 #endif

@@ -40,5 +40,10 @@ void kern_sgemm_run(const float *packed, int m0, int m1, int k, const float *b, 
 void kern_sgemm_run_k(const float *packed, int kfull, int k0, int k1, int m0, int m1,
                       const float *b, size_t ldb, size_t n, float *c, size_t ldc,
                       const kern_sgemm_epi_t *epi);
+/* An implicit lowering: C = A B over all k columns of A, where B's row p is the n
+ * floats at b + boff[p] (a conv's shifted views of its input planes). */
+void kern_sgemm_run_ind(const float *packed, int k, int m0, int m1, const float *b,
+                        const ptrdiff_t *boff, size_t n, float *c, size_t ldc,
+                        const kern_sgemm_epi_t *epi);
 
 #endif

@@ -2,8 +2,9 @@
  * product, on every tail of M (rows past a panel) and N (1..96 columns, so each of the
  * 1-, 2- and 3-vector tiles and every mask width is hit), with each epilogue variant,
  * a row range starting mid-matrix, a B row stride wider than N, and the tall kernel
- * (few columns, long K) with row tails inside its 32-row tiles, and products split
- * along K (kern_sgemm_run_k, accumulating into C). Tolerance as in
+ * (few columns, long K) with row tails inside its 32-row tiles, products split
+ * along K (kern_sgemm_run_k, accumulating into C) and B given by row offsets
+ * (kern_sgemm_run_ind). Tolerance as in
  * test_kern_conv.c: 1e-5 of the sum of absolute terms. */
 #include <criterion/criterion.h>
 #include <stdlib.h>
@@ -12,9 +13,18 @@
 #include "ref.h"
 
 /* nslices > 1: the product as kern_sgemm_run_k over that many slices of K, the first
- * overwriting C, the others accumulating, the epilogue with the last. */
+ * overwriting C, the others accumulating, the epilogue with the last. nslices < 0:
+ * kern_sgemm_run_ind, B's rows taken in a shuffled order through their offsets. */
 static void sgemm_check_k(ref_rng_t *rng, int m, int n, int k, int m0, int epi_kind, int nslices) {
   size_t ldb = (size_t)n + 5, ldc = (size_t)n + 3;
+  int *row = malloc((size_t)k * sizeof *row);
+  ptrdiff_t *boff = malloc((size_t)k * sizeof *boff);
+  for (int p = 0; p < k; p++) row[p] = p;
+  for (int p = k - 1; nslices < 0 && p > 0; p--) { /* Fisher-Yates */
+    int q = ref_randint(rng, 0, p), t = row[p];
+    row[p] = row[q], row[q] = t;
+  }
+  for (int p = 0; p < k; p++) boff[p] = (ptrdiff_t)((size_t)row[p] * ldb);
   float *a = ref_random(rng, (size_t)m * k, -1, 1), *b = ref_random(rng, (size_t)k * ldb, -1, 1);
   float *bias = ref_random(rng, (size_t)m, -1, 1), *res = ref_random(rng, (size_t)m * ldc, -2, 2);
   float *c = ref_random(rng, (size_t)m * ldc, 100, 200);
@@ -23,7 +33,10 @@ static void sgemm_check_k(ref_rng_t *rng, int m, int n, int k, int m0, int epi_k
   kern_sgemm_epi_t epi = {.bias = epi_kind & 1 ? bias : NULL,
                           .res = epi_kind & 2 ? res + (size_t)m0 * ldc : NULL,
                           .ldr = ldc, .relu = epi_kind & 4};
-  if (nslices <= 1)
+  if (nslices < 0)
+    kern_sgemm_run_ind(pk, k, m0, m, b, boff, (size_t)n, c + (size_t)m0 * ldc, ldc,
+                       epi_kind ? &epi : NULL);
+  else if (nslices <= 1)
     kern_sgemm_run(pk, m0, m, k, b, ldb, (size_t)n, c + (size_t)m0 * ldc, ldc,
                    epi_kind ? &epi : NULL);
   for (int q = 0; nslices > 1 && q < nslices; q++) {
@@ -42,7 +55,7 @@ static void sgemm_check_k(ref_rng_t *rng, int m, int n, int k, int m0, int epi_k
       }
       double s = 0, mag = 0;
       for (int p = 0; p < k; p++) {
-        double t = (double)a[(size_t)i * k + p] * b[(size_t)p * ldb + j];
+        double t = (double)a[(size_t)i * k + p] * b[(size_t)row[p] * ldb + j];
         s += t, mag += t < 0 ? -t : t;
       }
       if (epi.bias) s += bias[i], mag += bias[i] < 0 ? -bias[i] : bias[i];
@@ -56,7 +69,7 @@ static void sgemm_check_k(ref_rng_t *rng, int m, int n, int k, int m0, int epi_k
                 "m%d n%d k%d m0 %d epi %d slices %d: c[%d][%zu] = %g, want %g", m, n, k, m0,
                 epi_kind, nslices, i, j, got, s);
     }
-  free(a), free(b), free(bias), free(res), free(c), free(pk);
+  free(a), free(b), free(bias), free(res), free(c), free(pk), free(row), free(boff);
 }
 
 static void sgemm_check(ref_rng_t *rng, int m, int n, int k, int m0, int epi_kind) {
@@ -96,7 +109,8 @@ Test(kern_sgemm, tall_kernel_few_columns_long_k) {
 }
 
 /* Slices of K, accumulated: the wide kernel (several tiles and tails), the tall one
- * (at most 56 columns) with its gathered partial sums, row ranges, every epilogue. */
+ * (at most 56 columns) with its partial sums read back as rows, row ranges, every
+ * epilogue. */
 Test(kern_sgemm, k_slices_accumulate) {
   ref_rng_t rng = {0xC0FFEE1234567ull};
   static const int cases[][5] = {/* m n k m0 slices */
@@ -105,4 +119,17 @@ Test(kern_sgemm, k_slices_accumulate) {
   for (int i = 0; i < 6; i++)
     for (int e = 0; e < 8; e += 3)
       sgemm_check_k(&rng, cases[i][0], cases[i][1], cases[i][2], cases[i][3], e, cases[i][4]);
+}
+
+/* B by row offsets (the phase-plane convs' implicit lowering): both kernels, tails of
+ * N on each, row ranges, every epilogue. */
+Test(kern_sgemm, b_rows_by_offsets) {
+  ref_rng_t rng = {0x1BADB002F00Dull};
+  static const int cases[][4] = {/* m n k m0 */
+                                 {40, 49, 900, 0},  {64, 200, 1152, 16}, {33, 7, 520, 0},
+                                 {48, 150, 70, 32}, {20, 56, 260, 0},    {100, 17, 64, 8},
+                                 {16, 96, 147, 0},  {70, 1, 300, 0}};
+  for (int i = 0; i < 8; i++)
+    for (int e = 0; e < 8; e += 3)
+      sgemm_check_k(&rng, cases[i][0], cases[i][1], cases[i][2], cases[i][3], e, -1);
 }
