@@ -105,9 +105,9 @@ static size_t conv__block_end(size_t c0, size_t limit, size_t block) {
  * stays under CONV_GROUP_C_FLOATS. Measured (bench_conv, one thread): the 3x3/2 512 conv
  * at batch 8 9.4-9.6 -> 8.4-8.5 ms and at batch 1 1.23-1.25 -> 1.16-1.17 ms (K slices
  * alone help a 4608-long K); the 3x3/2 256 conv on 14x14 outputs 1.11 -> 1.06-1.08 ms.
- * 1x1 convs stay per image: their K slices cost more in the tall kernel's gathered
- * partial sums than the grouping saved (ResNet-50 layer4's at batch 1, 2 threads:
- * 0.22 -> 0.26 ms). */
+ * 1x1 convs stay per image: their K slices cost more than the grouping saved, when
+ * measured (ResNet-50 layer4's at batch 1, 2 threads: 0.22 -> 0.26 ms, with the
+ * partial sums then gathered by the tall kernel). */
 enum {
   CONV_GROUP_MAX_COLS = 196,
   CONV_GROUP_KC = 512,

@@ -18,15 +18,22 @@
  * Wide kernel (the usual case): MR = 8 rows (half a panel) x 48 columns (3 zmm) = 24
  * accumulators; each k step is 3 vector loads of B, 8 broadcasts of A and 24 FMAs.
  * Tails of N use 2 or 1 vectors, the last one masked.
- * Tall kernel (few columns: 7x7 maps at batch 1, where 48-column tiles would waste
- * a quarter of every FMA): vectors run down M instead, 32 rows (two panels) x up to
- * 12 columns = 24 accumulators; each k step is 2 vector loads of A, up to 12
- * broadcasts of B and 24 FMAs. After the whole K loop its 16 x 12 blocks are
- * transposed in registers and stored as rows of C (scattering them down the
- * columns cost 7% of a K = 512 product). It is taken for at most 56
- * columns when K is long enough: K >= 256, or K >= 112 at 33-56 columns (measured
- * while the stores were scatters: M 256 x K 128 x N 49 wide 186, tall 201 GFLOP/s; at
- * N 16 and K 128 the wide kernel stays ahead, 201 against 182).
+ * Tall kernel, for column tails of at most 12 (a 14x14 map's 196 = 4 x 48 + 4, a 7x7
+ * map's 49 = 48 + 1), where a 16-lane vector would be mostly empty: vectors run down M
+ * instead, 32 rows (two panels) x up to 12 columns = 24 accumulators; each k step is 2
+ * vector loads of A, up to 12 broadcasts of B and 24 FMAs. After the whole K loop its
+ * 16 x 12 blocks are transposed in registers and stored as rows of C (scattering them
+ * down the columns cost 7% of a K = 512 product). It used to take whole products of at
+ * most 56 columns too (7x7 maps at batch 1, Winograd products of 14x14 and 7x7 maps),
+ * where it won with the weights in cache; but in a forward they come from memory, and
+ * the tall kernel reads each 32-row slice of A once per 12 columns, the first time
+ * from memory at twice the wide kernel's rate, which two threads' share of the memory
+ * bandwidth cannot feed. Whole products on the wide kernel, per-node minima in a
+ * forward: ResNet-50 batch 1 on 2 threads 16.2 -> 15.5 ms (layer3's and layer4's
+ * Winograd layers 12-16% faster, layer4's 1x1 convs 18%), on one thread 30.8 -> 30.4
+ * ms; ResNet-18 5.86 -> 5.46 ms (2 threads) and 11.1 -> 10.5 ms (one); GoogLeNet 5.25
+ * -> 5.08 and 9.95 -> 9.71 ms. Both kernels sum each element's products in the same
+ * order, so which one runs never changes a result.
  * Both apply the epilogue (bias per row, residual shaped like C, ReLU) before the
  * single store of each accumulator.
  *
@@ -43,10 +50,6 @@
 
 enum {
   SGEMM_B_BUDGET = 96 * 1024, /* floats of B per column chunk: 384 KB, in L2 */
-  SGEMM_TALL_MAX_N = 56,      /* at most this many columns: the tall kernel, */
-  SGEMM_TALL_MIN_K = 256,     /* if K is long enough to pay for its per-tile stores, */
-  SGEMM_TALL_MIN_K3 = 112,    /* or this long when the wide kernel would need a third,
-                                 partial vector (33-56 columns: 49 = a 14x14 map) */
   SGEMM_PF_AHEAD = 16 * 96,   /* prefetch packed A this many floats (k steps x panel) ahead */
   SGEMM_TAIL_TALL = 12,       /* column tails up to this many go to the tall kernel, */
   SGEMM_TAIL_TALL_MIN_K = 64  /* when K pays for its per-tile stores */
@@ -348,11 +351,6 @@ static void sgemm__run(const float *packed, int kfull, int k0, int k1, int m0, i
                        size_t ldc, const kern_sgemm_epi_t *epi) {
   int k = k1 - k0;
   packed += (size_t)k0 * KERN_SGEMM_PANEL; /* sgemm__arow then starts each row at k0 */
-  if (n <= SGEMM_TALL_MAX_N && m0 % KERN_SGEMM_PANEL == 0 &&
-      (k >= SGEMM_TALL_MIN_K || (n > 32 && k >= SGEMM_TALL_MIN_K3))) {
-    sgemm__tall_block(packed, kfull, m0, m1, k, b, ldb, boff, n, c, ldc, epi);
-    return;
-  }
   /* Columns in chunks whose K x chunk slice of B stays in L2 across all row panels
    * (the last chunk takes a remainder of one vector along: see kern_conv.c). */
   size_t chunk = SGEMM_B_BUDGET / ((size_t)k ? (size_t)k : 1) / 48 * 48;

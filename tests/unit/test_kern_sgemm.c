@@ -2,7 +2,8 @@
  * product, on every tail of M (rows past a panel) and N (1..96 columns, so each of the
  * 1-, 2- and 3-vector tiles and every mask width is hit), with each epilogue variant,
  * a row range starting mid-matrix, a B row stride wider than N, and the tall kernel
- * (few columns, long K) with row tails inside its 32-row tiles, products split
+ * (column tails of at most 12, or products that narrow) with row tails inside its
+ * 32-row tiles, products split
  * along K (kern_sgemm_run_k, accumulating into C) and B given by row offsets
  * (kern_sgemm_run_ind). Tolerance as in
  * test_kern_conv.c: 1e-5 of the sum of absolute terms. */
@@ -103,7 +104,7 @@ Test(kern_sgemm, tall_kernel_few_columns_long_k) {
   static const int cols[] = {1, 5, 12, 13, 16, 25, 49, 56};
   for (int i = 0; i < 8; i++) sgemm_check(&rng, 40 + 8 * (i % 3), cols[i], 256 + 37 * i, 0, i);
   sgemm_check(&rng, 64, 49, 300, 32, 7); /* a row range starting at a later panel */
-  /* K from 112 at 33-56 columns (Winograd products of 14x14 maps) */
+  /* 33-56 columns: the wide kernel's 48 and a tall tail of up to 8 */
   static const int mid[][2] = {{33, 112}, {49, 128}, {56, 200}, {40, 255}};
   for (int i = 0; i < 4; i++) sgemm_check(&rng, 48 + 16 * i, mid[i][0], mid[i][1], 0, i);
 }
