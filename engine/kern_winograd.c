@@ -48,7 +48,9 @@
 enum {
   WINO_XI = 16,             /* F(2x2): 4x4 transform domain */
   WINO4_XI = 36,            /* F(4x4): 6x6 */
-  WINO4_MIN_OUT = 56 * 56,  /* F(4x4) from this many outputs per map (kern_wino4.c) */
+  WINO4_MIN_OUT = 56 * 56,  /* F(4x4) from this many outputs per map (kern_wino4.c), */
+  WINO4_MIN_OUT_WIDE = 28 * 28, /* or from this many for layers of at least */
+  WINO4_WIDE_CIN = 128,         /* this many input channels and no more output ones */
   WINO_BUDGET = 1 << 19,    /* V + M floats per thread: 2 MB */
   WINO_TB_MIN = 16,         /* never fewer tiles per block */
   WINO_ROWSPLIT_TILES = 64, /* below this many tiles per thread, split output channels */
@@ -112,9 +114,17 @@ static size_t wino__uplane(const kern_conv_t *p) {
                                 : (size_t)p->cin * (size_t)p->cout;
 }
 
-/* F(4x4) where it pays and is built: maps of at least WINO4_MIN_OUT outputs. */
+/* F(4x4) where it pays and is built: maps of at least WINO4_MIN_OUT outputs, and
+ * 28x28 maps whose layers are wide and do not widen. Measured in forwards (per-node
+ * minima, alternating builds): ResNet layer2's 128->128 on 28x28 0.51 -> 0.38 ms on one
+ * thread (the image-serial prefix of a batch) and 0.262 -> 0.253 ms on two; GoogLeNet's
+ * 96->128 and 128->192 gain on one thread but lose 1.5% and 6% on two (its batch-1
+ * latency), its 16->32 and 32->96 lose on both; 14x14 maps lose on both (ResNet layer3:
+ * 0.52 -> 0.59 ms on one thread). */
 static int wino__pick(const kern_conv_t *p) {
-  return kern_wino4_supported() && (long)p->map_oh * p->map_ow >= WINO4_MIN_OUT ? 4 : 2;
+  long out = (long)p->map_oh * p->map_ow;
+  int wide = out >= WINO4_MIN_OUT_WIDE && p->cin >= WINO4_WIDE_CIN && p->cout <= p->cin;
+  return kern_wino4_supported() && (out >= WINO4_MIN_OUT || wide) ? 4 : 2;
 }
 
 int kern_wino_prepare(kern_conv_t *p) {

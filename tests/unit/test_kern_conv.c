@@ -37,7 +37,11 @@ static void conv_check(ref_rng_t *rng, const conv_case_t *c) {
   cr_assert_eq(p.poly, poly, "phase-plane path taken %d, expected %d", p.poly, poly);
 #endif
 #if defined(__AVX512F__)
-  int wm = !wino ? 0 : (long)oh * ow >= 56 * 56 ? 4 : 2; /* kern_winograd.c's choice */
+  int wm = !wino                                                              ? 0
+           : (long)oh * ow >= 56 * 56 ||
+                     ((long)oh * ow >= 28 * 28 && c->cin >= 128 && c->cout <= c->cin)
+               ? 4
+               : 2; /* kern_winograd.c's choice */
   cr_assert_eq(p.wino_m, wm, "Winograd F(%dx%d), expected F(%dx%d)", p.wino_m, p.wino_m, wm, wm);
 #endif
   ref_kctx_t t;
@@ -143,6 +147,23 @@ Test(kern_conv, winograd4_random_shapes) {
   ref_rng_t rng = {0xF44ull};
   cnn_blas_single_thread();
   wino_random(&rng, 24, 58, 90, 2, 72, 56);
+}
+
+/* From 28x28 outputs, layers of at least 128 input channels and no more output ones
+ * take F(4x4) too (ResNet's layer2); wider outputs keep F(2x2). Row and tile splits,
+ * one and two images. */
+Test(kern_conv, winograd4_wide_layers_from_28x28) {
+  ref_rng_t rng = {0x28F4ull};
+  cnn_blas_single_thread();
+  static const conv_case_t cases[] = {
+      /* n cin cout  h  w kh kw sh sw pt pl pb pr bias relu res thr */
+      {1, 128, 128, 28, 28, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2},  /* ResNet layer2 */
+      {2, 130, 96, 31, 29, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 3},   /* ragged, 3 threads */
+      {1, 144, 144, 30, 30, 3, 3, 1, 1, 0, 0, 0, 0, 0, 1, 0, 1},  /* unpadded: 28x28 out */
+      {1, 128, 160, 28, 28, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 2},  /* widens: F(2x2) */
+      {1, 128, 128, 26, 26, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 2},  /* 26x26: F(2x2) */
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) conv_check(&rng, &cases[i]);
 }
 
 Test(kern_conv, winograd_layers) {
