@@ -8,10 +8,12 @@
  * Barabasz et al., "Error analysis and improving the accuracy of Winograd
  * convolution", 2020) rather than Lavin's 0, +-1, +-2, which measure 2.5x worse
  * (tests/bench/winograd_error.py: max error 1.5e-6 against 3.8e-6, F(2x2) 2.7e-7, on
- * a 256-channel layer). kern_winograd.c therefore takes F(4x4) only where it pays the
- * most, maps of at least 56x56 outputs (ResNet layer1, GoogLeNet conv3): at 28x28 and
- * batch 1 it gained nothing at 2 threads (too few tiles to split, weights 2.25x
- * larger than F(2x2)'s) while adding to the network's rounding error.
+ * a 256-channel layer). kern_winograd.c therefore takes F(4x4) only where it pays:
+ * maps of at least 56x56 outputs (ResNet layer1, GoogLeNet conv3), and 28x28 maps of
+ * layers with at least 128 input channels and no more output ones (ResNet layer2);
+ * other 28x28 layers and smaller maps lose on 2 threads at batch 1 (too few tiles to
+ * split, weights 2.25x larger than F(2x2)'s), and every F(4x4) layer adds to the
+ * network's rounding error (wino__pick has the figures).
  *
  * With B^T, G and A^T below, V = B^T d B, U = G g G^T, Y = A^T [U (.) V] A.
  * Input: 16 horizontally adjacent tiles at a time (one AVX-512 register per patch
