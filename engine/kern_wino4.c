@@ -107,7 +107,8 @@ static inline void w4__row(const float *plane, int h, int w, int y, int xs, __m5
       _mm512_alignr_epi32(_mm512_castps_si512(n1), _mm512_castps_si512(c[1]), 1));
 }
 
-void kern_wino4_input(const wino_job_t *j, size_t t0, size_t t1, float *v) {
+void kern_wino4_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size_t c1,
+                      float *v) {
   const kern_conv_t *p = j->p;
   size_t nb = t1 - t0, hw = (size_t)j->h * (size_t)j->w, cin = (size_t)p->cin;
   size_t stride = nb; /* V is [ci][xi][tile], as in kern_winograd.c */
@@ -115,7 +116,7 @@ void kern_wino4_input(const wino_job_t *j, size_t t0, size_t t1, float *v) {
     wino_run_t run = kern_wino_run(j, t, t1);
     size_t img = run.img;
     int ty = run.ty, tx = run.tx, cnt = run.cnt;
-    for (size_t ci = 0; ci < cin; ci++) {
+    for (size_t ci = c0; ci < c1; ci++) {
       const float *plane = j->in + (img * cin + ci) * hw;
       for (int k = 0; k < cnt; k += W4_VL) {
         int n = cnt - k;

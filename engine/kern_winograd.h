@@ -62,8 +62,9 @@ static inline uint32_t kern_wino_inside(int xs, int w) {
 int kern_wino4_supported(void);
 extern const double kern_wino4_g[6][3];
 #if defined(__AVX512F__)
-/* V[ci][xi][t - t0] for tiles [t0, t1). */
-void kern_wino4_input(const wino_job_t *j, size_t t0, size_t t1, float *v);
+/* V[ci][xi][t - t0] for tiles [t0, t1) and input channels [c0, c1). */
+void kern_wino4_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size_t c1,
+                      float *v);
 /* Output channels [r0, r1) of tiles [t0, t1) from M, with the fused epilogue. */
 void kern_wino4_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
                        const float *m);
