@@ -15,7 +15,8 @@
  *    make every thread stream all of it (ResNet-50's layer4 at batch 8, 60 MB of
  *    weights: 37 -> 32 ms on 2 threads with the Winograd layers split the same way).
  *  - 3x3 stride-2 convs with padding 1 onto more than 100 outputs read the input's
- *    phase planes directly, one product per tap, with no lowering (kern_conv_poly.c);
+ *    phase planes in place, one product of K = 9 cin with no lowering
+ *    (kern_conv_poly.c);
  *  - K slices (conv__grouped: the other kernels wider than 1 on maps of at most 196 outputs):
  *    the product runs over about 512 rows of K at a time, accumulating, and at
  *    batch > 1 over several images' columns side by side, so the weights stream

@@ -96,7 +96,7 @@ typedef struct {
   const float *in, *residual; /* this image's */
   float *out, *planes;
   const ptrdiff_t *offs; /* B row t cin + ci of the product: planes + offs[.] */
-  int h, w, oh, ow, rows_split;
+  int h, w, oh, ow;
   size_t plane, q, blocks;
   atomic_size_t next;
 } poly_job_t;

@@ -28,7 +28,7 @@ size_t kern_wino_scratch_floats(const kern_conv_t *p, int ow);
 void kern_wino_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *in, int n, int h,
                       int w, float *out, int oh, int ow, const float *residual);
 
-/* 3x3 stride-2 convs (padding 1) onto maps of more than 196 outputs, from the input's
+/* 3x3 stride-2 convs (padding 1) onto maps of more than 100 outputs, from the input's
  * phase planes, without a lowering (see kern_conv_poly.c). */
 int kern_poly_eligible(const kern_conv_t *p);
 int kern_poly_prepare(kern_conv_t *p); /* sets p->gemm_a (tap-major) and p->poly */

@@ -321,26 +321,21 @@ static inline __mmask16 sgemm__lanes(int n) {
   return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
 }
 
-/* Rows [m0, m1) (m0 a multiple of the panel) x n columns by tall tiles; the columns
- * are dealt evenly in ceil(n / 12) tiles. */
+/* Rows [m0, m1) (m0 a multiple of the panel) x n <= SGEMM_TAIL_TALL columns, 32 rows
+ * at a time. */
 static void sgemm__tall_block(const float *packed, int kfull, int m0, int m1, int k,
                               const float *b, size_t ldb, const ptrdiff_t *boff, size_t n,
                               float *c, size_t ldc, const kern_sgemm_epi_t *epi) {
-  size_t tiles = (n + 11) / 12, apan = KERN_SGEMM_PANEL * (size_t)kfull;
+  size_t apan = KERN_SGEMM_PANEL * (size_t)kfull;
   for (int r = m0; r < m1; r += 32) {
     int nv = m1 - r > 16 ? 2 : 1;
     __mmask16 r0 = sgemm__lanes(m1 - r), r1 = sgemm__lanes(m1 - r - 16);
     const float *a = sgemm__arow(packed, r, kfull);
     const float *bias = epi && epi->bias ? epi->bias + r : NULL;
-    for (size_t t = 0, j = 0; t < tiles; t++) {
-      size_t nj = (n - j) / (tiles - t);
-      const float *res = epi && epi->res ? epi->res + (size_t)(r - m0) * epi->ldr + j : NULL;
-      sgemm__talls[boff != NULL][nv - 1][nj - 1]((size_t)k, a, apan, b + j, ldb, boff,
-                                                 c + (size_t)(r - m0) * ldc + j, ldc, r0, r1,
-                                                 bias, res, epi ? epi->ldr : 0,
-                                                 sgemm__flags(epi));
-      j += nj;
-    }
+    const float *res = epi && epi->res ? epi->res + (size_t)(r - m0) * epi->ldr : NULL;
+    sgemm__talls[boff != NULL][nv - 1][n - 1]((size_t)k, a, apan, b, ldb, boff,
+                                              c + (size_t)(r - m0) * ldc, ldc, r0, r1, bias,
+                                              res, epi ? epi->ldr : 0, sgemm__flags(epi));
   }
 }
 
@@ -364,6 +359,32 @@ static void sgemm__run(const float *packed, int kfull, int k0, int k1, int m0, i
   }
 }
 
+#else /* no AVX-512: callers use OpenBLAS instead */
+
+int kern_sgemm_available(void) { return 0; }
+
+/* Portable reference, only reached if a caller ignores kern_sgemm_available(); the
+ * same contract as the AVX-512 sgemm__run. */
+static void sgemm__run(const float *packed, int kfull, int k0, int k1, int m0, int m1,
+                       const float *b, size_t ldb, const ptrdiff_t *boff, size_t n, float *c,
+                       size_t ldc, const kern_sgemm_epi_t *epi) {
+  for (int r = m0; r < m1; r++) {
+    const float *a = sgemm__arow(packed, r, kfull) + (size_t)k0 * KERN_SGEMM_PANEL;
+    float *cr = c + (size_t)(r - m0) * ldc;
+    for (size_t j = 0; j < n; j++) {
+      float s = epi && epi->accumulate ? cr[j] : 0.0f;
+      for (int p = 0; p < k1 - k0; p++)
+        s += a[(size_t)p * KERN_SGEMM_PANEL] *
+             (boff ? b[boff[p] + (ptrdiff_t)j] : b[(size_t)p * ldb + j]);
+      if (epi && epi->bias) s += epi->bias[r];
+      if (epi && epi->res) s += epi->res[(size_t)(r - m0) * epi->ldr + j];
+      if (epi && epi->relu && s < 0.0f) s = 0.0f;
+      cr[j] = s;
+    }
+  }
+}
+#endif
+
 void kern_sgemm_run_k(const float *packed, int kfull, int k0, int k1, int m0, int m1,
                       const float *b, size_t ldb, size_t n, float *c, size_t ldc,
                       const kern_sgemm_epi_t *epi) {
@@ -380,49 +401,3 @@ void kern_sgemm_run_ind(const float *packed, int k, int m0, int m1, const float 
                         const kern_sgemm_epi_t *epi) {
   sgemm__run(packed, k, 0, k, m0, m1, b, 0, boff, n, c, ldc, epi);
 }
-
-#else /* no AVX-512: callers use OpenBLAS instead */
-
-int kern_sgemm_available(void) { return 0; }
-
-void kern_sgemm_run_k(const float *packed, int kfull, int k0, int k1, int m0, int m1,
-                      const float *b, size_t ldb, size_t n, float *c, size_t ldc,
-                      const kern_sgemm_epi_t *epi) {
-  /* Portable reference, only reached if a caller ignores kern_sgemm_available(). */
-  for (int r = m0; r < m1; r++) {
-    const float *a = sgemm__arow(packed, r, kfull) + (size_t)k0 * KERN_SGEMM_PANEL;
-    float *cr = c + (size_t)(r - m0) * ldc;
-    for (size_t j = 0; j < n; j++) {
-      float s = epi && epi->accumulate ? cr[j] : 0.0f;
-      for (int p = 0; p < k1 - k0; p++)
-        s += a[(size_t)p * KERN_SGEMM_PANEL] * b[(size_t)p * ldb + j];
-      if (epi && epi->bias) s += epi->bias[r];
-      if (epi && epi->res) s += epi->res[(size_t)(r - m0) * epi->ldr + j];
-      if (epi && epi->relu && s < 0.0f) s = 0.0f;
-      cr[j] = s;
-    }
-  }
-}
-
-void kern_sgemm_run(const float *packed, int m0, int m1, int k, const float *b, size_t ldb,
-                    size_t n, float *c, size_t ldc, const kern_sgemm_epi_t *epi) {
-  kern_sgemm_run_k(packed, k, 0, k, m0, m1, b, ldb, n, c, ldc, epi);
-}
-
-void kern_sgemm_run_ind(const float *packed, int k, int m0, int m1, const float *b,
-                        const ptrdiff_t *boff, size_t n, float *c, size_t ldc,
-                        const kern_sgemm_epi_t *epi) {
-  for (int r = m0; r < m1; r++) {
-    const float *a = sgemm__arow(packed, r, k);
-    float *cr = c + (size_t)(r - m0) * ldc;
-    for (size_t j = 0; j < n; j++) {
-      float s = epi && epi->accumulate ? cr[j] : 0.0f;
-      for (int p = 0; p < k; p++) s += a[(size_t)p * KERN_SGEMM_PANEL] * b[boff[p] + (ptrdiff_t)j];
-      if (epi && epi->bias) s += epi->bias[r];
-      if (epi && epi->res) s += epi->res[(size_t)(r - m0) * epi->ldr + j];
-      if (epi && epi->relu && s < 0.0f) s = 0.0f;
-      cr[j] = s;
-    }
-  }
-}
-#endif

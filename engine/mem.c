@@ -5,10 +5,12 @@
  * 4 KiB pages that is some 30,000 TLB misses per forward. Debian's default THP mode
  * is "madvise", so the engine asks for huge pages on the 2 MiB-aligned interior of
  * each large buffer, before its first write (afterwards only khugepaged, much later,
- * would merge it). The edges stay on small pages, so no allocation grows and
- * resident memory is unchanged. Measured, ResNet-50 on 2 threads in alternating
- * runs: batch 8 about 1% faster (median of 5: 122.1 against 123.9 ms; 72 MB of the
- * process then on huge pages), batch 1 and one thread unchanged within the noise.
+ * would merge it). The edges stay on small pages, so no allocation grows; resident
+ * memory does, since a huge page is resident whole once touched, where the untouched
+ * parts of scratch and arena used to stay out (`make bench-http`: 1.08x -> 1.17x of
+ * weights + arena). Measured, ResNet-50 on 2 threads in alternating runs: batch 8
+ * about 1% faster (median of 5: 122.1 against 123.9 ms; 72 MB of the process then on
+ * huge pages), batch 1 and one thread unchanged within the noise.
  * Where THP is off or madvise fails, the buffer simply stays on small pages.
  */
 #include "mem.h"
