@@ -14,8 +14,9 @@
  *    GEMM), but each thread streams only its share of W, where a column split would
  *    make every thread stream all of it (ResNet-50's layer4 at batch 8, 60 MB of
  *    weights: 37 -> 32 ms on 2 threads with the Winograd layers split the same way).
- *  - 3x3 stride-2 convs with padding 1 onto more than 100 outputs read the input's
- *    phase planes in place, one product of K = 9 cin with no lowering
+ *  - 3x3 stride-2 convs with padding 1 onto more than 100 outputs that the stride-2
+ *    Winograd variant does not take (below 14x14, or fewer than 8 channels) read
+ *    the input's phase planes in place, one product of K = 9 cin with no lowering
  *    (kern_conv_poly.c);
  *  - K slices (conv__grouped: the other kernels wider than 1 on maps of at most 196 outputs):
  *    the product runs over about 512 rows of K at a time, accumulating, and at
@@ -29,7 +30,8 @@
  * Bias, residual and ReLU are applied right after each block's sgemm, in one pass
  * over that block while it is still in cache.
  *
- * 3x3 stride-1 convs with enough channels go to Winograd instead (kern_winograd.c):
+ * 3x3 stride-1 convs with enough channels, and 3x3 stride-2 ones (padding 1) onto maps
+ * of at least 14x14 outputs, go to Winograd instead (kern_winograd.c):
  * kern_conv_prepare transforms their weights into `packed`, and kern_conv2d takes
  * that path whenever `packed` is set.
  *

@@ -20,7 +20,8 @@ void kern_im2col_part(const kern_conv_t *p, const float *img, int h, int w, int 
  * lowered from deinterleaved copies of the input rows. */
 size_t kern_im2col_tmp_floats(const kern_conv_t *p, int h, int ow);
 
-/* Winograd F(2x2, 3x3) or F(4x4, 3x3) for 3x3 stride-1 convs (see kern_winograd.c). kern_conv.c
+/* Winograd F(2x2, 3x3) or F(4x4, 3x3) for 3x3 stride-1 convs, and a stride-2 variant for
+ * 3x3/2 convs onto maps of at least 14x14 (see kern_winograd.c). kern_conv.c
  * prepares it for eligible layers and runs it whenever `packed` holds its weights. */
 int kern_wino_eligible(const kern_conv_t *p);
 int kern_wino_prepare(kern_conv_t *p); /* sets p->packed; 0 or CNN_ENOMEM */
@@ -28,7 +29,7 @@ size_t kern_wino_scratch_floats(const kern_conv_t *p, int ow);
 void kern_wino_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *in, int n, int h,
                       int w, float *out, int oh, int ow, const float *residual);
 
-/* 3x3 stride-2 convs (padding 1) onto maps of more than 100 outputs, from the input's
+/* The other 3x3 stride-2 convs (padding 1) onto maps of more than 100 outputs, from the input's
  * phase planes, without a lowering (see kern_conv_poly.c). */
 int kern_poly_eligible(const kern_conv_t *p);
 int kern_poly_prepare(kern_conv_t *p); /* sets p->gemm_a (tap-major) and p->poly */

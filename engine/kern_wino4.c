@@ -17,10 +17,7 @@
  *
  * With B^T, G and A^T below, V = B^T d B, U = G g G^T, Y = A^T [U (.) V] A.
  * Input: 16 horizontally adjacent tiles at a time (one AVX-512 register per patch
- * element): a patch row is 64 + 2 consecutive floats, loaded masked to the plane
- * (padding reads as zero, nothing outside the plane is touched) and split into its
- * 4 phases by two rounds of even/odd permutes; the 5th and 6th patch columns are
- * phases 0 and 1 shifted by one tile. Rows are transformed horizontally into a small
+ * element, read by kern_wino_patch_row). Rows are transformed horizontally into a small
  * stack buffer, then columns vertically into V. Output: the reverse, A^T on the
  * columns then the rows, four 16-tile vectors interleaved into 64 consecutive
  * outputs per row, epilogue y = act(y + bias + residual), stores masked to the row.
@@ -73,40 +70,6 @@ static inline void w4__bt(const __m512 x[6], __m512 y[6]) {
 }
 
 
-/* Floats [x + 16*half, x + 16*half + 16) of row r, lanes outside `in` (see
- * kern_wino_inside(x, w)) zero and never read. */
-static inline __m512 w4__load(const float *r, int x, uint32_t in, int half) {
-  x += 16 * half;
-  const float *s = (const float *)((uintptr_t)r + (intptr_t)x * (intptr_t)sizeof(float));
-  return _mm512_maskz_loadu_ps((__mmask16)(half ? in >> 16 : in & 0xFFFF), s);
-}
-
-/* Patch row y of 16 tiles starting at column xs: the six patch columns, lane k =
- * tile k, zero outside the plane. */
-static inline void w4__row(const float *plane, int h, int w, int y, int xs, __m512 c[6]) {
-  if (y < 0 || y >= h) {
-    for (int i = 0; i < 6; i++) c[i] = _mm512_setzero_ps();
-    return;
-  }
-  const float *r = plane + (size_t)y * (size_t)w;
-  uint32_t in0 = kern_wino_inside(xs, w), in1 = kern_wino_inside(xs + 32, w);
-  __m512 a0 = w4__load(r, xs, in0, 0), a1 = w4__load(r, xs, in0, 1);
-  __m512 a2 = w4__load(r, xs + 32, in1, 0), a3 = w4__load(r, xs + 32, in1, 1);
-  __m512 e0 = kern_simd_even(a0, a1), o0 = kern_simd_odd(a0, a1);
-  __m512 e1 = kern_simd_even(a2, a3), o1 = kern_simd_odd(a2, a3);
-  c[0] = kern_simd_even(e0, e1); /* xs + 4k */
-  c[2] = kern_simd_odd(e0, e1);  /* xs + 4k + 2 */
-  c[1] = kern_simd_even(o0, o1); /* xs + 4k + 1 */
-  c[3] = kern_simd_odd(o0, o1);  /* xs + 4k + 3 */
-  int x64 = xs + 64, x65 = xs + 65;
-  __m512 n0 = _mm512_set1_ps(x64 >= 0 && x64 < w ? r[x64] : 0.0f);
-  __m512 n1 = _mm512_set1_ps(x65 >= 0 && x65 < w ? r[x65] : 0.0f);
-  c[4] = _mm512_castsi512_ps(
-      _mm512_alignr_epi32(_mm512_castps_si512(n0), _mm512_castps_si512(c[0]), 1));
-  c[5] = _mm512_castsi512_ps(
-      _mm512_alignr_epi32(_mm512_castps_si512(n1), _mm512_castps_si512(c[1]), 1));
-}
-
 void kern_wino4_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size_t c1,
                       float *v) {
   const kern_conv_t *p = j->p;
@@ -124,7 +87,7 @@ void kern_wino4_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size
         __m512 hrow[6][6]; /* [patch row][transformed column] */
         for (int i = 0; i < 6; i++) {
           __m512 c[6];
-          w4__row(plane, j->h, j->w, 4 * ty - p->pad_t + i, 4 * (tx + k) - p->pad_l, c);
+          kern_wino_patch_row(plane, j->h, j->w, 4 * ty - p->pad_t + i, 4 * (tx + k) - p->pad_l, c);
           w4__bt(c, hrow[i]);
         }
         float *dst = v + ci * 36 * nb + (t - t0) + (size_t)k;

@@ -1,7 +1,11 @@
 /*
  * kern_winograd.c — 3x3 stride-1 convolution by Winograd F(2x2, 3x3) and sgemm; the
  * driver is shared with F(4x4, 3x3), whose transforms live in kern_wino4.c and which
- * large maps take on AVX-512 builds (kern_conv_t.wino_m says which).
+ * large maps take on AVX-512 builds (kern_conv_t.wino_m says which), and with a
+ * stride-2 variant for 3x3/2 convs onto maps of at least 14x14 (kern_wino_s2.c: 2x2
+ * output tiles from 5x5 patches, 25 positions whose products share 16 weight planes;
+ * ResNet-50 at batch 1 on 2 threads, its 56x56 and 28x28 ones 0.56 -> 0.44 ms each,
+ * where kern_conv_poly.c had them; on 7x7 maps it lost at batch 8).
  *
  * Each 2x2 block of output (a "tile") comes from a 4x4 input patch d. With
  * U = G g G^T (the 3x3 filter g taken to 4x4 at load time) and V = B^T d B,
@@ -58,22 +62,45 @@ enum {
   WINO_CHUNKS_PER_THREAD = 4, /* tile chunks per thread, claimed dynamically, */
   WINO_CHUNK_MIN = 48,        /* of at least this many tiles */
   WINO_CH_MIN = 8, /* below this many channels the products are too thin to gain */
-  WINO_VL = 16     /* tiles per vector in the transforms */
+  WINO_VL = 16,    /* tiles per vector in the transforms */
+  WINO_S2_MIN_OUT = 14 * 14 /* the stride-2 variant from this many outputs per map */
 };
 
 
+/* 3x3 stride-2 convs with padding 1 take the stride-2 variant (kern_wino_s2.c). */
+static int wino__s2(const kern_conv_t *p) {
+  return p->kh == 3 && p->kw == 3 && p->stride_h == 2 && p->stride_w == 2 && p->pad_t == 1 &&
+         p->pad_l == 1 && p->pad_b == 1 && p->pad_r == 1;
+}
+
 int kern_wino_eligible(const kern_conv_t *p) {
-  return p->kh == 3 && p->kw == 3 && p->stride_h == 1 && p->stride_w == 1 &&
-         p->cin >= WINO_CH_MIN && p->cout >= WINO_CH_MIN;
+  if (p->cin < WINO_CH_MIN || p->cout < WINO_CH_MIN) return 0;
+  if (wino__s2(p))
+    return kern_wino_s2_supported() && kern_sgemm_available() &&
+           (long)p->map_oh * p->map_ow >= WINO_S2_MIN_OUT;
+  return p->kh == 3 && p->kw == 3 && p->stride_h == 1 && p->stride_w == 1;
 }
 
 /* Transform positions of the layer's variant (kern_wino_prepare sets wino_m). */
-static size_t wino__xi(const kern_conv_t *p) { return p->wino_m == 4 ? WINO4_XI : WINO_XI; }
+static size_t wino__xi(const kern_conv_t *p) {
+  return wino__s2(p) ? KERN_WINO_S2_XI : p->wino_m == 4 ? WINO4_XI : WINO_XI;
+}
+
+/* Weight planes: one per position, but 16 for the stride-2 variant. */
+static size_t wino__uplanes(const kern_conv_t *p) { return wino__s2(p) ? 16 : wino__xi(p); }
+
+/* Positions the budget is counted in: the stride-2 variant's 25 count as 16, so its
+ * blocks hold as many tiles as F(2x2)'s. A 14x14 output's 49 tiles of 256 + 256
+ * channels are then one block, transformed once and shared by a row split (ResNet-50's
+ * layer3 3x3/2 at batch 1 on 2 threads: 0.53 -> 0.44 ms); blocks of a whole batch
+ * (8 x 49 tiles) were slower, for this layer and the 28x28 one (3.8 -> 4.3 ms and
+ * 4.6 -> 5.4 at batch 8). */
+static size_t wino__xb(const kern_conv_t *p) { return wino__s2(p) ? WINO_XI : wino__xi(p); }
 
 /* Most tiles per block within the budget. Not rounded down to the products' 48-column
  * tiles: a 14x14 map's 49 tiles then make one block, which streams U once, not twice. */
 static size_t wino__tb(const kern_conv_t *p) {
-  size_t tb = WINO_BUDGET / (wino__xi(p) * ((size_t)p->cin + (size_t)p->cout));
+  size_t tb = WINO_BUDGET / (wino__xb(p) * ((size_t)p->cin + (size_t)p->cout));
   return tb < WINO_TB_MIN ? WINO_TB_MIN : tb;
 }
 
@@ -122,6 +149,7 @@ static size_t wino__uplane(const kern_conv_t *p) {
  * latency), its 16->32 and 32->96 lose on both; 14x14 maps lose on both (ResNet layer3:
  * 0.52 -> 0.59 ms on one thread). */
 static int wino__pick(const kern_conv_t *p) {
+  if (wino__s2(p)) return 2;
   long out = (long)p->map_oh * p->map_ow;
   int wide = out >= WINO4_MIN_OUT_WIDE && p->cin >= WINO4_WIDE_CIN && p->cout <= p->cin;
   return kern_wino4_supported() && (out >= WINO4_MIN_OUT || wide) ? 4 : 2;
@@ -129,7 +157,7 @@ static int wino__pick(const kern_conv_t *p) {
 
 int kern_wino_prepare(kern_conv_t *p) {
   p->wino_m = wino__pick(p);
-  size_t plane = (size_t)p->cin * (size_t)p->cout, uplane = wino__uplane(p), nxi = wino__xi(p);
+  size_t plane = (size_t)p->cin * (size_t)p->cout, uplane = wino__uplane(p), nxi = wino__uplanes(p);
   float *u = NULL, *tmp = NULL;
   if (!(u = cnn_mem_alloc(nxi * uplane * sizeof *u))) return CNN_ENOMEM;
   if (!kern_sgemm_available()) {
@@ -141,7 +169,9 @@ int kern_wino_prepare(kern_conv_t *p) {
     free(u);
     return CNN_ENOMEM;
   }
-  if (p->wino_m == 4)
+  if (wino__s2(p))
+    kern_wino_weights(p, kern_wino_s2_g, 4, tmp);
+  else if (p->wino_m == 4)
     kern_wino_weights(p, kern_wino4_g, 6, tmp);
   else
     kern_wino_weights(p, wino2_g, 4, tmp);
@@ -430,12 +460,22 @@ static void wino__block(const wino_job_t *j, int r0, int r1, size_t t0, size_t t
   if (j->v_shared)
     v = j->v_shared; /* transformed already (wino__input_shared) */
 #if defined(__AVX512F__)
+  else if (j->s2)
+    kern_wino_s2_input(j, t0, t1, 0, cin, v);
   else if (j->m == 4)
     kern_wino4_input(j, t0, t1, 0, cin, v);
 #endif
   else
     wino__input(j, t0, t1, v, buf);
-  if (kern_sgemm_available()) {
+  if (j->s2) {
+    size_t uplane = wino__uplane(p);
+    for (int g = 0; g < KERN_WINO_S2_GROUPS; g++) {
+      const kern_wino_s2_group_t *gr = &kern_wino_s2_groups[g];
+      size_t cols = (size_t)gr->count * nb, s = (size_t)gr->slot;
+      kern_sgemm_run(j->u + (size_t)gr->plane * uplane, r0, r1, (int)cin, v + s * nb, nxi * nb,
+                     cols, m + s * rows * nb, cols, NULL);
+    }
+  } else if (kern_sgemm_available()) {
     size_t uplane = wino__uplane(p);
     for (size_t xi = 0; xi < nxi; xi++)
       kern_sgemm_run(j->u + xi * uplane, r0, r1, (int)cin, v + xi * nb, nxi * nb, nb,
@@ -447,7 +487,9 @@ static void wino__block(const wino_job_t *j, int r0, int r1, size_t t0, size_t t
                   (int)(nxi * nb), 0.0f, m + xi * rows * nb, (int)nb);
   }
 #if defined(__AVX512F__)
-  if (j->m == 4)
+  if (j->s2)
+    kern_wino_s2_output(j, r0, r1, t0, t1, m);
+  else if (j->m == 4)
     kern_wino4_output(j, r0, r1, t0, t1, m);
   else
 #endif
@@ -479,6 +521,10 @@ static void wino__input_shared(void *arg, int tid, int nt) {
   pool_split((size_t)p->cin, tid, nt, &b, &e);
   float *buf = j->kc->scratch[tid] + nxi * ((size_t)p->cin + (size_t)p->cout) * j->tb;
 #if defined(__AVX512F__)
+  if (j->s2) {
+    kern_wino_s2_input(j, 0, j->tiles, b, e, j->v_shared);
+    return;
+  }
   if (j->m == 4) {
     kern_wino4_input(j, 0, j->tiles, b, e, j->v_shared);
     return;
@@ -500,7 +546,7 @@ static void wino__by_rows(void *arg, int tid, int nt) {
 void kern_wino_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *in, int n, int h,
                       int w, float *out, int oh, int ow, const float *residual) {
   wino_job_t j = {.kc = kc, .p = p, .in = in, .residual = residual, .u = p->packed,
-                  .out = out, .m = p->wino_m == 4 ? 4 : 2, .h = h, .w = w, .oh = oh, .ow = ow};
+                  .out = out, .m = p->wino_m == 4 ? 4 : 2, .s2 = wino__s2(p), .h = h, .w = w, .oh = oh, .ow = ow};
   j.xi = (int)wino__xi(p);
   j.tw = (ow + j.m - 1) / j.m;
   j.tiles_img = (size_t)((oh + j.m - 1) / j.m) * (size_t)j.tw;

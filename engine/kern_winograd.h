@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kern_simd.h"
 #include "kernels.h"
 
 typedef struct {
@@ -22,6 +23,7 @@ typedef struct {
   const float *in, *residual, *u;
   float *out;
   int m, xi;                 /* output tile side, transform positions */
+  int s2;                    /* the stride-2 variant (kern_wino_s2.c) */
   int h, w, oh, ow, tw;      /* tw: tiles per tile row */
   size_t tiles_img, tiles, tb;
   size_t chunk, chunks;      /* tile split: chunks of `chunk` tiles, */
@@ -58,6 +60,47 @@ static inline uint32_t kern_wino_inside(int xs, int w) {
   return (uint32_t)(m & ~(((uint64_t)1 << lo) - 1));
 }
 
+#if defined(__AVX512F__)
+/* Floats [x + 16*half, x + 16*half + 16) of row r, lanes outside `in` (see
+ * kern_wino_inside(x, w)) zero and never read. */
+static inline __m512 kern_wino_load_half(const float *r, int x, uint32_t in, int half) {
+  x += 16 * half;
+  const float *s = (const float *)((uintptr_t)r + (intptr_t)x * (intptr_t)sizeof(float));
+  return _mm512_maskz_loadu_ps((__mmask16)(half ? in >> 16 : in & 0xFFFF), s);
+}
+
+/* Row y of the patches of 16 tiles that start 4 columns apart from column xs (F(4x4)'s
+ * 6-wide patches, the stride-2 variant's 5-wide ones): c[i] lane k = column
+ * xs + 4k + i, zero outside the plane. The row's 64 + 2 floats are loaded masked to the
+ * plane (padding reads as zero, nothing outside it is touched) and split into their 4
+ * phases by two rounds of even/odd permutes; columns 4 and 5 are phases 0 and 1
+ * shifted by one tile. */
+static inline void kern_wino_patch_row(const float *plane, int h, int w, int y, int xs,
+                                       __m512 c[6]) {
+  if (y < 0 || y >= h) {
+    for (int i = 0; i < 6; i++) c[i] = _mm512_setzero_ps();
+    return;
+  }
+  const float *r = plane + (size_t)y * (size_t)w;
+  uint32_t in0 = kern_wino_inside(xs, w), in1 = kern_wino_inside(xs + 32, w);
+  __m512 a0 = kern_wino_load_half(r, xs, in0, 0), a1 = kern_wino_load_half(r, xs, in0, 1);
+  __m512 a2 = kern_wino_load_half(r, xs + 32, in1, 0), a3 = kern_wino_load_half(r, xs + 32, in1, 1);
+  __m512 e0 = kern_simd_even(a0, a1), o0 = kern_simd_odd(a0, a1);
+  __m512 e1 = kern_simd_even(a2, a3), o1 = kern_simd_odd(a2, a3);
+  c[0] = kern_simd_even(e0, e1); /* xs + 4k */
+  c[2] = kern_simd_odd(e0, e1);  /* xs + 4k + 2 */
+  c[1] = kern_simd_even(o0, o1); /* xs + 4k + 1 */
+  c[3] = kern_simd_odd(o0, o1);  /* xs + 4k + 3 */
+  int x64 = xs + 64, x65 = xs + 65;
+  __m512 n0 = _mm512_set1_ps(x64 >= 0 && x64 < w ? r[x64] : 0.0f);
+  __m512 n1 = _mm512_set1_ps(x65 >= 0 && x65 < w ? r[x65] : 0.0f);
+  c[4] = _mm512_castsi512_ps(
+      _mm512_alignr_epi32(_mm512_castps_si512(n0), _mm512_castps_si512(c[0]), 1));
+  c[5] = _mm512_castsi512_ps(
+      _mm512_alignr_epi32(_mm512_castps_si512(n1), _mm512_castps_si512(c[1]), 1));
+}
+#endif
+
 /* F(4x4, 3x3), AVX-512 builds only (kern_wino4_supported() says so); G below. */
 int kern_wino4_supported(void);
 extern const double kern_wino4_g[6][3];
@@ -68,6 +111,24 @@ void kern_wino4_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size
 /* Output channels [r0, r1) of tiles [t0, t1) from M, with the fused epilogue. */
 void kern_wino4_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
                        const float *m);
+#endif
+
+/* The stride-2 variant (kern_wino_s2.c), AVX-512 builds only: 2x2 output tiles from
+ * 5x5 patches, 25 transform positions in V and M, 16 weight planes (G below). Each
+ * group of positions sharing a plane is one product over count * nb columns, reading
+ * V from slot `slot` on and writing M [rows][count][nb] at slot * rows * nb. */
+enum { KERN_WINO_S2_XI = 25, KERN_WINO_S2_GROUPS = 16 };
+typedef struct {
+  int plane, slot, count;
+} kern_wino_s2_group_t;
+extern const kern_wino_s2_group_t kern_wino_s2_groups[KERN_WINO_S2_GROUPS];
+extern const double kern_wino_s2_g[4][3];
+int kern_wino_s2_supported(void);
+#if defined(__AVX512F__)
+void kern_wino_s2_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size_t c1,
+                        float *v);
+void kern_wino_s2_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
+                         const float *m);
 #endif
 
 #endif

@@ -29,15 +29,20 @@ static void conv_check(ref_rng_t *rng, const conv_case_t *c) {
   kern_conv_t p = {c->cin, c->cout, c->kh, c->kw, c->sh, c->sw, c->pt, c->pl, c->pb, c->pr,
                    wt, bias, c->relu, NULL, NULL, oh, ow, 0, 0};
   cr_assert_eq(kern_conv_prepare(&p), 0);
-  int wino = c->kh == 3 && c->kw == 3 && c->sh == 1 && c->sw == 1 && c->cin >= 8 && c->cout >= 8;
+  int s2 = 0, s2pad = c->kh == 3 && c->kw == 3 && c->sh == 2 && c->sw == 2 && c->pt == 1 &&
+                     c->pl == 1 && c->pb == 1 && c->pr == 1;
+#if defined(__AVX512F__)
+  /* kern_winograd.c's stride-2 variant: from 14x14 outputs (WINO_S2_MIN_OUT) */
+  s2 = s2pad && c->cin >= 8 && c->cout >= 8 && oh * ow >= 14 * 14;
+#endif
+  int wino = (c->kh == 3 && c->kw == 3 && c->sh == 1 && c->sw == 1 && c->cin >= 8 && c->cout >= 8) || s2;
   cr_assert_eq(p.packed != NULL, wino, "Winograd taken %d, expected %d", p.packed != NULL, wino);
 #if defined(__AVX512F__)
-  int poly = c->kh == 3 && c->kw == 3 && c->sh == 2 && c->sw == 2 && c->pt == 1 && c->pl == 1 &&
-             c->pb == 1 && c->pr == 1 && oh * ow > 100; /* kern_conv_poly.c: POLY_MIN_COLS */
+  int poly = s2pad && !s2 && oh * ow > 100; /* kern_conv_poly.c: POLY_MIN_COLS */
   cr_assert_eq(p.poly, poly, "phase-plane path taken %d, expected %d", p.poly, poly);
 #endif
 #if defined(__AVX512F__)
-  int wm = !wino                                                              ? 0
+  int wm = s2 ? 2 : !wino                                                              ? 0
            : (long)oh * ow >= 56 * 56 ||
                      ((long)oh * ow >= 28 * 28 && c->cin >= 128 && c->cout <= c->cin)
                ? 4
@@ -100,14 +105,23 @@ Test(kern_conv, resnet_like_layers) {
       /* K slices and image groups (conv__grouped): strided 3x3 onto <= 196 outputs */
       {5, 70, 40, 14, 14, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 2},    /* 7x7 out, 2 slices */
       {12, 60, 24, 14, 14, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1},   /* groups of 10 + 2 */
-      {3, 60, 33, 28, 28, 3, 3, 2, 2, 1, 1, 1, 1, 1, 0, 1, 3},    /* 14x14 out (phase planes), 3 thr */
       {3, 60, 33, 20, 20, 3, 3, 2, 2, 1, 1, 1, 1, 1, 0, 1, 3},    /* 10x10 out, 3 thr */
       {1, 130, 48, 13, 13, 3, 3, 2, 2, 1, 1, 0, 0, 0, 1, 0, 2},   /* batch 1, 3 slices */
-      /* phase planes (kern_conv_poly.c): 3x3/2 pad 1 onto more than 100 outputs */
+      /* phase planes (kern_conv_poly.c): 3x3/2 pad 1 onto more than 100 outputs, below
+       * the stride-2 Winograd's 14x14 or with fewer than 8 channels */
+      {1, 20, 24, 26, 26, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 2},    /* 13x13 out */
+      {2, 9, 17, 23, 27, 3, 3, 2, 2, 1, 1, 1, 1, 1, 0, 1, 3},     /* 12x14, odd sides, batch 2 */
+      {1, 7, 40, 56, 56, 3, 3, 2, 2, 1, 1, 1, 1, 0, 1, 0, 1},     /* 28x28, 7 channels in */
+      {3, 16, 6, 30, 30, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 2},     /* 15x15, 6 out */
+      /* stride-2 Winograd (kern_wino_s2.c): 3x3/2 pad 1 onto 14x14 outputs and more */
+      {3, 60, 33, 28, 28, 3, 3, 2, 2, 1, 1, 1, 1, 1, 0, 1, 3},    /* 14x14 out, 3 thr */
       {1, 20, 24, 40, 40, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 2},    /* 20x20 out */
       {2, 9, 17, 41, 37, 3, 3, 2, 2, 1, 1, 1, 1, 1, 0, 1, 3},     /* odd sides, batch 2 */
       {1, 33, 40, 56, 56, 3, 3, 2, 2, 1, 1, 1, 1, 0, 1, 0, 1},    /* 28x28, one thread */
       {3, 16, 64, 30, 30, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 2},    /* 15x15: row split */
+      {1, 8, 8, 27, 29, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1},      /* 14x15, fewest channels */
+      {2, 40, 36, 69, 71, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 2},    /* 35x36: tile rows of 18 */
+      {1, 256, 48, 28, 28, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 0, 2},   /* wide, 49 tiles: shared V */
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) conv_check(&rng, &cases[i]);
 }

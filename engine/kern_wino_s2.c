@@ -1,0 +1,182 @@
+/*
+ * kern_wino_s2.c — the transforms of a Winograd variant for 3x3 stride-2 convolutions
+ * (padding 1), for kern_winograd.c.
+ *
+ * Along one axis, outputs o0 = 2t and o1 = 2t + 1 read the five inputs d0..d4 =
+ * x[4t - 1 .. 4t + 3]: o0 = w0 d0 + w1 d1 + w2 d2, o1 = w0 d2 + w1 d3 + w2 d4. The odd
+ * inputs (d0, d2, d4) meet taps w0 and w2 as a two-tap filter, which F(2, 2) computes
+ * with three products (points 0, 1, infinity):
+ *   m0 = (d0 - d2) w0,  m1 = d2 (w0 + w2),  m2 = (d4 - d2) w2;  o0 = m0 + m1, o1 = m1 + m2,
+ * and the even ones meet w1 alone: m3 = d1 w1, m4 = d3 w1, o0 += m3, o1 += m4. Five
+ * products per two outputs instead of six; in 2D, a 2x2 output tile from a 5x5 input
+ * patch (patches 4 apart) takes 25 products per channel pair instead of 36 (0.69x).
+ *
+ * Positions 3 and 4 share the transformed weight w1, so there are only 4 x 4 distinct
+ * weight planes U = G g G^T, G = [1 0 0; 1 0 1; 0 0 1; 0 1 0] (the 16 of F(2x2)'s
+ * layout, 16/9 of the weights), and the products of positions sharing a plane run as one
+ * product over their tiles side by side: V keeps each group's positions next to each
+ * other (kern_wino_s2_slot), so a group of g positions is one sgemm of g * nb columns.
+ * 16 products in all: 9 of nb columns, 6 of 2 nb, 1 of 4 nb. The transforms hold only
+ * 0 and +-1, so rounding stays at F(2x2)'s level.
+ *
+ * Input: 16 horizontally adjacent tiles at a time, patch rows read by
+ * kern_wino_patch_row (the F(4x4) reader: its first five columns), the 1D transform
+ * along the rows, then down the columns, into V [ci][slot][tile]. Output: M's 25
+ * positions summed down then across (o = sum over S0 = {0, 1, 3} or S1 = {1, 2, 4} on
+ * each axis), the two columns of 16 tiles interleaved into 32 consecutive outputs, the
+ * epilogue y = act(y + bias + residual), stores masked to the row.
+ *
+ * AVX-512 only, like F(4x4): kern_wino_s2_supported() is 0 elsewhere and such convs
+ * keep kern_conv_poly.c or the lowering.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include "kern_simd.h"
+#include "kern_winograd.h"
+
+/* G: rows 0..2 the odd inputs' F(2, 2) (taps w0, w0 + w2, w2), row 3 the even one (w1). */
+const double kern_wino_s2_g[4][3] = {{1, 0, 0}, {1, 0, 1}, {0, 0, 1}, {0, 1, 0}};
+
+/* The 16 planes' groups of positions (slots as s2__slot numbers them). */
+const kern_wino_s2_group_t kern_wino_s2_groups[KERN_WINO_S2_GROUPS] = {
+    {0, 0, 1},  {1, 1, 1},  {2, 2, 1},  {3, 3, 2},   /* row 0: planes 0..3 */
+    {4, 5, 1},  {5, 6, 1},  {6, 7, 1},  {7, 8, 2},   /* row 1 */
+    {8, 10, 1}, {9, 11, 1}, {10, 12, 1}, {11, 13, 2}, /* row 2 */
+    {12, 15, 2}, {13, 17, 2}, {14, 19, 2}, {15, 21, 4}}; /* rows 3 and 4 */
+
+#if defined(__AVX512F__)
+
+int kern_wino_s2_supported(void) { return 1; }
+
+enum { S2_VL = 16 }; /* tiles per vector */
+
+/* Position (a, b) of the 5x5 transform domain -> its slot in V and M. Rows 0..2 keep
+ * their five positions in order, so (a, 3) and (a, 4) (plane a*4 + 3) are adjacent;
+ * rows 3 and 4 are interleaved by column, so (3, b) and (4, b) (plane 12 + b) are, and
+ * the four of plane 15 come last. */
+static int s2__slot(int a, int b) {
+  if (a < 3) return 5 * a + b;
+  if (b < 3) return 15 + 2 * b + (a - 3);
+  return 21 + 2 * (a - 3) + (b - 3);
+}
+
+/* The 1D transform of five inputs: d0 - d2, d2, d4 - d2, d1, d3. */
+static inline void s2__t(const __m512 d[5], __m512 y[5]) {
+  y[0] = _mm512_sub_ps(d[0], d[2]);
+  y[1] = d[2];
+  y[2] = _mm512_sub_ps(d[4], d[2]);
+  y[3] = d[1];
+  y[4] = d[3];
+}
+
+void kern_wino_s2_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size_t c1,
+                        float *v) {
+  const kern_conv_t *p = j->p;
+  size_t nb = t1 - t0, hw = (size_t)j->h * (size_t)j->w, cin = (size_t)p->cin;
+  for (size_t t = t0; t < t1;) {
+    wino_run_t run = kern_wino_run(j, t, t1);
+    size_t img = run.img;
+    int ty = run.ty, tx = run.tx, cnt = run.cnt;
+    for (size_t ci = c0; ci < c1; ci++) {
+      const float *plane = j->in + (img * cin + ci) * hw;
+      for (int k = 0; k < cnt; k += S2_VL) {
+        int n = cnt - k;
+        __mmask16 mk = n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
+        __m512 hrow[5][5]; /* [patch row][transformed column] */
+        for (int i = 0; i < 5; i++) {
+          __m512 c[6];
+          kern_wino_patch_row(plane, j->h, j->w, 4 * ty - p->pad_t + i, 4 * (tx + k) - p->pad_l,
+                              c);
+          s2__t(c, hrow[i]);
+        }
+        float *dst = v + ci * KERN_WINO_S2_XI * nb + (t - t0) + (size_t)k;
+        for (int b = 0; b < 5; b++) {
+          __m512 col[5] = {hrow[0][b], hrow[1][b], hrow[2][b], hrow[3][b], hrow[4][b]}, out[5];
+          s2__t(col, out);
+          for (int a = 0; a < 5; a++)
+            _mm512_mask_storeu_ps(dst + (size_t)s2__slot(a, b) * nb, mk, out[a]);
+        }
+      }
+    }
+    t += (size_t)cnt;
+  }
+}
+
+/* Offset in M of slot s's row r (tile 0): M holds each group as [rows][g][nb] at
+ * group-first-slot * rows * nb (the layout its one product writes). */
+static inline size_t s2__moff(const int *first, const int *width, int s, size_t rows,
+                              size_t nb, size_t r) {
+  int f = first[s], g = width[s];
+  return (size_t)f * rows * nb + r * (size_t)g * nb + (size_t)(s - f) * nb;
+}
+
+/* Rows y of two output columns (even e, odd o; lane k = tile k) into 32 consecutive
+ * outputs at o, clipped to the row, with the epilogue. */
+static inline void s2__store(const wino_job_t *j, __m512 e, __m512 od, float b, size_t o,
+                             int x0, int n) {
+  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i hi =
+      _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  __m512 v[2] = {_mm512_permutex2var_ps(e, lo, od), _mm512_permutex2var_ps(e, hi, od)};
+  int cols = 2 * n < j->ow - x0 ? 2 * n : j->ow - x0;
+  const __m512 bias = _mm512_set1_ps(b), zero = _mm512_setzero_ps();
+  for (int h = 0; h < 2; h++) {
+    int left = cols - 16 * h;
+    if (left <= 0) break;
+    __mmask16 mk = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+    __m512 yv = _mm512_add_ps(v[h], bias);
+    if (j->residual) yv = _mm512_add_ps(yv, _mm512_maskz_loadu_ps(mk, j->residual + o + 16 * h));
+    if (j->p->relu) yv = _mm512_max_ps(yv, zero);
+    _mm512_mask_storeu_ps(j->out + o + 16 * h, mk, yv);
+  }
+}
+
+void kern_wino_s2_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
+                         const float *m) {
+  const kern_conv_t *p = j->p;
+  size_t nb = t1 - t0, rows = (size_t)(r1 - r0), cols = (size_t)j->oh * (size_t)j->ow;
+  int first[KERN_WINO_S2_XI], width[KERN_WINO_S2_XI];
+  for (int g = 0; g < KERN_WINO_S2_GROUPS; g++)
+    for (int k = 0; k < kern_wino_s2_groups[g].count; k++) {
+      first[kern_wino_s2_groups[g].slot + k] = kern_wino_s2_groups[g].slot;
+      width[kern_wino_s2_groups[g].slot + k] = kern_wino_s2_groups[g].count;
+    }
+  size_t off[5][5];
+  for (size_t t = t0; t < t1;) {
+    wino_run_t run = kern_wino_run(j, t, t1);
+    size_t img = run.img;
+    int ty = run.ty, tx = run.tx, cnt = run.cnt;
+    for (int r = r0; r < r1; r++) {
+      for (int a = 0; a < 5; a++)
+        for (int b = 0; b < 5; b++)
+          off[a][b] = s2__moff(first, width, s2__slot(a, b), rows, nb, (size_t)(r - r0));
+      float bias = p->bias ? p->bias[r] : 0.0f;
+      for (int k = 0; k < cnt; k += S2_VL) {
+        const float *mk = m + (t - t0) + (size_t)k;
+        __m512 s[2][5]; /* [output row][transform column] */
+        for (int b = 0; b < 5; b++) {
+          __m512 x[5];
+          for (int a = 0; a < 5; a++) x[a] = _mm512_loadu_ps(mk + off[a][b]);
+          s[0][b] = _mm512_add_ps(_mm512_add_ps(x[0], x[1]), x[3]);
+          s[1][b] = _mm512_add_ps(_mm512_add_ps(x[1], x[2]), x[4]);
+        }
+        int n = cnt - k < S2_VL ? cnt - k : S2_VL, x0 = 2 * (tx + k);
+        for (int i = 0; i < 2 && 2 * ty + i < j->oh; i++) {
+          __m512 e = _mm512_add_ps(_mm512_add_ps(s[i][0], s[i][1]), s[i][3]);
+          __m512 od = _mm512_add_ps(_mm512_add_ps(s[i][1], s[i][2]), s[i][4]);
+          size_t o = (img * (size_t)p->cout + (size_t)r) * cols +
+                     (size_t)(2 * ty + i) * (size_t)j->ow + (size_t)x0;
+          s2__store(j, e, od, bias, o, x0, n);
+        }
+      }
+    }
+    t += (size_t)cnt;
+  }
+}
+
+#else
+
+int kern_wino_s2_supported(void) { return 0; }
+
+#endif
