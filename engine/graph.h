@@ -149,6 +149,9 @@ int graph_infer(cnn_model_t *m, cnn_error_t *err);         /* graph_infer.c */
 int graph_infer_tensor_op(cnn_model_t *m, graph_node_t *n, cnn_error_t *err); /* graph_infer_tensor.c */
 int graph_is_runtime(const graph_value_t *v);
 int graph_fuse(cnn_model_t *m, cnn_error_t *err);          /* graph_fuse.c */
+/* graph_fuse_affine.c: Concat of per-channel Gather/Unsqueeze/Mul/Add chains -> one
+ * scale-and-shift node; readers[v] counts the live readers of each value. */
+int graph_fuse_affine(cnn_model_t *m, const int *readers, cnn_error_t *err);
 int graph_plan(cnn_model_t *m, cnn_error_t *err);          /* graph_plan.c */
 int graph_plan_serial(cnn_model_t *m, cnn_error_t *err);   /* after graph_plan */
 const char *graph_op_name(int op);                        /* ONNX op type; onnx_node.c */

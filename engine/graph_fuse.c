@@ -7,6 +7,8 @@
  *  2. Add(a, conv_out) where conv_out is read only by the Add and `a` is produced
  *     before the conv runs: the Add becomes the conv's residual epilogue.
  *  3. Relu(conv_out) where conv_out is read only by the Relu: ReLU in the epilogue.
+ * Before them, a per-channel affine map written channel by channel (GoogLeNet's input
+ * re-normalization) becomes one scale-and-shift node (graph_fuse_affine.c).
  * A fused-away node is marked dead and the conv takes over its output value. The
  * original initializers are never modified (they may be shared); folded weights are
  * new constant values owned by the model. Finally every conv's weights are prepared
@@ -163,7 +165,11 @@ static void release_plain_weights(cnn_model_t *m, graph_node_t *n) {
 }
 
 int graph_fuse(cnn_model_t *m, cnn_error_t *err) {
-  int rc;
+  int rc, *readers = count_readers(m);
+  if (!readers) return cnn_error_set(err, CNN_ENOMEM, "out of memory");
+  rc = graph_fuse_affine(m, readers, err);
+  free(readers);
+  if (rc) return rc;
   if ((rc = fuse_pass(m, OP_BATCHNORM, err)) || (rc = fuse_pass(m, OP_ADD, err)) ||
       (rc = fuse_pass(m, OP_RELU, err)))
     return rc;

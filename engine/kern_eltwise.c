@@ -153,15 +153,19 @@ typedef struct {
   size_t planes, hw;
 } ss_job_t;
 
+/* Threads share the elements, not whole planes: an image's 3 planes (GoogLeNet's input
+ * re-normalization) would leave one thread two of them. */
 static void ss__task(void *arg, int tid, int nt) {
   const ss_job_t *j = arg;
   size_t b, e;
-  pool_split(j->planes, tid, nt, &b, &e);
-  for (size_t p = b; p < e; p++) {
+  pool_split(j->planes * j->hw, tid, nt, &b, &e);
+  for (size_t p = b / j->hw; b < e; p++) {
+    size_t i0 = b - p * j->hw, i1 = e - p * j->hw < j->hw ? e - p * j->hw : j->hw;
     float s = j->scale[p % (size_t)j->c], t = j->shift[p % (size_t)j->c];
     const float *x = j->in + p * j->hw;
     float *y = j->out + p * j->hw;
-    for (size_t i = 0; i < j->hw; i++) y[i] = x[i] * s + t;
+    for (size_t i = i0; i < i1; i++) y[i] = x[i] * s + t;
+    b = (p + 1) * j->hw;
   }
 }
 

@@ -704,6 +704,52 @@ def _(g):
     return gather(g, conv(g, g.x, 7, 1), [3, 0, -1, 3, 6], 1)
 
 
+def channel_affine(g, order=(0, 1, 2), scalar_first=False, shared=None, const_shape=()):
+    """torchvision's transform_input: per channel c, Gather(c) -> Unsqueeze(1) -> Mul(s_c)
+    -> Add(b_c), then a Concat on axis 1 (the engine folds it into one scale-and-shift
+    node when it is exactly that). order: the Gather indices; scalar_first: constants as
+    the first operand; shared: a channel whose Mul output also feeds the graph output;
+    const_shape: the constants' shape."""
+    outs, extra = [], None
+    for j, c in enumerate(order):
+        s = np.full(const_shape, 0.229 / 0.5 + 0.1 * c, dtype=np.float32)
+        b = np.full(const_shape, (0.485 - 0.5) / 0.5 - 0.05 * c, dtype=np.float32)
+        u = unsqueeze(g, gather(g, g.x, c, 1), [1])
+        m = mul(g, s, u) if scalar_first else mul(g, u, s)
+        if shared == j:
+            extra = m
+        outs.append(add(g, b, m) if scalar_first else add(g, m, b))
+    y = concat(g, outs, 1)
+    return y if extra is None else concat(g, [flatten(g, y), flatten(g, extra)], 1)
+
+
+@case("Per-channel Gather/Unsqueeze/Mul/Add/Concat (GoogLeNet's transform_input), folded")
+def _(g):
+    return conv(g, channel_affine(g), 5, 3)
+
+
+@case("The same with the constants first, opset 11 (Unsqueeze axes attribute)", opset=11)
+def _(g):
+    return conv(g, channel_affine(g, scalar_first=True), 5, 3)
+
+
+@case("The same pattern with the channels permuted (not folded)")
+def _(g):
+    return conv(g, channel_affine(g, order=(2, 0, 1)), 5, 3)
+
+
+@case("The same pattern with a Mul output read elsewhere (not folded)")
+def _(g):
+    return channel_affine(g, shared=1)
+
+
+@case("The same pattern with [1,1,1,1] constants (folded), and with per-pixel ones (not)")
+def _(g):
+    a = channel_affine(g, const_shape=(1, 1, 1, 1))
+    b = channel_affine(g, const_shape=(1, 1, 11, 13))
+    return concat(g, [flatten(g, a), flatten(g, b)], 1)
+
+
 @case("Gather axis 2 / axis -1 with lists and a 2-D index")
 def _(g):
     a = gather(g, g.x, [10, 0, 4], 2)
