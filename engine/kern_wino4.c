@@ -70,39 +70,26 @@ static inline void w4__bt(const __m512 x[6], __m512 y[6]) {
 }
 
 
+/* One vector of 16 tiles: the six patch rows transformed along, then down. */
+static inline __attribute__((always_inline)) void w4__vec(const wino_job_t *j, const float *plane, int ys, int xs, float *dst,
+                    size_t nb, __mmask16 mk) {
+  __m512 hrow[6][6]; /* [patch row][transformed column] */
+  for (int i = 0; i < 6; i++) {
+    __m512 c[6];
+    kern_wino_patch_row(plane, j->h, j->w, ys + i, xs, c);
+    w4__bt(c, hrow[i]);
+  }
+  for (int x = 0; x < 6; x++) {
+    __m512 col[6] = {hrow[0][x], hrow[1][x], hrow[2][x], hrow[3][x], hrow[4][x], hrow[5][x]},
+           out[6];
+    w4__bt(col, out);
+    for (int i = 0; i < 6; i++) _mm512_mask_storeu_ps(dst + (size_t)(6 * i + x) * nb, mk, out[i]);
+  }
+}
+
 void kern_wino4_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size_t c1,
                       float *v) {
-  const kern_conv_t *p = j->p;
-  size_t nb = t1 - t0, hw = (size_t)j->h * (size_t)j->w, cin = (size_t)p->cin;
-  size_t stride = nb; /* V is [ci][xi][tile], as in kern_winograd.c */
-  for (size_t t = t0; t < t1;) {
-    wino_run_t run = kern_wino_run(j, t, t1);
-    size_t img = run.img;
-    int ty = run.ty, tx = run.tx, cnt = run.cnt;
-    for (size_t ci = c0; ci < c1; ci++) {
-      const float *plane = j->in + (img * cin + ci) * hw;
-      for (int k = 0; k < cnt; k += W4_VL) {
-        int n = cnt - k;
-        __mmask16 mk = n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
-        __m512 hrow[6][6]; /* [patch row][transformed column] */
-        for (int i = 0; i < 6; i++) {
-          __m512 c[6];
-          kern_wino_patch_row(plane, j->h, j->w, 4 * ty - p->pad_t + i, 4 * (tx + k) - p->pad_l, c);
-          w4__bt(c, hrow[i]);
-        }
-        float *dst = v + ci * 36 * nb + (t - t0) + (size_t)k;
-        for (int x = 0; x < 6; x++) {
-          __m512 col[6] = {hrow[0][x], hrow[1][x], hrow[2][x], hrow[3][x], hrow[4][x],
-                           hrow[5][x]},
-                 out[6];
-          w4__bt(col, out);
-          for (int i = 0; i < 6; i++)
-            _mm512_mask_storeu_ps(dst + (size_t)(6 * i + x) * stride, mk, out[i]);
-        }
-      }
-    }
-    t += (size_t)cnt;
-  }
+  kern_wino_input_vectors(j, t0, t1, c0, c1, v, w4__vec);
 }
 
 /* A^T x: four outputs from six (rows [1,1,1,1,1,0], [0,1,-1,1/2,-2,0],

@@ -70,37 +70,25 @@ static inline void s2__t(const __m512 d[5], __m512 y[5]) {
   y[4] = d[3];
 }
 
+/* One vector of 16 tiles: the five patch rows transformed along, then down. */
+static inline __attribute__((always_inline)) void s2__vec(const wino_job_t *j, const float *plane, int ys, int xs, float *dst,
+                    size_t nb, __mmask16 mk) {
+  __m512 hrow[5][5]; /* [patch row][transformed column] */
+  for (int i = 0; i < 5; i++) {
+    __m512 c[6];
+    kern_wino_patch_row(plane, j->h, j->w, ys + i, xs, c);
+    s2__t(c, hrow[i]);
+  }
+  for (int b = 0; b < 5; b++) {
+    __m512 col[5] = {hrow[0][b], hrow[1][b], hrow[2][b], hrow[3][b], hrow[4][b]}, out[5];
+    s2__t(col, out);
+    for (int a = 0; a < 5; a++) _mm512_mask_storeu_ps(dst + (size_t)s2__slot(a, b) * nb, mk, out[a]);
+  }
+}
+
 void kern_wino_s2_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size_t c1,
                         float *v) {
-  const kern_conv_t *p = j->p;
-  size_t nb = t1 - t0, hw = (size_t)j->h * (size_t)j->w, cin = (size_t)p->cin;
-  for (size_t t = t0; t < t1;) {
-    wino_run_t run = kern_wino_run(j, t, t1);
-    size_t img = run.img;
-    int ty = run.ty, tx = run.tx, cnt = run.cnt;
-    for (size_t ci = c0; ci < c1; ci++) {
-      const float *plane = j->in + (img * cin + ci) * hw;
-      for (int k = 0; k < cnt; k += S2_VL) {
-        int n = cnt - k;
-        __mmask16 mk = n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
-        __m512 hrow[5][5]; /* [patch row][transformed column] */
-        for (int i = 0; i < 5; i++) {
-          __m512 c[6];
-          kern_wino_patch_row(plane, j->h, j->w, 4 * ty - p->pad_t + i, 4 * (tx + k) - p->pad_l,
-                              c);
-          s2__t(c, hrow[i]);
-        }
-        float *dst = v + ci * KERN_WINO_S2_XI * nb + (t - t0) + (size_t)k;
-        for (int b = 0; b < 5; b++) {
-          __m512 col[5] = {hrow[0][b], hrow[1][b], hrow[2][b], hrow[3][b], hrow[4][b]}, out[5];
-          s2__t(col, out);
-          for (int a = 0; a < 5; a++)
-            _mm512_mask_storeu_ps(dst + (size_t)s2__slot(a, b) * nb, mk, out[a]);
-        }
-      }
-    }
-    t += (size_t)cnt;
-  }
+  kern_wino_input_vectors(j, t0, t1, c0, c1, v, s2__vec);
 }
 
 /* Offset in M of slot s's row r (tile 0): M holds each group as [rows][g][nb] at
@@ -109,27 +97,6 @@ static inline size_t s2__moff(const int *first, const int *width, int s, size_t 
                               size_t nb, size_t r) {
   int f = first[s], g = width[s];
   return (size_t)f * rows * nb + r * (size_t)g * nb + (size_t)(s - f) * nb;
-}
-
-/* Rows y of two output columns (even e, odd o; lane k = tile k) into 32 consecutive
- * outputs at o, clipped to the row, with the epilogue. */
-static inline void s2__store(const wino_job_t *j, __m512 e, __m512 od, float b, size_t o,
-                             int x0, int n) {
-  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-  const __m512i hi =
-      _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-  __m512 v[2] = {_mm512_permutex2var_ps(e, lo, od), _mm512_permutex2var_ps(e, hi, od)};
-  int cols = 2 * n < j->ow - x0 ? 2 * n : j->ow - x0;
-  const __m512 bias = _mm512_set1_ps(b), zero = _mm512_setzero_ps();
-  for (int h = 0; h < 2; h++) {
-    int left = cols - 16 * h;
-    if (left <= 0) break;
-    __mmask16 mk = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
-    __m512 yv = _mm512_add_ps(v[h], bias);
-    if (j->residual) yv = _mm512_add_ps(yv, _mm512_maskz_loadu_ps(mk, j->residual + o + 16 * h));
-    if (j->p->relu) yv = _mm512_max_ps(yv, zero);
-    _mm512_mask_storeu_ps(j->out + o + 16 * h, mk, yv);
-  }
 }
 
 void kern_wino_s2_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
@@ -167,7 +134,7 @@ void kern_wino_s2_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t 
           __m512 od = _mm512_add_ps(_mm512_add_ps(s[i][1], s[i][2]), s[i][4]);
           size_t o = (img * (size_t)p->cout + (size_t)r) * cols +
                      (size_t)(2 * ty + i) * (size_t)j->ow + (size_t)x0;
-          s2__store(j, e, od, bias, o, x0, n);
+          kern_wino_store_pair(j, e, od, bias, o, x0, n);
         }
       }
     }

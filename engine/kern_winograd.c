@@ -383,9 +383,6 @@ static void wino__store(const wino_job_t *j, const float *ev, const float *od, i
  * as wino__at_row + wino__store, without the trip through the half rows. */
 static inline void wino__out_vec(const wino_job_t *j, const float *m, size_t stride, int n,
                                  float b, size_t o, int x0, int yo) {
-  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-  const __m512i hi =
-      _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
   __m512 s[2][4];
   for (int c = 0; c < 4; c++) {
     __m512 m0 = _mm512_loadu_ps(m + (size_t)c * stride);
@@ -395,22 +392,10 @@ static inline void wino__out_vec(const wino_job_t *j, const float *m, size_t str
     s[0][c] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
     s[1][c] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
   }
-  const __m512 bias = _mm512_set1_ps(b), zero = _mm512_setzero_ps();
-  int cols = 2 * n < j->ow - x0 ? 2 * n : j->ow - x0;
   for (int i = 0; i < 2 && yo + i < j->oh; i++) {
     __m512 ev = _mm512_add_ps(_mm512_add_ps(s[i][0], s[i][1]), s[i][2]);
     __m512 od = _mm512_sub_ps(_mm512_sub_ps(s[i][1], s[i][2]), s[i][3]);
-    __m512 v[2] = {_mm512_permutex2var_ps(ev, lo, od), _mm512_permutex2var_ps(ev, hi, od)};
-    size_t oi = o + (size_t)i * (size_t)j->ow;
-    for (int h = 0; h < 2; h++) {
-      int left = cols - 16 * h;
-      if (left <= 0) break;
-      __mmask16 mk = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
-      __m512 yv = _mm512_add_ps(v[h], bias);
-      if (j->residual) yv = _mm512_add_ps(yv, _mm512_maskz_loadu_ps(mk, j->residual + oi + 16 * h));
-      if (j->p->relu) yv = _mm512_max_ps(yv, zero);
-      _mm512_mask_storeu_ps(j->out + oi + 16 * h, mk, yv);
-    }
+    kern_wino_store_pair(j, ev, od, b, o + (size_t)i * (size_t)j->ow, x0, n);
   }
 }
 #endif

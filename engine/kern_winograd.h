@@ -99,6 +99,57 @@ static inline void kern_wino_patch_row(const float *plane, int h, int w, int y, 
   c[5] = _mm512_castsi512_ps(
       _mm512_alignr_epi32(_mm512_castps_si512(n1), _mm512_castps_si512(c[1]), 1));
 }
+
+/* One output row of 16 tiles 2 columns wide, from its even (e) and odd (od) columns
+ * (lane k = tile k): interleaved into 32 consecutive outputs at o (first column x0),
+ * clipped to the row, with the epilogue y = act(y + b + residual). F(2x2) and the
+ * stride-2 variant store this way. */
+static inline void kern_wino_store_pair(const wino_job_t *j, __m512 e, __m512 od, float b,
+                                        size_t o, int x0, int n) {
+  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i hi =
+      _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  __m512 v[2] = {_mm512_permutex2var_ps(e, lo, od), _mm512_permutex2var_ps(e, hi, od)};
+  int cols = 2 * n < j->ow - x0 ? 2 * n : j->ow - x0;
+  const __m512 bias = _mm512_set1_ps(b), zero = _mm512_setzero_ps();
+  for (int h = 0; h < 2; h++) {
+    int left = cols - 16 * h;
+    if (left <= 0) break;
+    __mmask16 mk = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+    __m512 yv = _mm512_add_ps(v[h], bias);
+    if (j->residual) yv = _mm512_add_ps(yv, _mm512_maskz_loadu_ps(mk, j->residual + o + 16 * h));
+    if (j->p->relu) yv = _mm512_max_ps(yv, zero);
+    _mm512_mask_storeu_ps(j->out + o + 16 * h, mk, yv);
+  }
+}
+
+/* Transform of the patches of up to 16 horizontally adjacent tiles of one channel plane
+ * whose patches start at row ys, column xs and 4 columns apart, into dst (position x at
+ * dst + x * nb, lanes mk). */
+typedef void (*kern_wino_vec_fn)(const wino_job_t *j, const float *plane, int ys, int xs,
+                                 float *dst, size_t nb, __mmask16 mk);
+
+/* V[ci][xi][t - t0] for tiles [t0, t1) of 4-apart patches and channels [c0, c1): the runs
+ * of tiles, channel by channel, 16 tiles a vector, each through vec (F(4x4) and the
+ * stride-2 variant; inlined with it). */
+static inline __attribute__((always_inline)) void kern_wino_input_vectors(const wino_job_t *j, size_t t0, size_t t1, size_t c0,
+                                           size_t c1, float *v, kern_wino_vec_fn vec) {
+  const kern_conv_t *p = j->p;
+  size_t nb = t1 - t0, hw = (size_t)j->h * (size_t)j->w, cin = (size_t)p->cin;
+  for (size_t t = t0; t < t1;) {
+    wino_run_t run = kern_wino_run(j, t, t1);
+    for (size_t ci = c0; ci < c1; ci++) {
+      const float *plane = j->in + (run.img * cin + ci) * hw;
+      for (int k = 0; k < run.cnt; k += 16) {
+        int n = run.cnt - k;
+        __mmask16 mk = n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
+        vec(j, plane, 4 * run.ty - p->pad_t, 4 * (run.tx + k) - p->pad_l,
+            v + ci * (size_t)j->xi * nb + (t - t0) + (size_t)k, nb, mk);
+      }
+    }
+    t += (size_t)run.cnt;
+  }
+}
 #endif
 
 /* F(4x4, 3x3), AVX-512 builds only (kern_wino4_supported() says so); G below. */

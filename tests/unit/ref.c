@@ -7,7 +7,10 @@
 
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
+
+#include "cnn.h"
 
 float ref_uniform(ref_rng_t *r, float lo, float hi) {
   r->s ^= r->s << 13;
@@ -200,4 +203,15 @@ void ref_slice(const float *in, const int64_t *in_shape, int ndim, const int64_t
     }
     out[i] = in[off];
   }
+}
+
+struct cnn_model *ref_load_test_model(const char *file) {
+  const char *dir = getenv("CNN_TEST_MODELS");
+  cr_assert_not_null(dir, "CNN_TEST_MODELS is not set (make unit sets it)");
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s", dir, file);
+  cnn_model_t *m = NULL;
+  cnn_error_t err;
+  cr_assert_eq(cnn_model_load(path, &m, &err), 0, "%s: %s", path, err.msg);
+  return m;
 }

@@ -28,6 +28,10 @@ typedef struct {
 void ref_kctx_init(ref_kctx_t *t, int nthreads, size_t scratch_floats);
 void ref_kctx_deinit(ref_kctx_t *t);
 
+/* The test model `file` (e.g. "resnet18.onnx") from $CNN_TEST_MODELS, loaded; asserts on
+ * failure. Free with cnn_model_destroy. */
+struct cnn_model *ref_load_test_model(const char *file);
+
 /* First index i where |got - want| > rtol * mag[i] + atol (mag NULL: |want|), or -1. */
 long ref_mismatch(const float *got, const double *want, const double *mag, size_t count,
                   double rtol, double atol);

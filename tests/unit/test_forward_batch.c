@@ -19,20 +19,10 @@
 
 #include "cnn.h"
 #include "kern_sgemm.h"
-
-static cnn_model_t *load_resnet18(void) {
-  const char *dir = getenv("CNN_TEST_MODELS");
-  cr_assert_not_null(dir, "CNN_TEST_MODELS is not set (make unit sets it)");
-  char path[4096];
-  snprintf(path, sizeof path, "%s/resnet18.onnx", dir);
-  cnn_model_t *m = NULL;
-  cnn_error_t err;
-  cr_assert_eq(cnn_model_load(path, &m, &err), 0, "%s", err.msg);
-  return m;
-}
+#include "ref.h"
 
 Test(forward_batch, rows_match_single_image_forwards) {
-  cnn_model_t *m = load_resnet18();
+  cnn_model_t *m = ref_load_test_model("resnet18.onnx");
   const cnn_model_info_t *info = cnn_model_info(m);
   size_t in = (size_t)info->in_c * info->in_h * info->in_w, k = (size_t)info->num_classes;
   enum { MAXB = 7 };

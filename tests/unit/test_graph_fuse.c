@@ -14,15 +14,10 @@
 
 #include "cnn.h"
 #include "graph.h"
+#include "ref.h"
 
 Test(graph_fuse, googlenet_input_renormalization_is_one_node) {
-  const char *dir = getenv("CNN_TEST_MODELS");
-  cr_assert_not_null(dir, "CNN_TEST_MODELS is not set (make unit sets it)");
-  char path[4096];
-  snprintf(path, sizeof path, "%s/googlenet.onnx", dir);
-  cnn_model_t *m = NULL;
-  cnn_error_t err;
-  cr_assert_eq(cnn_model_load(path, &m, &err), 0, "%s", err.msg);
+  cnn_model_t *m = ref_load_test_model("googlenet.onnx");
   int affine = 0, chains = 0;
   for (int i = 0; i < m->nnodes; i++) {
     const graph_node_t *n = &m->nodes[i];
