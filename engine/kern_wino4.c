@@ -71,8 +71,9 @@ static inline void w4__bt(const __m512 x[6], __m512 y[6]) {
 
 
 /* One vector of 16 tiles: the six patch rows transformed along, then down. */
-static inline __attribute__((always_inline)) void w4__vec(const wino_job_t *j, const float *plane, int ys, int xs, float *dst,
-                    size_t nb, __mmask16 mk) {
+static inline __attribute__((always_inline)) void
+w4__vec(const wino_job_t *j, const float *plane, int ys, int xs, float *dst, size_t nb,
+        __mmask16 mk) {
   __m512 hrow[6][6]; /* [patch row][transformed column] */
   for (int i = 0; i < 6; i++) {
     __m512 c[6];
@@ -83,7 +84,8 @@ static inline __attribute__((always_inline)) void w4__vec(const wino_job_t *j, c
     __m512 col[6] = {hrow[0][x], hrow[1][x], hrow[2][x], hrow[3][x], hrow[4][x], hrow[5][x]},
            out[6];
     w4__bt(col, out);
-    for (int i = 0; i < 6; i++) _mm512_mask_storeu_ps(dst + (size_t)(6 * i + x) * nb, mk, out[i]);
+    for (int i = 0; i < 6; i++)
+      _mm512_mask_storeu_ps(dst + (size_t)(6 * i + x) * nb, mk, out[i]);
   }
 }
 

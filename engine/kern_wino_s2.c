@@ -26,8 +26,8 @@
  * each axis), the two columns of 16 tiles interleaved into 32 consecutive outputs, the
  * epilogue y = act(y + bias + residual), stores masked to the row.
  *
- * AVX-512 only, like F(4x4): kern_wino_s2_supported() is 0 elsewhere and such convs
- * keep kern_conv_poly.c or the lowering.
+ * AVX-512 only, like the engine's sgemm its products run on: elsewhere (no
+ * kern_sgemm_available()) such convs keep the lowering.
  */
 #include <stdint.h>
 #include <string.h>
@@ -46,8 +46,6 @@ const kern_wino_s2_group_t kern_wino_s2_groups[KERN_WINO_S2_GROUPS] = {
     {12, 15, 2}, {13, 17, 2}, {14, 19, 2}, {15, 21, 4}}; /* rows 3 and 4 */
 
 #if defined(__AVX512F__)
-
-int kern_wino_s2_supported(void) { return 1; }
 
 enum { S2_VL = 16 }; /* tiles per vector */
 
@@ -71,8 +69,9 @@ static inline void s2__t(const __m512 d[5], __m512 y[5]) {
 }
 
 /* One vector of 16 tiles: the five patch rows transformed along, then down. */
-static inline __attribute__((always_inline)) void s2__vec(const wino_job_t *j, const float *plane, int ys, int xs, float *dst,
-                    size_t nb, __mmask16 mk) {
+static inline __attribute__((always_inline)) void
+s2__vec(const wino_job_t *j, const float *plane, int ys, int xs, float *dst, size_t nb,
+        __mmask16 mk) {
   __m512 hrow[5][5]; /* [patch row][transformed column] */
   for (int i = 0; i < 5; i++) {
     __m512 c[6];
@@ -82,7 +81,8 @@ static inline __attribute__((always_inline)) void s2__vec(const wino_job_t *j, c
   for (int b = 0; b < 5; b++) {
     __m512 col[5] = {hrow[0][b], hrow[1][b], hrow[2][b], hrow[3][b], hrow[4][b]}, out[5];
     s2__t(col, out);
-    for (int a = 0; a < 5; a++) _mm512_mask_storeu_ps(dst + (size_t)s2__slot(a, b) * nb, mk, out[a]);
+    for (int a = 0; a < 5; a++)
+      _mm512_mask_storeu_ps(dst + (size_t)s2__slot(a, b) * nb, mk, out[a]);
   }
 }
 
@@ -91,25 +91,20 @@ void kern_wino_s2_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, si
   kern_wino_input_vectors(j, t0, t1, c0, c1, v, s2__vec);
 }
 
-/* Offset in M of slot s's row r (tile 0): M holds each group as [rows][g][nb] at
- * group-first-slot * rows * nb (the layout its one product writes). */
-static inline size_t s2__moff(const int *first, const int *width, int s, size_t rows,
-                              size_t nb, size_t r) {
-  int f = first[s], g = width[s];
-  return (size_t)f * rows * nb + r * (size_t)g * nb + (size_t)(s - f) * nb;
-}
-
 void kern_wino_s2_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
                          const float *m) {
   const kern_conv_t *p = j->p;
   size_t nb = t1 - t0, rows = (size_t)(r1 - r0), cols = (size_t)j->oh * (size_t)j->ow;
-  int first[KERN_WINO_S2_XI], width[KERN_WINO_S2_XI];
+  /* Where slot s's row r0 starts in M, and how far apart its rows are: M holds each group
+   * of count slots as [rows][count][nb] from its first slot * rows * nb on (the layout
+   * its one product writes). */
+  size_t base[KERN_WINO_S2_XI], step[KERN_WINO_S2_XI], off[5][5];
   for (int g = 0; g < KERN_WINO_S2_GROUPS; g++)
     for (int k = 0; k < kern_wino_s2_groups[g].count; k++) {
-      first[kern_wino_s2_groups[g].slot + k] = kern_wino_s2_groups[g].slot;
-      width[kern_wino_s2_groups[g].slot + k] = kern_wino_s2_groups[g].count;
+      size_t s = (size_t)kern_wino_s2_groups[g].slot;
+      base[s + (size_t)k] = s * rows * nb + (size_t)k * nb;
+      step[s + (size_t)k] = (size_t)kern_wino_s2_groups[g].count * nb;
     }
-  size_t off[5][5];
   for (size_t t = t0; t < t1;) {
     wino_run_t run = kern_wino_run(j, t, t1);
     size_t img = run.img;
@@ -117,7 +112,7 @@ void kern_wino_s2_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t 
     for (int r = r0; r < r1; r++) {
       for (int a = 0; a < 5; a++)
         for (int b = 0; b < 5; b++)
-          off[a][b] = s2__moff(first, width, s2__slot(a, b), rows, nb, (size_t)(r - r0));
+          off[a][b] = base[s2__slot(a, b)] + (size_t)(r - r0) * step[s2__slot(a, b)];
       float bias = p->bias ? p->bias[r] : 0.0f;
       for (int k = 0; k < cnt; k += S2_VL) {
         const float *mk = m + (t - t0) + (size_t)k;
@@ -141,9 +136,5 @@ void kern_wino_s2_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t 
     t += (size_t)cnt;
   }
 }
-
-#else
-
-int kern_wino_s2_supported(void) { return 0; }
 
 #endif

@@ -76,8 +76,7 @@ static int wino__s2(const kern_conv_t *p) {
 int kern_wino_eligible(const kern_conv_t *p) {
   if (p->cin < WINO_CH_MIN || p->cout < WINO_CH_MIN) return 0;
   if (wino__s2(p))
-    return kern_wino_s2_supported() && kern_sgemm_available() &&
-           (long)p->map_oh * p->map_ow >= WINO_S2_MIN_OUT;
+    return kern_sgemm_available() && (long)p->map_oh * p->map_ow >= WINO_S2_MIN_OUT;
   return p->kh == 3 && p->kw == 3 && p->stride_h == 1 && p->stride_w == 1;
 }
 
@@ -157,7 +156,8 @@ static int wino__pick(const kern_conv_t *p) {
 
 int kern_wino_prepare(kern_conv_t *p) {
   p->wino_m = wino__pick(p);
-  size_t plane = (size_t)p->cin * (size_t)p->cout, uplane = wino__uplane(p), nxi = wino__uplanes(p);
+  size_t plane = (size_t)p->cin * (size_t)p->cout, uplane = wino__uplane(p);
+  size_t nxi = wino__uplanes(p);
   float *u = NULL, *tmp = NULL;
   if (!(u = cnn_mem_alloc(nxi * uplane * sizeof *u))) return CNN_ENOMEM;
   if (!kern_sgemm_available()) {
@@ -337,8 +337,20 @@ static void wino__input_ch(const wino_job_t *j, size_t t0, size_t t1, size_t c0,
   }
 }
 
-static void wino__input(const wino_job_t *j, size_t t0, size_t t1, float *v, float *rows) {
-  wino__input_ch(j, t0, t1, 0, (size_t)j->p->cin, v, rows);
+/* V for tiles [t0, t1) and input channels [c0, c1), by the layer's variant. */
+static void wino__input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size_t c1,
+                        float *v, float *rows) {
+#if defined(__AVX512F__)
+  if (j->s2) {
+    kern_wino_s2_input(j, t0, t1, c0, c1, v);
+    return;
+  }
+  if (j->m == 4) {
+    kern_wino4_input(j, t0, t1, c0, c1, v);
+    return;
+  }
+#endif
+  wino__input_ch(j, t0, t1, c0, c1, v, rows);
 }
 
 #if !defined(__AVX512F__)
@@ -444,14 +456,8 @@ static void wino__block(const wino_job_t *j, int r0, int r1, size_t t0, size_t t
   float *v = scratch, *m = v + nxi * cin * j->tb, *buf = m + nxi * cout * j->tb;
   if (j->v_shared)
     v = j->v_shared; /* transformed already (wino__input_shared) */
-#if defined(__AVX512F__)
-  else if (j->s2)
-    kern_wino_s2_input(j, t0, t1, 0, cin, v);
-  else if (j->m == 4)
-    kern_wino4_input(j, t0, t1, 0, cin, v);
-#endif
   else
-    wino__input(j, t0, t1, v, buf);
+    wino__input(j, t0, t1, 0, cin, v, buf);
   if (j->s2) {
     size_t uplane = wino__uplane(p);
     for (int g = 0; g < KERN_WINO_S2_GROUPS; g++) {
@@ -505,17 +511,7 @@ static void wino__input_shared(void *arg, int tid, int nt) {
   size_t b, e, nxi = (size_t)j->xi;
   pool_split((size_t)p->cin, tid, nt, &b, &e);
   float *buf = j->kc->scratch[tid] + nxi * ((size_t)p->cin + (size_t)p->cout) * j->tb;
-#if defined(__AVX512F__)
-  if (j->s2) {
-    kern_wino_s2_input(j, 0, j->tiles, b, e, j->v_shared);
-    return;
-  }
-  if (j->m == 4) {
-    kern_wino4_input(j, 0, j->tiles, b, e, j->v_shared);
-    return;
-  }
-#endif
-  wino__input_ch(j, 0, j->tiles, b, e, j->v_shared, buf);
+  wino__input(j, 0, j->tiles, b, e, j->v_shared, buf);
 }
 
 static void wino__by_rows(void *arg, int tid, int nt) {
@@ -531,7 +527,8 @@ static void wino__by_rows(void *arg, int tid, int nt) {
 void kern_wino_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *in, int n, int h,
                       int w, float *out, int oh, int ow, const float *residual) {
   wino_job_t j = {.kc = kc, .p = p, .in = in, .residual = residual, .u = p->packed,
-                  .out = out, .m = p->wino_m == 4 ? 4 : 2, .s2 = wino__s2(p), .h = h, .w = w, .oh = oh, .ow = ow};
+                  .out = out, .m = p->wino_m == 4 ? 4 : 2, .s2 = wino__s2(p),
+                  .h = h, .w = w, .oh = oh, .ow = ow};
   j.xi = (int)wino__xi(p);
   j.tw = (ow + j.m - 1) / j.m;
   j.tiles_img = (size_t)((oh + j.m - 1) / j.m) * (size_t)j.tw;

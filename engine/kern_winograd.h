@@ -84,7 +84,8 @@ static inline void kern_wino_patch_row(const float *plane, int h, int w, int y, 
   const float *r = plane + (size_t)y * (size_t)w;
   uint32_t in0 = kern_wino_inside(xs, w), in1 = kern_wino_inside(xs + 32, w);
   __m512 a0 = kern_wino_load_half(r, xs, in0, 0), a1 = kern_wino_load_half(r, xs, in0, 1);
-  __m512 a2 = kern_wino_load_half(r, xs + 32, in1, 0), a3 = kern_wino_load_half(r, xs + 32, in1, 1);
+  __m512 a2 = kern_wino_load_half(r, xs + 32, in1, 0);
+  __m512 a3 = kern_wino_load_half(r, xs + 32, in1, 1);
   __m512 e0 = kern_simd_even(a0, a1), o0 = kern_simd_odd(a0, a1);
   __m512 e1 = kern_simd_even(a2, a3), o1 = kern_simd_odd(a2, a3);
   c[0] = kern_simd_even(e0, e1); /* xs + 4k */
@@ -132,8 +133,9 @@ typedef void (*kern_wino_vec_fn)(const wino_job_t *j, const float *plane, int ys
 /* V[ci][xi][t - t0] for tiles [t0, t1) of 4-apart patches and channels [c0, c1): the runs
  * of tiles, channel by channel, 16 tiles a vector, each through vec (F(4x4) and the
  * stride-2 variant; inlined with it). */
-static inline __attribute__((always_inline)) void kern_wino_input_vectors(const wino_job_t *j, size_t t0, size_t t1, size_t c0,
-                                           size_t c1, float *v, kern_wino_vec_fn vec) {
+static inline __attribute__((always_inline)) void
+kern_wino_input_vectors(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size_t c1,
+                        float *v, kern_wino_vec_fn vec) {
   const kern_conv_t *p = j->p;
   size_t nb = t1 - t0, hw = (size_t)j->h * (size_t)j->w, cin = (size_t)p->cin;
   for (size_t t = t0; t < t1;) {
@@ -164,8 +166,9 @@ void kern_wino4_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1
                        const float *m);
 #endif
 
-/* The stride-2 variant (kern_wino_s2.c), AVX-512 builds only: 2x2 output tiles from
- * 5x5 patches, 25 transform positions in V and M, 16 weight planes (G below). Each
+/* The stride-2 variant (kern_wino_s2.c), AVX-512 builds (kern_sgemm_available()): 2x2
+ * output tiles from 5x5 patches, 25 transform positions in V and M, 16 weight planes
+ * (G below). Each
  * group of positions sharing a plane is one product over count * nb columns, reading
  * V from slot `slot` on and writing M [rows][count][nb] at slot * rows * nb. */
 enum { KERN_WINO_S2_XI = 25, KERN_WINO_S2_GROUPS = 16 };
@@ -174,7 +177,6 @@ typedef struct {
 } kern_wino_s2_group_t;
 extern const kern_wino_s2_group_t kern_wino_s2_groups[KERN_WINO_S2_GROUPS];
 extern const double kern_wino_s2_g[4][3];
-int kern_wino_s2_supported(void);
 #if defined(__AVX512F__)
 void kern_wino_s2_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size_t c1,
                         float *v);
