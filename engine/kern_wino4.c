@@ -125,19 +125,7 @@ static inline void w4__store(const wino_job_t *j, const __m512 y[4], float b, si
                  _mm512_castpd_ps(_mm512_permutex2var_pd(p0, hi2, q0)),
                  _mm512_castpd_ps(_mm512_permutex2var_pd(p1, lo2, q1)),
                  _mm512_castpd_ps(_mm512_permutex2var_pd(p1, hi2, q1))};
-  const float *res = j->residual ? j->residual + o : NULL;
-  float *out = j->out + o;
-  int n = 4 * cnt < j->ow - x0 ? 4 * cnt : j->ow - x0;
-  const __m512 bias = _mm512_set1_ps(b), zero = _mm512_setzero_ps();
-  for (int q = 0; q < 4; q++) {
-    int left = n - 16 * q;
-    if (left <= 0) break;
-    __mmask16 mk = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
-    __m512 yv = _mm512_add_ps(v[q], bias);
-    if (res) yv = _mm512_add_ps(yv, _mm512_maskz_loadu_ps(mk, res + 16 * q));
-    if (j->p->relu) yv = _mm512_max_ps(yv, zero);
-    _mm512_mask_storeu_ps(out + 16 * q, mk, yv);
-  }
+  kern_wino_store_row(j, v, 4, b, o, 4 * cnt < j->ow - x0 ? 4 * cnt : j->ow - x0);
 }
 
 void kern_wino4_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,

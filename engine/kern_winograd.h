@@ -101,27 +101,33 @@ static inline void kern_wino_patch_row(const float *plane, int h, int w, int y, 
       _mm512_alignr_epi32(_mm512_castps_si512(n1), _mm512_castps_si512(c[1]), 1));
 }
 
+/* The first `cols` of the nv * 16 consecutive outputs in v, stored at o with the
+ * epilogue y = act(y + b + residual), masked to the row. */
+static inline void kern_wino_store_row(const wino_job_t *j, const __m512 *v, int nv, float b,
+                                       size_t o, int cols) {
+  const __m512 bias = _mm512_set1_ps(b), zero = _mm512_setzero_ps();
+  for (int q = 0; q < nv; q++) {
+    int left = cols - 16 * q;
+    if (left <= 0) break;
+    __mmask16 mk = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+    __m512 yv = _mm512_add_ps(v[q], bias);
+    if (j->residual)
+      yv = _mm512_add_ps(yv, _mm512_maskz_loadu_ps(mk, j->residual + o + 16 * q));
+    if (j->p->relu) yv = _mm512_max_ps(yv, zero);
+    _mm512_mask_storeu_ps(j->out + o + 16 * q, mk, yv);
+  }
+}
+
 /* One output row of 16 tiles 2 columns wide, from its even (e) and odd (od) columns
  * (lane k = tile k): interleaved into 32 consecutive outputs at o (first column x0),
- * clipped to the row, with the epilogue y = act(y + b + residual). F(2x2) and the
- * stride-2 variant store this way. */
+ * clipped to the row, with the epilogue. F(2x2) and the stride-2 variant store this way. */
 static inline void kern_wino_store_pair(const wino_job_t *j, __m512 e, __m512 od, float b,
                                         size_t o, int x0, int n) {
   const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
   const __m512i hi =
       _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
   __m512 v[2] = {_mm512_permutex2var_ps(e, lo, od), _mm512_permutex2var_ps(e, hi, od)};
-  int cols = 2 * n < j->ow - x0 ? 2 * n : j->ow - x0;
-  const __m512 bias = _mm512_set1_ps(b), zero = _mm512_setzero_ps();
-  for (int h = 0; h < 2; h++) {
-    int left = cols - 16 * h;
-    if (left <= 0) break;
-    __mmask16 mk = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
-    __m512 yv = _mm512_add_ps(v[h], bias);
-    if (j->residual) yv = _mm512_add_ps(yv, _mm512_maskz_loadu_ps(mk, j->residual + o + 16 * h));
-    if (j->p->relu) yv = _mm512_max_ps(yv, zero);
-    _mm512_mask_storeu_ps(j->out + o + 16 * h, mk, yv);
-  }
+  kern_wino_store_row(j, v, 2, b, o, 2 * n < j->ow - x0 ? 2 * n : j->ow - x0);
 }
 
 /* Transform of the patches of up to 16 horizontally adjacent tiles of one channel plane
