@@ -53,8 +53,8 @@ enum {
   CONV_COL_FLOATS = 1 << 17,  /* lowered block budget per thread: 512 KB (L2) */
   CONV_TILE_COLS = 48,        /* kern_sgemm's micro-kernel width */
   CONV_SPLIT_COLS = 16,       /* column chunks are multiples of this */
-  CONV_CHUNKS_PER_THREAD = 12, /* column chunks per thread, claimed dynamically (see */
-  CONV_CHUNKS_ONE_THREAD = 4,  /* conv__by_cols); with one thread, this many */
+  CONV_CHUNKS_PER_THREAD = 12, /* column chunks per thread, claimed dynamically */
+  CONV_CHUNKS_ONE_THREAD = 4,  /* column chunks with one thread (conv__by_cols) */
   CONV_BLOCK_MIN = 48,        /* never lower fewer columns than this per block */
   CONV_ROWSPLIT_COLS = 160,   /* below this many columns per thread, split rows */
   CONV_ROW_ALIGN = 16,        /* row-split boundaries fall on multiples of this */

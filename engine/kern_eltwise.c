@@ -158,6 +158,7 @@ typedef struct {
 static void ss__task(void *arg, int tid, int nt) {
   const ss_job_t *j = arg;
   size_t b, e;
+  if (j->hw == 0) return;
   pool_split(j->planes * j->hw, tid, nt, &b, &e);
   for (size_t p = b / j->hw; b < e; p++) {
     size_t i0 = b - p * j->hw, i1 = e - p * j->hw < j->hw ? e - p * j->hw : j->hw;
