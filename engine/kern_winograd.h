@@ -172,6 +172,17 @@ void kern_wino4_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1
                        const float *m);
 #endif
 
+/* F(2x2) on maps whose tiles all fit one vector (kern_wino_small.c): whether tiles
+ * [t0, t1) are whole images of such a map (0 without AVX-512), and the transforms,
+ * the same sums as the row-run ones. */
+int kern_wino_small_fits(const wino_job_t *j, size_t t0, size_t t1);
+#if defined(__AVX512F__)
+void kern_wino_small_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size_t c1,
+                           float *v);
+void kern_wino_small_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
+                            const float *m);
+#endif
+
 /* The stride-2 variant (kern_wino_s2.c), AVX-512 builds (kern_sgemm_available()): 2x2
  * output tiles from 5x5 patches, 25 transform positions in V and M, 16 weight planes
  * (G below). Each

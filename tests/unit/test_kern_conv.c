@@ -193,3 +193,24 @@ Test(kern_conv, winograd_layers) {
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) conv_check(&rng, &cases[i]);
 }
+
+/* Maps whose tiles all fit one vector (at most 16 F(2x2) tiles, planes of at most 64)
+ * take kern_wino_small.c's transforms on AVX-512 builds, for blocks of whole images:
+ * one image and a batch split by rows, 8x8 (16 tiles, 64-float planes), 15 tiles of a
+ * 6x10 map, 4x4 maps, asymmetric padding; an unpadded 9x9 input (81 floats) keeps the
+ * row runs. The same tolerance as every layer. */
+Test(kern_conv, winograd_small_maps) {
+  ref_rng_t rng = {0x5A11ull};
+  cnn_blas_single_thread();
+  static const conv_case_t cases[] = {
+      /* n cin cout  h  w kh kw sh sw pt pl pb pr bias relu res thr */
+      {1, 64, 48, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1},   /* ResNet layer4-like */
+      {8, 40, 48, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2},   /* batch, row split */
+      {3, 24, 32, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 2},   /* 16 tiles, 64 floats */
+      {2, 16, 24, 6, 10, 3, 3, 1, 1, 1, 1, 1, 1, 0, 1, 0, 3},  /* 5 x 3 tiles */
+      {4, 16, 16, 4, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1},   /* 4 tiles */
+      {1, 16, 16, 7, 7, 3, 3, 1, 1, 2, 0, 1, 2, 1, 1, 0, 1},   /* 8x7 out, padding 2,0,1,2 */
+      {2, 32, 32, 9, 9, 3, 3, 1, 1, 0, 0, 0, 0, 1, 1, 1, 2},   /* 81-float planes: row runs */
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) conv_check(&rng, &cases[i]);
+}

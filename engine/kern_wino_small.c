@@ -1,0 +1,171 @@
+/*
+ * kern_wino_small.c — F(2x2, 3x3) transforms for small maps, whose tiles all fit one
+ * vector (ResNet's 7x7 layer4, GoogLeNet's 7x7 inception 5), for kern_winograd.c.
+ *
+ * The row-run transforms (kern_winograd.c) put 16 horizontally adjacent tiles in a
+ * vector; a 7x7 map has tile rows of 4, so they fill 4 of 16 lanes and take four passes
+ * per channel plane. Here one vector holds all of an image's tiles (at most 16, lane k =
+ * tile row k / tw, column k % tw): a whole plane of at most 64 floats is loaded into
+ * four registers, and each of the 16 patch elements is gathered from them by two
+ * two-source permutes and a blend (lanes in the padding masked to zero). The output
+ * runs the other way: the four outputs of every tile, computed for all tiles at once,
+ * are permuted into the plane's row-major order, four vectors of 16, and stored with
+ * the epilogue y = act(y + bias + residual).
+ *
+ * The arithmetic is that of the row-run transforms, in the same order, so V, M and the
+ * outputs are the same bit for bit; only the data movement differs. A block qualifies
+ * when it holds whole images (kern_wino_small_fits); other blocks keep the row runs.
+ * AVX-512 only.
+ */
+#include "kern_winograd.h"
+
+#if defined(__AVX512F__)
+
+enum { SMALL_VL = 16, SMALL_PLANE = 64 };
+
+int kern_wino_small_fits(const wino_job_t *j, size_t t0, size_t t1) {
+  return j->m == 2 && !j->s2 && j->tiles_img <= SMALL_VL &&
+         (size_t)j->h * (size_t)j->w <= SMALL_PLANE &&
+         (size_t)j->oh * (size_t)j->ow <= SMALL_PLANE && t0 % j->tiles_img == 0 &&
+         t1 % j->tiles_img == 0;
+}
+
+/* Up to 64 floats at p (n of them valid) in four registers, zero past n. */
+static inline void small__load(const float *p, int n, __m512 r[4]) {
+  for (int q = 0; q < 4; q++) {
+    int left = n - SMALL_VL * q;
+    __mmask16 mk = left >= SMALL_VL ? (__mmask16)0xFFFF
+                   : left <= 0      ? (__mmask16)0
+                                    : (__mmask16)((1u << left) - 1);
+    r[q] = _mm512_maskz_loadu_ps(mk, p + SMALL_VL * q);
+  }
+}
+
+/* Lane k = element idx[k] of the 64 floats in r, zero where `valid` is clear. */
+static inline __m512 small__pick(const __m512 r[4], __m512i idx, __mmask16 hi, __mmask16 valid) {
+  __m512 lo = _mm512_permutex2var_ps(r[0], idx, r[1]);
+  __m512 up = _mm512_permutex2var_ps(r[2], idx, r[3]);
+  return _mm512_maskz_mov_ps(valid, _mm512_mask_blend_ps(hi, lo, up));
+}
+
+typedef struct {
+  __m512i idx[16];
+  __mmask16 hi[16], valid[16];
+} small_map_t;
+
+static void small__set(small_map_t *s, int e, const int *idx, const int *ok) {
+  s->idx[e] = _mm512_loadu_si512(idx);
+  s->hi[e] = s->valid[e] = 0;
+  for (int k = 0; k < SMALL_VL; k++) {
+    if (idx[k] >= 32) s->hi[e] |= (__mmask16)(1u << k);
+    if (ok[k]) s->valid[e] |= (__mmask16)(1u << k);
+  }
+}
+
+/* Patch element (i, x) = 4i + x of tile k: input row 2 ty + i - pad_t, column 2 tx + x -
+ * pad_l, when inside the plane. */
+static void small__patch_map(const wino_job_t *j, small_map_t *s) {
+  for (int i = 0; i < 4; i++)
+    for (int x = 0; x < 4; x++) {
+      int idx[SMALL_VL], ok[SMALL_VL];
+      for (int k = 0; k < SMALL_VL; k++) {
+        int y = 2 * (k / j->tw) + i - j->p->pad_t, c = 2 * (k % j->tw) + x - j->p->pad_l;
+        ok[k] = (size_t)k < j->tiles_img && y >= 0 && y < j->h && c >= 0 && c < j->w;
+        idx[k] = ok[k] ? y * j->w + c : 0;
+      }
+      small__set(s, 4 * i + x, idx, ok);
+    }
+}
+
+void kern_wino_small_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size_t c1,
+                           float *v) {
+  small_map_t s;
+  small__patch_map(j, &s);
+  size_t nb = t1 - t0, hw = (size_t)j->h * (size_t)j->w, cin = (size_t)j->p->cin;
+  __mmask16 mk = (__mmask16)((1u << j->tiles_img) - 1);
+  for (size_t t = t0; t < t1; t += j->tiles_img) {
+    size_t img = t / j->tiles_img;
+    for (size_t ci = c0; ci < c1; ci++) {
+      __m512 r[4], d[4][4];
+      small__load(j->in + (img * cin + ci) * hw, (int)hw, r);
+      for (int e = 0; e < 16; e++) d[e / 4][e % 4] = small__pick(r, s.idx[e], s.hi[e], s.valid[e]);
+      float *dst = v + ci * 16 * nb + (t - t0);
+      for (int i = 0; i < 4; i++) { /* as wino__bt_tiles */
+        __m512 c[4];
+        for (int x = 0; x < 4; x++)
+          c[x] = i == 0   ? _mm512_sub_ps(d[0][x], d[2][x])
+                 : i == 1 ? _mm512_add_ps(d[1][x], d[2][x])
+                 : i == 2 ? _mm512_sub_ps(d[2][x], d[1][x])
+                          : _mm512_sub_ps(d[1][x], d[3][x]);
+        float *o = dst + (size_t)(4 * i) * nb;
+        _mm512_mask_storeu_ps(o, mk, _mm512_sub_ps(c[0], c[2]));
+        _mm512_mask_storeu_ps(o + nb, mk, _mm512_add_ps(c[1], c[2]));
+        _mm512_mask_storeu_ps(o + 2 * nb, mk, _mm512_sub_ps(c[2], c[1]));
+        _mm512_mask_storeu_ps(o + 3 * nb, mk, _mm512_sub_ps(c[1], c[3]));
+      }
+    }
+  }
+}
+
+/* Output position f of the plane, in four vectors of 16: tile output (a, b) = 2a + b of
+ * tile k sits at lane 16 (2a + b) + k of the four result vectors y[2a + b]. */
+static void small__out_map(const wino_job_t *j, small_map_t *s) {
+  for (int q = 0; q < 4; q++) {
+    int idx[SMALL_VL], ok[SMALL_VL];
+    for (int l = 0; l < SMALL_VL; l++) {
+      int f = SMALL_VL * q + l, oy = f / j->ow, ox = f % j->ow;
+      ok[l] = f < j->oh * j->ow;
+      int k = (oy / 2) * j->tw + ox / 2, src = 2 * (oy % 2) + ox % 2;
+      idx[l] = ok[l] ? src * SMALL_VL + k : 0;
+    }
+    small__set(s, q, idx, ok);
+  }
+}
+
+void kern_wino_small_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
+                            const float *m) {
+  const kern_conv_t *p = j->p;
+  small_map_t s;
+  small__out_map(j, &s);
+  size_t nb = t1 - t0, stride = (size_t)(r1 - r0) * nb, cols = (size_t)j->oh * (size_t)j->ow;
+  __mmask16 mk = (__mmask16)((1u << j->tiles_img) - 1);
+  const __m512 zero = _mm512_setzero_ps();
+  for (size_t t = t0; t < t1; t += j->tiles_img) {
+    size_t img = t / j->tiles_img;
+    for (int r = r0; r < r1; r++) {
+      const float *mr = m + (size_t)(r - r0) * nb + (t - t0);
+      __m512 sm[2][4], y[4];
+      for (int c = 0; c < 4; c++) { /* as wino__out_vec */
+        __m512 m0 = _mm512_maskz_loadu_ps(mk, mr + (size_t)c * stride);
+        __m512 m1 = _mm512_maskz_loadu_ps(mk, mr + (size_t)(4 + c) * stride);
+        __m512 m2 = _mm512_maskz_loadu_ps(mk, mr + (size_t)(8 + c) * stride);
+        __m512 m3 = _mm512_maskz_loadu_ps(mk, mr + (size_t)(12 + c) * stride);
+        sm[0][c] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
+        sm[1][c] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
+      }
+      for (int a = 0; a < 2; a++) {
+        y[2 * a] = _mm512_add_ps(_mm512_add_ps(sm[a][0], sm[a][1]), sm[a][2]);
+        y[2 * a + 1] = _mm512_sub_ps(_mm512_sub_ps(sm[a][1], sm[a][2]), sm[a][3]);
+      }
+      size_t o = (img * (size_t)p->cout + (size_t)r) * cols;
+      const __m512 bias = _mm512_set1_ps(p->bias ? p->bias[r] : 0.0f);
+      for (int q = 0; q < 4 && (size_t)(SMALL_VL * q) < cols; q++) { /* as kern_wino_store_row */
+        __mmask16 ok = s.valid[q];
+        __m512 yv = _mm512_add_ps(small__pick(y, s.idx[q], s.hi[q], ok), bias);
+        if (j->residual)
+          yv = _mm512_add_ps(yv, _mm512_maskz_loadu_ps(ok, j->residual + o + SMALL_VL * q));
+        if (p->relu) yv = _mm512_max_ps(yv, zero);
+        _mm512_mask_storeu_ps(j->out + o + SMALL_VL * q, ok, yv);
+      }
+    }
+  }
+}
+
+#else
+
+int kern_wino_small_fits(const wino_job_t *j, size_t t0, size_t t1) {
+  (void)j, (void)t0, (void)t1;
+  return 0;
+}
+
+#endif
