@@ -1,21 +1,32 @@
 /*
- * kern_wino_small.c — F(2x2, 3x3) transforms for small maps, whose tiles all fit one
- * vector (ResNet's 7x7 layer4, GoogLeNet's 7x7 inception 5), for kern_winograd.c.
+ * kern_wino_small.c — F(2x2, 3x3) transforms for maps at most 16 wide, for
+ * kern_winograd.c: several tile rows per vector.
  *
- * The row-run transforms (kern_winograd.c) put 16 horizontally adjacent tiles in a
- * vector; a 7x7 map has tile rows of 4, so they fill 4 of 16 lanes and take four passes
- * per channel plane. Here one vector holds all of an image's tiles (at most 16, lane k =
- * tile row k / tw, column k % tw): a whole plane of at most 64 floats is loaded into
- * four registers, and each of the 16 patch elements is gathered from them by two
- * two-source permutes and a blend (lanes in the padding masked to zero). The output
- * runs the other way: the four outputs of every tile, computed for all tiles at once,
- * are permuted into the plane's row-major order, four vectors of 16, and stored with
- * the epilogue y = act(y + bias + residual).
+ * The row-run transforms (kern_winograd.c) put 16 horizontally adjacent tiles of one
+ * tile row in a vector: a 7x7 map's rows of 4 tiles fill 4 of 16 lanes, a 14x14 map's
+ * rows of 7 fill 7. Two layouts fill them instead:
+ *  - whole planes (kern_wino_small_*): maps whose tiles all fit one vector (at most
+ *    16; ResNet's 7x7 layer4, GoogLeNet's inception 5) and whose planes hold at most 64
+ *    floats. Lane k is tile row k / tw, column k % tw. The plane is loaded into four
+ *    registers, and each of the 16 patch elements is gathered from them by two
+ *    two-source permutes and a blend (lanes in the padding masked to zero). The output
+ *    runs the other way: the four outputs of every tile, computed for all tiles at
+ *    once, are permuted into the plane's row-major order, four vectors of 16, and
+ *    stored with the epilogue y = act(y + bias + residual).
+ *  - row groups (kern_wino_rows_*): maps at most 16 wide (8 tiles a row: ResNet's and
+ *    GoogLeNet's 14x14 layers). A vector holds g = min(16 / tw, 4) whole tile rows. For
+ *    each patch row, the g input rows it needs are loaded (masked to the row), one
+ *    register each, and the patch columns are picked from them with the same permutes.
+ *    Each output row is one permute of the even and odd output columns of its tile row.
  *
  * The arithmetic is that of the row-run transforms, in the same order, so V, M and the
  * outputs are the same bit for bit; only the data movement differs. A block qualifies
- * when it holds whole images (kern_wino_small_fits); other blocks keep the row runs.
- * AVX-512 only.
+ * when it holds whole images (kern_wino_small_fits, kern_wino_rows_fits); other blocks
+ * keep the row runs. AVX-512 only.
+ *
+ * Per-node minima in forwards, alternating: ResNet-50's 7x7 layers at batch 8 on 2
+ * threads 2.88-2.95 -> 2.35-2.41 ms each (0.45 -> 0.42 at batch 1); its 14x14 layer3
+ * convs on one thread (the image-serial prefix of a batch) 0.51-0.52 -> 0.475-0.486 ms.
  */
 #include "kern_winograd.h"
 
@@ -161,9 +172,148 @@ void kern_wino_small_output(const wino_job_t *j, int r0, int r1, size_t t0, size
   }
 }
 
+/* ---- several tile rows per vector: maps at most 16 wide ------------------------------ */
+
+/* Tile rows per vector: as many whole rows of tw tiles as 16 lanes hold, at most 4 (the
+ * four input rows a patch row then needs are picked from with two permutes). */
+static inline int rows__group(const wino_job_t *j) {
+  int g = SMALL_VL / j->tw;
+  return g > 4 ? 4 : g;
+}
+
+int kern_wino_rows_fits(const wino_job_t *j, size_t t0, size_t t1) {
+  return j->m == 2 && !j->s2 && j->tw <= SMALL_VL / 2 && j->w <= SMALL_VL &&
+         j->ow <= SMALL_VL && t0 % j->tiles_img == 0 && t1 % j->tiles_img == 0;
+}
+
+/* Row y of the plane, masked to its w floats; zero when y is outside. */
+static inline __m512 rows__load(const wino_job_t *j, const float *plane, int y) {
+  if (y < 0 || y >= j->h) return _mm512_setzero_ps();
+  return _mm512_maskz_loadu_ps((__mmask16)((1u << j->w) - 1), plane + (size_t)y * (size_t)j->w);
+}
+
+/* Patch column x of tile k in tile row g of the group: lane g tw + k = column 2k + x -
+ * pad_l of row register g. */
+static void rows__patch_map(const wino_job_t *j, small_map_t *s) {
+  int g = rows__group(j);
+  for (int x = 0; x < 4; x++) {
+    int idx[SMALL_VL], ok[SMALL_VL];
+    for (int l = 0; l < SMALL_VL; l++) {
+      int row = l / j->tw, k = l % j->tw, c = 2 * k + x - j->p->pad_l;
+      ok[l] = row < g && c >= 0 && c < j->w;
+      idx[l] = ok[l] ? 16 * row + c : 0;
+    }
+    small__set(s, x, idx, ok);
+  }
+}
+
+void kern_wino_rows_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size_t c1,
+                          float *v) {
+  small_map_t s;
+  rows__patch_map(j, &s);
+  int g = rows__group(j), th = (int)(j->tiles_img / (size_t)j->tw);
+  size_t nb = t1 - t0, hw = (size_t)j->h * (size_t)j->w, cin = (size_t)j->p->cin;
+  for (size_t t = t0; t < t1; t += j->tiles_img) {
+    size_t img = t / j->tiles_img;
+    for (size_t ci = c0; ci < c1; ci++) {
+      const float *plane = j->in + (img * cin + ci) * hw;
+      for (int ty = 0; ty < th; ty += g) {
+        int rows = th - ty < g ? th - ty : g, n = rows * j->tw;
+        __mmask16 mk = (__mmask16)((1u << n) - 1);
+        __m512 d[4][4];
+        for (int i = 0; i < 4; i++) {
+          __m512 r[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                         _mm512_setzero_ps()};
+          for (int q = 0; q < rows; q++) r[q] = rows__load(j, plane, 2 * (ty + q) + i - j->p->pad_t);
+          for (int x = 0; x < 4; x++) d[i][x] = small__pick(r, s.idx[x], s.hi[x], s.valid[x] & mk);
+        }
+        float *dst = v + ci * 16 * nb + (t - t0) + (size_t)(ty * j->tw);
+        for (int i = 0; i < 4; i++) { /* as wino__bt_tiles */
+          __m512 c[4];
+          for (int x = 0; x < 4; x++)
+            c[x] = i == 0   ? _mm512_sub_ps(d[0][x], d[2][x])
+                   : i == 1 ? _mm512_add_ps(d[1][x], d[2][x])
+                   : i == 2 ? _mm512_sub_ps(d[2][x], d[1][x])
+                            : _mm512_sub_ps(d[1][x], d[3][x]);
+          float *o = dst + (size_t)(4 * i) * nb;
+          _mm512_mask_storeu_ps(o, mk, _mm512_sub_ps(c[0], c[2]));
+          _mm512_mask_storeu_ps(o + nb, mk, _mm512_add_ps(c[1], c[2]));
+          _mm512_mask_storeu_ps(o + 2 * nb, mk, _mm512_sub_ps(c[2], c[1]));
+          _mm512_mask_storeu_ps(o + 3 * nb, mk, _mm512_sub_ps(c[1], c[3]));
+        }
+      }
+    }
+  }
+}
+
+/* Output column l of the group's tile row g: lane g tw + l / 2 of the even (l even)
+ * or odd output columns, the second source for odd l. */
+static void rows__out_map(const wino_job_t *j, small_map_t *s) {
+  for (int g = 0; g < rows__group(j); g++) {
+    int idx[SMALL_VL], ok[SMALL_VL];
+    for (int l = 0; l < SMALL_VL; l++) {
+      ok[l] = l < j->ow;
+      idx[l] = ok[l] ? 16 * (l % 2) + g * j->tw + l / 2 : 0;
+    }
+    small__set(s, g, idx, ok);
+  }
+}
+
+void kern_wino_rows_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
+                           const float *m) {
+  const kern_conv_t *p = j->p;
+  small_map_t s;
+  rows__out_map(j, &s);
+  int g = rows__group(j), th = (int)(j->tiles_img / (size_t)j->tw);
+  size_t nb = t1 - t0, stride = (size_t)(r1 - r0) * nb, cols = (size_t)j->oh * (size_t)j->ow;
+  const __m512 zero = _mm512_setzero_ps();
+  for (size_t t = t0; t < t1; t += j->tiles_img) {
+    size_t img = t / j->tiles_img;
+    for (int r = r0; r < r1; r++) {
+      const __m512 bias = _mm512_set1_ps(p->bias ? p->bias[r] : 0.0f);
+      size_t o = (img * (size_t)p->cout + (size_t)r) * cols;
+      for (int ty = 0; ty < th; ty += g) {
+        int rows = th - ty < g ? th - ty : g;
+        __mmask16 mk = (__mmask16)((1u << (rows * j->tw)) - 1);
+        const float *mr = m + (size_t)(r - r0) * nb + (t - t0) + (size_t)(ty * j->tw);
+        __m512 sm[2][4], y[2][2];
+        for (int c = 0; c < 4; c++) { /* as wino__out_vec */
+          __m512 m0 = _mm512_maskz_loadu_ps(mk, mr + (size_t)c * stride);
+          __m512 m1 = _mm512_maskz_loadu_ps(mk, mr + (size_t)(4 + c) * stride);
+          __m512 m2 = _mm512_maskz_loadu_ps(mk, mr + (size_t)(8 + c) * stride);
+          __m512 m3 = _mm512_maskz_loadu_ps(mk, mr + (size_t)(12 + c) * stride);
+          sm[0][c] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
+          sm[1][c] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
+        }
+        for (int a = 0; a < 2; a++) {
+          y[a][0] = _mm512_add_ps(_mm512_add_ps(sm[a][0], sm[a][1]), sm[a][2]);
+          y[a][1] = _mm512_sub_ps(_mm512_sub_ps(sm[a][1], sm[a][2]), sm[a][3]);
+        }
+        for (int q = 0; q < rows; q++)
+          for (int a = 0; a < 2; a++) { /* as kern_wino_store_row */
+            int oy = 2 * (ty + q) + a;
+            if (oy >= j->oh) break;
+            __mmask16 ok = s.valid[q];
+            __m512 yv = _mm512_maskz_permutex2var_ps(ok, y[a][0], s.idx[q], y[a][1]);
+            yv = _mm512_add_ps(yv, bias);
+            size_t at = o + (size_t)oy * (size_t)j->ow;
+            if (j->residual) yv = _mm512_add_ps(yv, _mm512_maskz_loadu_ps(ok, j->residual + at));
+            if (p->relu) yv = _mm512_max_ps(yv, zero);
+            _mm512_mask_storeu_ps(j->out + at, ok, yv);
+          }
+      }
+    }
+  }
+}
+
 #else
 
 int kern_wino_small_fits(const wino_job_t *j, size_t t0, size_t t1) {
+  (void)j, (void)t0, (void)t1;
+  return 0;
+}
+
+int kern_wino_rows_fits(const wino_job_t *j, size_t t0, size_t t1) {
   (void)j, (void)t0, (void)t1;
   return 0;
 }

@@ -31,10 +31,9 @@
  * is cut into equal blocks; kern_wino_scratch_floats returns exactly that need.
  * The F(2x2) input transform reads the plane straight into registers (masked
  * loads, even/odd permutes); the output goes through a few half rows of scratch.
- * Blocks of whole images of maps with at most 16 tiles (7x7: 16) take
- * kern_wino_small.c's transforms instead, a whole plane per vector, the same sums:
- * the row runs filled 4 of 16 lanes there (ResNet-50's two 7x7 layers at batch 8 on
- * 2 threads, per-node minima: 2.88-2.95 -> 2.35-2.41 ms each; batch 1 0.45 -> 0.42).
+ * Blocks of whole images of maps at most 16 wide take kern_wino_small.c's
+ * transforms instead, several tile rows per vector (a whole 7x7 plane, or two tile
+ * rows of a 14x14 one), the same sums: the row runs filled 4 or 7 of 16 lanes there.
  *
  * U is the only allocation, made by kern_wino_prepare at model load (owned by the
  * kern_conv_t through `packed`, freed by kern_conv_release). OpenBLAS must be
@@ -357,6 +356,10 @@ static void wino__input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, si
     kern_wino_small_input(j, t0, t1, c0, c1, v);
     return;
   }
+  if (kern_wino_rows_fits(j, t0, t1)) {
+    kern_wino_rows_input(j, t0, t1, c0, c1, v);
+    return;
+  }
 #endif
   wino__input_ch(j, t0, t1, c0, c1, v, rows);
 }
@@ -427,6 +430,10 @@ static void wino__output(const wino_job_t *j, int r0, int r1, size_t t0, size_t 
 #if defined(__AVX512F__)
   if (kern_wino_small_fits(j, t0, t1)) {
     kern_wino_small_output(j, r0, r1, t0, t1, m);
+    return;
+  }
+  if (kern_wino_rows_fits(j, t0, t1)) {
+    kern_wino_rows_output(j, r0, r1, t0, t1, m);
     return;
   }
 #endif

@@ -176,11 +176,18 @@ void kern_wino4_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1
  * [t0, t1) are whole images of such a map (0 without AVX-512), and the transforms,
  * the same sums as the row-run ones. */
 int kern_wino_small_fits(const wino_job_t *j, size_t t0, size_t t1);
+/* F(2x2) on maps at most 16 wide (8 tiles a row; 14x14): several tile rows per vector,
+ * for tiles [t0, t1) of whole images (kern_wino_rows_fits; 0 without AVX-512). */
+int kern_wino_rows_fits(const wino_job_t *j, size_t t0, size_t t1);
 #if defined(__AVX512F__)
 void kern_wino_small_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size_t c1,
                            float *v);
 void kern_wino_small_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
                             const float *m);
+void kern_wino_rows_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size_t c1,
+                          float *v);
+void kern_wino_rows_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
+                           const float *m);
 #endif
 
 /* The stride-2 variant (kern_wino_s2.c), AVX-512 builds (kern_sgemm_available()): 2x2

@@ -194,11 +194,13 @@ Test(kern_conv, winograd_layers) {
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) conv_check(&rng, &cases[i]);
 }
 
-/* Maps whose tiles all fit one vector (at most 16 F(2x2) tiles, planes of at most 64)
- * take kern_wino_small.c's transforms on AVX-512 builds, for blocks of whole images:
- * one image and a batch split by rows, 8x8 (16 tiles, 64-float planes), 15 tiles of a
- * 6x10 map, 4x4 maps, asymmetric padding; an unpadded 9x9 input (81 floats) keeps the
- * row runs. The same tolerance as every layer. */
+/* Maps at most 16 wide take kern_wino_small.c's transforms on AVX-512 builds, for
+ * blocks of whole images. Whole planes (at most 16 F(2x2) tiles, planes of at most 64
+ * floats): one image and a batch split by rows, 8x8 (16 tiles, 64-float planes), 15
+ * tiles of a 6x10 map, 4x4 maps, asymmetric padding. Row groups: an unpadded 9x9 input
+ * (81 floats; 3 tile rows of 4), 14x14 (2 rows of 7) at batch 1 and in batches split
+ * by rows and by tiles, 16x16 (2 rows of 8), 10x10 (3 rows of 5), 13x11 (odd sides),
+ * and 17 wide, which keeps the row runs. The same tolerance as every layer. */
 Test(kern_conv, winograd_small_maps) {
   ref_rng_t rng = {0x5A11ull};
   cnn_blas_single_thread();
@@ -210,7 +212,15 @@ Test(kern_conv, winograd_small_maps) {
       {2, 16, 24, 6, 10, 3, 3, 1, 1, 1, 1, 1, 1, 0, 1, 0, 3},  /* 5 x 3 tiles */
       {4, 16, 16, 4, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1},   /* 4 tiles */
       {1, 16, 16, 7, 7, 3, 3, 1, 1, 2, 0, 1, 2, 1, 1, 0, 1},   /* 8x7 out, padding 2,0,1,2 */
-      {2, 32, 32, 9, 9, 3, 3, 1, 1, 0, 0, 0, 0, 1, 1, 1, 2},   /* 81-float planes: row runs */
+      {2, 32, 32, 9, 9, 3, 3, 1, 1, 0, 0, 0, 0, 1, 1, 1, 2},   /* 81 floats: row groups */
+      {1, 48, 64, 14, 14, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, /* ResNet layer3-like */
+      {3, 40, 48, 14, 14, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2}, /* batch, row split */
+      {2, 16, 16, 14, 14, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 3}, /* few channels: tile split */
+      {1, 24, 32, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1, 0, 1, 1, 2}, /* 2 rows of 8 tiles */
+      {2, 16, 24, 10, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1}, /* 3 rows of 5 */
+      {1, 16, 16, 13, 11, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2}, /* odd sides */
+      {1, 16, 16, 16, 16, 3, 3, 1, 1, 0, 0, 0, 0, 1, 0, 1, 1}, /* unpadded 16 -> 14 */
+      {1, 16, 16, 17, 17, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, /* 17 wide: row runs */
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) conv_check(&rng, &cases[i]);
 }
