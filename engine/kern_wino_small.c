@@ -52,30 +52,10 @@ static inline void small__load(const float *p, int n, __m512 r[4]) {
   }
 }
 
-/* Lane k = element idx[k] of the 64 floats in r, zero where `valid` is clear. */
-static inline __m512 small__pick(const __m512 r[4], __m512i idx, __mmask16 hi, __mmask16 valid) {
-  __m512 lo = _mm512_permutex2var_ps(r[0], idx, r[1]);
-  __m512 up = _mm512_permutex2var_ps(r[2], idx, r[3]);
-  return _mm512_maskz_mov_ps(valid, _mm512_mask_blend_ps(hi, lo, up));
-}
-
-typedef struct {
-  __m512i idx[16];
-  __mmask16 hi[16], valid[16];
-} small_map_t;
-
-static void small__set(small_map_t *s, int e, const int *idx, const int *ok) {
-  s->idx[e] = _mm512_loadu_si512(idx);
-  s->hi[e] = s->valid[e] = 0;
-  for (int k = 0; k < SMALL_VL; k++) {
-    if (idx[k] >= 32) s->hi[e] |= (__mmask16)(1u << k);
-    if (ok[k]) s->valid[e] |= (__mmask16)(1u << k);
-  }
-}
 
 /* Patch element (i, x) = 4i + x of tile k: input row 2 ty + i - pad_t, column 2 tx + x -
  * pad_l, when inside the plane. */
-static void small__patch_map(const wino_job_t *j, small_map_t *s) {
+static void small__patch_map(const wino_job_t *j, kern_wino_map_t *s) {
   for (int i = 0; i < 4; i++)
     for (int x = 0; x < 4; x++) {
       int idx[SMALL_VL], ok[SMALL_VL];
@@ -84,13 +64,13 @@ static void small__patch_map(const wino_job_t *j, small_map_t *s) {
         ok[k] = (size_t)k < j->tiles_img && y >= 0 && y < j->h && c >= 0 && c < j->w;
         idx[k] = ok[k] ? y * j->w + c : 0;
       }
-      small__set(s, 4 * i + x, idx, ok);
+      kern_wino_map_set(s, 4 * i + x, idx, ok);
     }
 }
 
 void kern_wino_small_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size_t c1,
                            float *v) {
-  small_map_t s;
+  kern_wino_map_t s;
   small__patch_map(j, &s);
   size_t nb = t1 - t0, hw = (size_t)j->h * (size_t)j->w, cin = (size_t)j->p->cin;
   __mmask16 mk = (__mmask16)((1u << j->tiles_img) - 1);
@@ -99,7 +79,7 @@ void kern_wino_small_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0,
     for (size_t ci = c0; ci < c1; ci++) {
       __m512 r[4], d[4][4];
       small__load(j->in + (img * cin + ci) * hw, (int)hw, r);
-      for (int e = 0; e < 16; e++) d[e / 4][e % 4] = small__pick(r, s.idx[e], s.hi[e], s.valid[e]);
+      for (int e = 0; e < 16; e++) d[e / 4][e % 4] = kern_wino_pick(r, s.idx[e], s.hi[e], s.valid[e]);
       float *dst = v + ci * 16 * nb + (t - t0);
       for (int i = 0; i < 4; i++) { /* as wino__bt_tiles */
         __m512 c[4];
@@ -120,7 +100,7 @@ void kern_wino_small_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0,
 
 /* Output position f of the plane, in four vectors of 16: tile output (a, b) = 2a + b of
  * tile k sits at lane 16 (2a + b) + k of the four result vectors y[2a + b]. */
-static void small__out_map(const wino_job_t *j, small_map_t *s) {
+static void small__out_map(const wino_job_t *j, kern_wino_map_t *s) {
   for (int q = 0; q < 4; q++) {
     int idx[SMALL_VL], ok[SMALL_VL];
     for (int l = 0; l < SMALL_VL; l++) {
@@ -129,14 +109,14 @@ static void small__out_map(const wino_job_t *j, small_map_t *s) {
       int k = (oy / 2) * j->tw + ox / 2, src = 2 * (oy % 2) + ox % 2;
       idx[l] = ok[l] ? src * SMALL_VL + k : 0;
     }
-    small__set(s, q, idx, ok);
+    kern_wino_map_set(s, q, idx, ok);
   }
 }
 
 void kern_wino_small_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
                             const float *m) {
   const kern_conv_t *p = j->p;
-  small_map_t s;
+  kern_wino_map_t s;
   small__out_map(j, &s);
   size_t nb = t1 - t0, stride = (size_t)(r1 - r0) * nb, cols = (size_t)j->oh * (size_t)j->ow;
   __mmask16 mk = (__mmask16)((1u << j->tiles_img) - 1);
@@ -162,7 +142,7 @@ void kern_wino_small_output(const wino_job_t *j, int r0, int r1, size_t t0, size
       const __m512 bias = _mm512_set1_ps(p->bias ? p->bias[r] : 0.0f);
       for (int q = 0; q < 4 && (size_t)(SMALL_VL * q) < cols; q++) { /* as kern_wino_store_row */
         __mmask16 ok = s.valid[q];
-        __m512 yv = _mm512_add_ps(small__pick(y, s.idx[q], s.hi[q], ok), bias);
+        __m512 yv = _mm512_add_ps(kern_wino_pick(y, s.idx[q], s.hi[q], ok), bias);
         if (j->residual)
           yv = _mm512_add_ps(yv, _mm512_maskz_loadu_ps(ok, j->residual + o + SMALL_VL * q));
         if (p->relu) yv = _mm512_max_ps(yv, zero);
@@ -194,7 +174,7 @@ static inline __m512 rows__load(const wino_job_t *j, const float *plane, int y) 
 
 /* Patch column x of tile k in tile row g of the group: lane g tw + k = column 2k + x -
  * pad_l of row register g. */
-static void rows__patch_map(const wino_job_t *j, small_map_t *s) {
+static void rows__patch_map(const wino_job_t *j, kern_wino_map_t *s) {
   int g = rows__group(j);
   for (int x = 0; x < 4; x++) {
     int idx[SMALL_VL], ok[SMALL_VL];
@@ -203,13 +183,13 @@ static void rows__patch_map(const wino_job_t *j, small_map_t *s) {
       ok[l] = row < g && c >= 0 && c < j->w;
       idx[l] = ok[l] ? 16 * row + c : 0;
     }
-    small__set(s, x, idx, ok);
+    kern_wino_map_set(s, x, idx, ok);
   }
 }
 
 void kern_wino_rows_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size_t c1,
                           float *v) {
-  small_map_t s;
+  kern_wino_map_t s;
   rows__patch_map(j, &s);
   int g = rows__group(j), th = (int)(j->tiles_img / (size_t)j->tw);
   size_t nb = t1 - t0, hw = (size_t)j->h * (size_t)j->w, cin = (size_t)j->p->cin;
@@ -225,7 +205,7 @@ void kern_wino_rows_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, 
           __m512 r[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
                          _mm512_setzero_ps()};
           for (int q = 0; q < rows; q++) r[q] = rows__load(j, plane, 2 * (ty + q) + i - j->p->pad_t);
-          for (int x = 0; x < 4; x++) d[i][x] = small__pick(r, s.idx[x], s.hi[x], s.valid[x] & mk);
+          for (int x = 0; x < 4; x++) d[i][x] = kern_wino_pick(r, s.idx[x], s.hi[x], s.valid[x] & mk);
         }
         float *dst = v + ci * 16 * nb + (t - t0) + (size_t)(ty * j->tw);
         for (int i = 0; i < 4; i++) { /* as wino__bt_tiles */
@@ -248,21 +228,21 @@ void kern_wino_rows_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, 
 
 /* Output column l of the group's tile row g: lane g tw + l / 2 of the even (l even)
  * or odd output columns, the second source for odd l. */
-static void rows__out_map(const wino_job_t *j, small_map_t *s) {
+static void rows__out_map(const wino_job_t *j, kern_wino_map_t *s) {
   for (int g = 0; g < rows__group(j); g++) {
     int idx[SMALL_VL], ok[SMALL_VL];
     for (int l = 0; l < SMALL_VL; l++) {
       ok[l] = l < j->ow;
       idx[l] = ok[l] ? 16 * (l % 2) + g * j->tw + l / 2 : 0;
     }
-    small__set(s, g, idx, ok);
+    kern_wino_map_set(s, g, idx, ok);
   }
 }
 
 void kern_wino_rows_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
                            const float *m) {
   const kern_conv_t *p = j->p;
-  small_map_t s;
+  kern_wino_map_t s;
   rows__out_map(j, &s);
   int g = rows__group(j), th = (int)(j->tiles_img / (size_t)j->tw);
   size_t nb = t1 - t0, stride = (size_t)(r1 - r0) * nb, cols = (size_t)j->oh * (size_t)j->ow;

@@ -349,7 +349,10 @@ static void wino__input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, si
     return;
   }
   if (j->m == 4) {
-    kern_wino4_input(j, t0, t1, c0, c1, v);
+    if (kern_wino4_rows_fits(j, t0, t1))
+      kern_wino4_rows_input(j, t0, t1, c0, c1, v);
+    else
+      kern_wino4_input(j, t0, t1, c0, c1, v);
     return;
   }
   if (kern_wino_small_fits(j, t0, t1)) {
@@ -501,6 +504,8 @@ static void wino__block(const wino_job_t *j, int r0, int r1, size_t t0, size_t t
 #if defined(__AVX512F__)
   if (j->s2)
     kern_wino_s2_output(j, r0, r1, t0, t1, m);
+  else if (j->m == 4 && kern_wino4_rows_fits(j, t0, t1))
+    kern_wino4_rows_output(j, r0, r1, t0, t1, m);
   else if (j->m == 4)
     kern_wino4_output(j, r0, r1, t0, t1, m);
   else

@@ -101,6 +101,32 @@ static inline void kern_wino_patch_row(const float *plane, int h, int w, int y, 
       _mm512_alignr_epi32(_mm512_castps_si512(n1), _mm512_castps_si512(c[1]), 1));
 }
 
+/* Index vectors for kern_wino_pick: entry e says, per lane, which of 64 floats to take
+ * (idx), whether from the upper 32 (hi) and whether at all (valid). */
+typedef struct {
+  __m512i idx[16];
+  __mmask16 hi[16], valid[16];
+} kern_wino_map_t;
+
+static inline void kern_wino_map_set(kern_wino_map_t *s, int e, const int idx[16],
+                                     const int ok[16]) {
+  s->idx[e] = _mm512_loadu_si512(idx);
+  s->hi[e] = s->valid[e] = 0;
+  for (int k = 0; k < 16; k++) {
+    if (idx[k] >= 32) s->hi[e] |= (__mmask16)(1u << k);
+    if (ok[k]) s->valid[e] |= (__mmask16)(1u << k);
+  }
+}
+
+/* Lane k = element idx[k] of the 64 floats in r[0..3], zero where `valid` is clear:
+ * two two-source permutes and a blend. */
+static inline __m512 kern_wino_pick(const __m512 r[4], __m512i idx, __mmask16 hi,
+                                    __mmask16 valid) {
+  __m512 lo = _mm512_permutex2var_ps(r[0], idx, r[1]);
+  __m512 up = _mm512_permutex2var_ps(r[2], idx, r[3]);
+  return _mm512_maskz_mov_ps(valid, _mm512_mask_blend_ps(hi, lo, up));
+}
+
 /* The first `cols` of the nv * 16 consecutive outputs in v, stored at o with the
  * epilogue y = act(y + b + residual), masked to the row. */
 static inline void kern_wino_store_row(const wino_job_t *j, const __m512 *v, int nv, float b,
@@ -170,7 +196,14 @@ void kern_wino4_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size
 /* Output channels [r0, r1) of tiles [t0, t1) from M, with the fused epilogue. */
 void kern_wino4_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
                        const float *m);
+/* The same with two tile rows per vector, for tiles [t0, t1) of whole images of maps
+ * of at most 8 tiles a row (kern_wino4_rows_fits). */
+void kern_wino4_rows_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size_t c1,
+                           float *v);
+void kern_wino4_rows_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
+                            const float *m);
 #endif
+int kern_wino4_rows_fits(const wino_job_t *j, size_t t0, size_t t1);
 
 /* F(2x2) on maps whose tiles all fit one vector (kern_wino_small.c): whether tiles
  * [t0, t1) are whole images of such a map (0 without AVX-512), and the transforms,

@@ -165,7 +165,9 @@ Test(kern_conv, winograd4_random_shapes) {
 
 /* From 28x28 outputs, layers of at least 128 input channels and no more output ones
  * take F(4x4) too (ResNet's layer2); wider outputs keep F(2x2). Row and tile splits,
- * one and two images. */
+ * one and two images; at most 8 tiles a row, so blocks of whole images take the
+ * two-tile-rows-per-vector transforms (kern_wino4_rows_*), the 31x29 one with a last
+ * tile row alone and 29 columns (two registers a row, the second partial). */
 Test(kern_conv, winograd4_wide_layers_from_28x28) {
   ref_rng_t rng = {0x28F4ull};
   cnn_blas_single_thread();
