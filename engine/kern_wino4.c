@@ -176,31 +176,15 @@ void kern_wino4_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1
  * lanes, where the row runs fill 7), and each input row the pair needs is two
  * registers. */
 int kern_wino4_rows_fits(const wino_job_t *j, size_t t0, size_t t1) {
-  return j->m == 4 && j->tw <= W4_VL / 2 && j->w <= 2 * W4_VL && j->ow <= 2 * W4_VL &&
-         t0 % j->tiles_img == 0 && t1 % j->tiles_img == 0;
-}
-
-/* Patch column x of tile k of the pair's tile row g: lane g tw + k = column 4k + x -
- * pad_l of that row's two registers (r[2g], r[2g + 1]). */
-static void w4__rows_patch_map(const wino_job_t *j, kern_wino_map_t *s) {
-  for (int x = 0; x < 6; x++) {
-    int idx[W4_VL], ok[W4_VL];
-    for (int l = 0; l < W4_VL; l++) {
-      int g = l / j->tw, c = 4 * (l % j->tw) + x - j->p->pad_l;
-      ok[l] = g < 2 && c >= 0 && c < j->w;
-      idx[l] = ok[l] ? 32 * g + c : 0;
-    }
-    kern_wino_map_set(s, x, idx, ok);
-  }
+  return j->m == 4 && !j->s2 && kern_wino_pair_fits(j, t0, t1);
 }
 
 void kern_wino4_rows_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size_t c1,
                            float *v) {
   kern_wino_map_t s;
-  w4__rows_patch_map(j, &s);
+  kern_wino_pair_map(j, &s, 6);
   int th = (int)(j->tiles_img / (size_t)j->tw);
   size_t nb = t1 - t0, hw = (size_t)j->h * (size_t)j->w, cin = (size_t)j->p->cin;
-  uint32_t in = kern_wino_inside(0, j->w);
   for (size_t t = t0; t < t1; t += j->tiles_img) {
     size_t img = t / j->tiles_img;
     for (size_t ci = c0; ci < c1; ci++) {
@@ -211,13 +195,7 @@ void kern_wino4_rows_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0,
         __m512 hrow[6][6]; /* as w4__vec: [patch row][transformed column] */
         for (int i = 0; i < 6; i++) {
           __m512 r[4], c[6];
-          for (int g = 0; g < 2; g++) {
-            int y = 4 * (ty + g) + i - j->p->pad_t;
-            int inside = g < rows && y >= 0 && y < j->h;
-            const float *row = plane + (size_t)(inside ? y : 0) * (size_t)j->w;
-            r[2 * g] = inside ? kern_wino_load_half(row, 0, in, 0) : _mm512_setzero_ps();
-            r[2 * g + 1] = inside ? kern_wino_load_half(row, 0, in, 1) : _mm512_setzero_ps();
-          }
+          kern_wino_pair_rows(j, plane, ty, rows, i, r);
           for (int x = 0; x < 6; x++) c[x] = kern_wino_pick(r, s.idx[x], s.hi[x], s.valid[x] & mk);
           w4__bt(c, hrow[i]);
         }

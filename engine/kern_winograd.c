@@ -34,6 +34,8 @@
  * Blocks of whole images of maps at most 16 wide take kern_wino_small.c's
  * transforms instead, several tile rows per vector (a whole 7x7 plane, or two tile
  * rows of a 14x14 one), the same sums: the row runs filled 4 or 7 of 16 lanes there.
+ * F(4x4) and the stride-2 variant do the same on maps of at most 8 tiles a row (their
+ * *_rows_* transforms: two tile rows per vector).
  *
  * U is the only allocation, made by kern_wino_prepare at model load (owned by the
  * kern_conv_t through `packed`, freed by kern_conv_release). OpenBLAS must be
@@ -345,7 +347,10 @@ static void wino__input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, si
                         float *v, float *rows) {
 #if defined(__AVX512F__)
   if (j->s2) {
-    kern_wino_s2_input(j, t0, t1, c0, c1, v);
+    if (kern_wino_s2_rows_fits(j, t0, t1))
+      kern_wino_s2_rows_input(j, t0, t1, c0, c1, v);
+    else
+      kern_wino_s2_input(j, t0, t1, c0, c1, v);
     return;
   }
   if (j->m == 4) {
@@ -502,7 +507,9 @@ static void wino__block(const wino_job_t *j, int r0, int r1, size_t t0, size_t t
                   (int)(nxi * nb), 0.0f, m + xi * rows * nb, (int)nb);
   }
 #if defined(__AVX512F__)
-  if (j->s2)
+  if (j->s2 && kern_wino_s2_rows_fits(j, t0, t1))
+    kern_wino_s2_rows_output(j, r0, r1, t0, t1, m);
+  else if (j->s2)
     kern_wino_s2_output(j, r0, r1, t0, t1, m);
   else if (j->m == 4 && kern_wino4_rows_fits(j, t0, t1))
     kern_wino4_rows_output(j, r0, r1, t0, t1, m);

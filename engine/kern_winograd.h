@@ -127,6 +127,42 @@ static inline __m512 kern_wino_pick(const __m512 r[4], __m512i idx, __mmask16 hi
   return _mm512_maskz_mov_ps(valid, _mm512_mask_blend_ps(hi, lo, up));
 }
 
+/* Two tile rows per vector for patches 4 apart (F(4x4), the stride-2 variant) on maps of
+ * at most 8 tiles a row whose input rows hold at most 32 floats, for tiles [t0, t1) of
+ * whole images (the caller checks its variant). */
+static inline int kern_wino_pair_fits(const wino_job_t *j, size_t t0, size_t t1) {
+  return j->tw <= 8 && j->w <= 32 && j->ow <= 32 && t0 % j->tiles_img == 0 &&
+         t1 % j->tiles_img == 0;
+}
+
+/* Entry x < ncols of s: patch column x of tile k of the pair's tile row g, at lane g tw
+ * + k, is column 4k + x - pad_l of that input row, held in r[2g] and r[2g + 1]. */
+static inline void kern_wino_pair_map(const wino_job_t *j, kern_wino_map_t *s, int ncols) {
+  for (int x = 0; x < ncols; x++) {
+    int idx[16], ok[16];
+    for (int l = 0; l < 16; l++) {
+      int g = l / j->tw, c = 4 * (l % j->tw) + x - j->p->pad_l;
+      ok[l] = g < 2 && c >= 0 && c < j->w;
+      idx[l] = ok[l] ? 32 * g + c : 0;
+    }
+    kern_wino_map_set(s, x, idx, ok);
+  }
+}
+
+/* Patch row i of tile rows ty and ty + 1 (the first `rows` of them): input rows 4 (ty +
+ * g) + i - pad_t in r[2g], r[2g + 1], masked to the row, zero outside the plane. */
+static inline void kern_wino_pair_rows(const wino_job_t *j, const float *plane, int ty,
+                                       int rows, int i, __m512 r[4]) {
+  uint32_t in = kern_wino_inside(0, j->w);
+  for (int g = 0; g < 2; g++) {
+    int y = 4 * (ty + g) + i - j->p->pad_t;
+    int inside = g < rows && y >= 0 && y < j->h;
+    const float *row = plane + (size_t)(inside ? y : 0) * (size_t)j->w;
+    r[2 * g] = inside ? kern_wino_load_half(row, 0, in, 0) : _mm512_setzero_ps();
+    r[2 * g + 1] = inside ? kern_wino_load_half(row, 0, in, 1) : _mm512_setzero_ps();
+  }
+}
+
 /* The first `cols` of the nv * 16 consecutive outputs in v, stored at o with the
  * epilogue y = act(y + b + residual), masked to the row. */
 static inline void kern_wino_store_row(const wino_job_t *j, const __m512 *v, int nv, float b,
@@ -239,6 +275,13 @@ void kern_wino_s2_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, si
                         float *v);
 void kern_wino_s2_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
                          const float *m);
+/* The same with two tile rows per vector, for tiles [t0, t1) of whole images of
+ * outputs at most 16 wide (kern_wino_s2_rows_fits). */
+void kern_wino_s2_rows_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0,
+                             size_t c1, float *v);
+void kern_wino_s2_rows_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
+                              const float *m);
 #endif
+int kern_wino_s2_rows_fits(const wino_job_t *j, size_t t0, size_t t1);
 
 #endif
