@@ -179,36 +179,29 @@ int kern_wino4_rows_fits(const wino_job_t *j, size_t t0, size_t t1) {
   return j->m == 4 && !j->s2 && kern_wino_pair_fits(j, t0, t1);
 }
 
+/* One pair of tile rows of one plane (kern_wino_pair_fn): as w4__vec, with each patch
+ * element picked from the pair's two input rows. */
+static inline __attribute__((always_inline)) void
+w4__pair(const wino_job_t *j, const kern_wino_map_t *s, const float *plane, int ty, int rows,
+         __mmask16 mk, float *dst, size_t nb) {
+  __m512 hrow[6][6]; /* [patch row][transformed column] */
+  for (int i = 0; i < 6; i++) {
+    __m512 r[4], c[6];
+    kern_wino_pair_rows(j, plane, ty, rows, i, r);
+    for (int x = 0; x < 6; x++) c[x] = kern_wino_pick(r, s->idx[x], s->hi[x], s->valid[x] & mk);
+    w4__bt(c, hrow[i]);
+  }
+  for (int x = 0; x < 6; x++) {
+    __m512 col[6] = {hrow[0][x], hrow[1][x], hrow[2][x], hrow[3][x], hrow[4][x], hrow[5][x]},
+           out[6];
+    w4__bt(col, out);
+    for (int i = 0; i < 6; i++) _mm512_mask_storeu_ps(dst + (size_t)(6 * i + x) * nb, mk, out[i]);
+  }
+}
+
 void kern_wino4_rows_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size_t c1,
                            float *v) {
-  kern_wino_map_t s;
-  kern_wino_pair_map(j, &s, 6);
-  int th = (int)(j->tiles_img / (size_t)j->tw);
-  size_t nb = t1 - t0, hw = (size_t)j->h * (size_t)j->w, cin = (size_t)j->p->cin;
-  for (size_t t = t0; t < t1; t += j->tiles_img) {
-    size_t img = t / j->tiles_img;
-    for (size_t ci = c0; ci < c1; ci++) {
-      const float *plane = j->in + (img * cin + ci) * hw;
-      for (int ty = 0; ty < th; ty += 2) {
-        int rows = th - ty < 2 ? 1 : 2;
-        __mmask16 mk = (__mmask16)((1u << (rows * j->tw)) - 1);
-        __m512 hrow[6][6]; /* as w4__vec: [patch row][transformed column] */
-        for (int i = 0; i < 6; i++) {
-          __m512 r[4], c[6];
-          kern_wino_pair_rows(j, plane, ty, rows, i, r);
-          for (int x = 0; x < 6; x++) c[x] = kern_wino_pick(r, s.idx[x], s.hi[x], s.valid[x] & mk);
-          w4__bt(c, hrow[i]);
-        }
-        float *dst = v + ci * 36 * nb + (t - t0) + (size_t)(ty * j->tw);
-        for (int x = 0; x < 6; x++) {
-          __m512 col[6] = {hrow[0][x], hrow[1][x], hrow[2][x], hrow[3][x], hrow[4][x], hrow[5][x]},
-                 out[6];
-          w4__bt(col, out);
-          for (int i = 0; i < 6; i++) _mm512_mask_storeu_ps(dst + (size_t)(6 * i + x) * nb, mk, out[i]);
-        }
-      }
-    }
-  }
+  kern_wino_pair_input(j, t0, t1, c0, c1, v, 6, w4__pair);
 }
 
 /* Output column l of the pair's tile row g: y[l % 4] lane g tw + l / 4, for the two
@@ -233,7 +226,6 @@ void kern_wino4_rows_output(const wino_job_t *j, int r0, int r1, size_t t0, size
   w4__rows_out_map(j, &s);
   int th = (int)(j->tiles_img / (size_t)j->tw);
   size_t nb = t1 - t0, stride = (size_t)(r1 - r0) * nb, cols = (size_t)j->oh * (size_t)j->ow;
-  const __m512 zero = _mm512_setzero_ps();
   for (size_t t = t0; t < t1; t += j->tiles_img) {
     size_t img = t / j->tiles_img;
     for (int r = r0; r < r1; r++) {
@@ -259,13 +251,9 @@ void kern_wino4_rows_output(const wino_job_t *j, int r0, int r1, size_t t0, size
             if (oy >= j->oh) continue;
             size_t at = o + (size_t)oy * (size_t)j->ow;
             for (int half = 0; half < 2 && W4_VL * half < j->ow; half++) {
-              int e = 2 * g + half; /* as kern_wino_store_row */
-              __mmask16 ok = s.valid[e];
-              __m512 yv = _mm512_add_ps(kern_wino_pick(y, s.idx[e], s.hi[e], ok), bias);
-              if (j->residual)
-                yv = _mm512_add_ps(yv, _mm512_maskz_loadu_ps(ok, j->residual + at + W4_VL * half));
-              if (p->relu) yv = _mm512_max_ps(yv, zero);
-              _mm512_mask_storeu_ps(j->out + at + W4_VL * half, ok, yv);
+              int e = 2 * g + half;
+              kern_wino_store_vec(j, kern_wino_pick(y, s.idx[e], s.hi[e], s.valid[e]), bias,
+                                  at + (size_t)(W4_VL * half), s.valid[e]);
             }
           }
         }

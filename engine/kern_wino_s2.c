@@ -95,20 +95,25 @@ void kern_wino_s2_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, si
   kern_wino_input_vectors(j, t0, t1, c0, c1, v, s2__vec);
 }
 
-void kern_wino_s2_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
-                         const float *m) {
-  const kern_conv_t *p = j->p;
-  size_t nb = t1 - t0, rows = (size_t)(r1 - r0), cols = (size_t)j->oh * (size_t)j->ow;
-  /* Where slot s's row r0 starts in M, and how far apart its rows are: M holds each group
-   * of count slots as [rows][count][nb] from its first slot * rows * nb on (the layout
-   * its one product writes). */
-  size_t base[KERN_WINO_S2_XI], step[KERN_WINO_S2_XI], off[5][5];
+/* Where slot s's row r0 starts in M, and how far apart its rows are: M holds each group
+ * of count slots as [rows][count][nb] from its first slot * rows * nb on (the layout its
+ * one product writes). */
+static void s2__m_layout(size_t rows, size_t nb, size_t base[KERN_WINO_S2_XI],
+                         size_t step[KERN_WINO_S2_XI]) {
   for (int g = 0; g < KERN_WINO_S2_GROUPS; g++)
     for (int k = 0; k < kern_wino_s2_groups[g].count; k++) {
       size_t s = (size_t)kern_wino_s2_groups[g].slot;
       base[s + (size_t)k] = s * rows * nb + (size_t)k * nb;
       step[s + (size_t)k] = (size_t)kern_wino_s2_groups[g].count * nb;
     }
+}
+
+void kern_wino_s2_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
+                         const float *m) {
+  const kern_conv_t *p = j->p;
+  size_t nb = t1 - t0, rows = (size_t)(r1 - r0), cols = (size_t)j->oh * (size_t)j->ow;
+  size_t base[KERN_WINO_S2_XI], step[KERN_WINO_S2_XI], off[5][5];
+  s2__m_layout(rows, nb, base, step);
   for (size_t t = t0; t < t1;) {
     wino_run_t run = kern_wino_run(j, t, t1);
     size_t img = run.img;
@@ -147,36 +152,28 @@ int kern_wino_s2_rows_fits(const wino_job_t *j, size_t t0, size_t t1) {
   return j->s2 && kern_wino_pair_fits(j, t0, t1);
 }
 
+/* One pair of tile rows of one plane (kern_wino_pair_fn): as s2__vec, with each patch
+ * element picked from the pair's two input rows. */
+static inline __attribute__((always_inline)) void
+s2__pair(const wino_job_t *j, const kern_wino_map_t *s, const float *plane, int ty, int rows,
+         __mmask16 mk, float *dst, size_t nb) {
+  __m512 hrow[5][5]; /* [patch row][transformed column] */
+  for (int i = 0; i < 5; i++) {
+    __m512 r[4], c[5];
+    kern_wino_pair_rows(j, plane, ty, rows, i, r);
+    for (int x = 0; x < 5; x++) c[x] = kern_wino_pick(r, s->idx[x], s->hi[x], s->valid[x] & mk);
+    s2__t(c, hrow[i]);
+  }
+  for (int b = 0; b < 5; b++) {
+    __m512 col[5] = {hrow[0][b], hrow[1][b], hrow[2][b], hrow[3][b], hrow[4][b]}, out[5];
+    s2__t(col, out);
+    for (int a = 0; a < 5; a++) _mm512_mask_storeu_ps(dst + (size_t)s2__slot(a, b) * nb, mk, out[a]);
+  }
+}
+
 void kern_wino_s2_rows_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size_t c1,
                              float *v) {
-  kern_wino_map_t s;
-  kern_wino_pair_map(j, &s, 5);
-  int th = (int)(j->tiles_img / (size_t)j->tw);
-  size_t nb = t1 - t0, hw = (size_t)j->h * (size_t)j->w, cin = (size_t)j->p->cin;
-  for (size_t t = t0; t < t1; t += j->tiles_img) {
-    size_t img = t / j->tiles_img;
-    for (size_t ci = c0; ci < c1; ci++) {
-      const float *plane = j->in + (img * cin + ci) * hw;
-      for (int ty = 0; ty < th; ty += 2) {
-        int rows = th - ty < 2 ? 1 : 2;
-        __mmask16 mk = (__mmask16)((1u << (rows * j->tw)) - 1);
-        __m512 hrow[5][5]; /* as s2__vec */
-        for (int i = 0; i < 5; i++) {
-          __m512 r[4], c[5];
-          kern_wino_pair_rows(j, plane, ty, rows, i, r);
-          for (int x = 0; x < 5; x++) c[x] = kern_wino_pick(r, s.idx[x], s.hi[x], s.valid[x] & mk);
-          s2__t(c, hrow[i]);
-        }
-        float *dst = v + ci * KERN_WINO_S2_XI * nb + (t - t0) + (size_t)(ty * j->tw);
-        for (int b = 0; b < 5; b++) {
-          __m512 col[5] = {hrow[0][b], hrow[1][b], hrow[2][b], hrow[3][b], hrow[4][b]}, out[5];
-          s2__t(col, out);
-          for (int a = 0; a < 5; a++)
-            _mm512_mask_storeu_ps(dst + (size_t)s2__slot(a, b) * nb, mk, out[a]);
-        }
-      }
-    }
-  }
+  kern_wino_pair_input(j, t0, t1, c0, c1, v, 5, s2__pair);
 }
 
 void kern_wino_s2_rows_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
@@ -184,23 +181,10 @@ void kern_wino_s2_rows_output(const wino_job_t *j, int r0, int r1, size_t t0, si
   const kern_conv_t *p = j->p;
   size_t nb = t1 - t0, rows_m = (size_t)(r1 - r0), cols = (size_t)j->oh * (size_t)j->ow;
   size_t base[KERN_WINO_S2_XI], step[KERN_WINO_S2_XI], off[5][5];
-  for (int g = 0; g < KERN_WINO_S2_GROUPS; g++) /* as kern_wino_s2_output */
-    for (int k = 0; k < kern_wino_s2_groups[g].count; k++) {
-      size_t sl = (size_t)kern_wino_s2_groups[g].slot;
-      base[sl + (size_t)k] = sl * rows_m * nb + (size_t)k * nb;
-      step[sl + (size_t)k] = (size_t)kern_wino_s2_groups[g].count * nb;
-    }
-  kern_wino_map_t s; /* output column l of the pair's tile row g: lane g tw + l / 2 */
-  for (int g = 0; g < 2; g++) {
-    int idx[S2_VL], ok[S2_VL];
-    for (int l = 0; l < S2_VL; l++) {
-      ok[l] = l < j->ow;
-      idx[l] = ok[l] ? S2_VL * (l % 2) + g * j->tw + l / 2 : 0;
-    }
-    kern_wino_map_set(&s, g, idx, ok);
-  }
+  s2__m_layout(rows_m, nb, base, step);
+  kern_wino_map_t s;
+  kern_wino_rows_out_map(j, &s, 2);
   int th = (int)(j->tiles_img / (size_t)j->tw);
-  const __m512 zero = _mm512_setzero_ps();
   for (size_t t = t0; t < t1; t += j->tiles_img) {
     size_t img = t / j->tiles_img;
     for (int r = r0; r < r1; r++) {
@@ -227,11 +211,8 @@ void kern_wino_s2_rows_output(const wino_job_t *j, int r0, int r1, size_t t0, si
             int oy = 2 * (ty + g) + i;
             if (oy >= j->oh) continue;
             __mmask16 ok = s.valid[g];
-            size_t at = o + (size_t)oy * (size_t)j->ow;
-            __m512 yv = _mm512_add_ps(_mm512_maskz_permutex2var_ps(ok, e, s.idx[g], od), bias);
-            if (j->residual) yv = _mm512_add_ps(yv, _mm512_maskz_loadu_ps(ok, j->residual + at));
-            if (p->relu) yv = _mm512_max_ps(yv, zero);
-            _mm512_mask_storeu_ps(j->out + at, ok, yv);
+            kern_wino_store_vec(j, _mm512_maskz_permutex2var_ps(ok, e, s.idx[g], od), bias,
+                                o + (size_t)oy * (size_t)j->ow, ok);
           }
         }
       }

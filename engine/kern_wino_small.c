@@ -80,20 +80,7 @@ void kern_wino_small_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0,
       __m512 r[4], d[4][4];
       small__load(j->in + (img * cin + ci) * hw, (int)hw, r);
       for (int e = 0; e < 16; e++) d[e / 4][e % 4] = kern_wino_pick(r, s.idx[e], s.hi[e], s.valid[e]);
-      float *dst = v + ci * 16 * nb + (t - t0);
-      for (int i = 0; i < 4; i++) { /* as wino__bt_tiles */
-        __m512 c[4];
-        for (int x = 0; x < 4; x++)
-          c[x] = i == 0   ? _mm512_sub_ps(d[0][x], d[2][x])
-                 : i == 1 ? _mm512_add_ps(d[1][x], d[2][x])
-                 : i == 2 ? _mm512_sub_ps(d[2][x], d[1][x])
-                          : _mm512_sub_ps(d[1][x], d[3][x]);
-        float *o = dst + (size_t)(4 * i) * nb;
-        _mm512_mask_storeu_ps(o, mk, _mm512_sub_ps(c[0], c[2]));
-        _mm512_mask_storeu_ps(o + nb, mk, _mm512_add_ps(c[1], c[2]));
-        _mm512_mask_storeu_ps(o + 2 * nb, mk, _mm512_sub_ps(c[2], c[1]));
-        _mm512_mask_storeu_ps(o + 3 * nb, mk, _mm512_sub_ps(c[1], c[3]));
-      }
+      kern_wino_bt_store(d, v + ci * 16 * nb + (t - t0), nb, mk);
     }
   }
 }
@@ -120,34 +107,18 @@ void kern_wino_small_output(const wino_job_t *j, int r0, int r1, size_t t0, size
   small__out_map(j, &s);
   size_t nb = t1 - t0, stride = (size_t)(r1 - r0) * nb, cols = (size_t)j->oh * (size_t)j->ow;
   __mmask16 mk = (__mmask16)((1u << j->tiles_img) - 1);
-  const __m512 zero = _mm512_setzero_ps();
   for (size_t t = t0; t < t1; t += j->tiles_img) {
     size_t img = t / j->tiles_img;
     for (int r = r0; r < r1; r++) {
       const float *mr = m + (size_t)(r - r0) * nb + (t - t0);
-      __m512 sm[2][4], y[4];
-      for (int c = 0; c < 4; c++) { /* as wino__out_vec */
-        __m512 m0 = _mm512_maskz_loadu_ps(mk, mr + (size_t)c * stride);
-        __m512 m1 = _mm512_maskz_loadu_ps(mk, mr + (size_t)(4 + c) * stride);
-        __m512 m2 = _mm512_maskz_loadu_ps(mk, mr + (size_t)(8 + c) * stride);
-        __m512 m3 = _mm512_maskz_loadu_ps(mk, mr + (size_t)(12 + c) * stride);
-        sm[0][c] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
-        sm[1][c] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
-      }
-      for (int a = 0; a < 2; a++) {
-        y[2 * a] = _mm512_add_ps(_mm512_add_ps(sm[a][0], sm[a][1]), sm[a][2]);
-        y[2 * a + 1] = _mm512_sub_ps(_mm512_sub_ps(sm[a][1], sm[a][2]), sm[a][3]);
-      }
+      __m512 ya[2][2];
+      kern_wino_at(mr, stride, mk, ya);
+      const __m512 y[4] = {ya[0][0], ya[0][1], ya[1][0], ya[1][1]};
       size_t o = (img * (size_t)p->cout + (size_t)r) * cols;
       const __m512 bias = _mm512_set1_ps(p->bias ? p->bias[r] : 0.0f);
-      for (int q = 0; q < 4 && (size_t)(SMALL_VL * q) < cols; q++) { /* as kern_wino_store_row */
-        __mmask16 ok = s.valid[q];
-        __m512 yv = _mm512_add_ps(kern_wino_pick(y, s.idx[q], s.hi[q], ok), bias);
-        if (j->residual)
-          yv = _mm512_add_ps(yv, _mm512_maskz_loadu_ps(ok, j->residual + o + SMALL_VL * q));
-        if (p->relu) yv = _mm512_max_ps(yv, zero);
-        _mm512_mask_storeu_ps(j->out + o + SMALL_VL * q, ok, yv);
-      }
+      for (int q = 0; q < 4 && (size_t)(SMALL_VL * q) < cols; q++)
+        kern_wino_store_vec(j, kern_wino_pick(y, s.idx[q], s.hi[q], s.valid[q]), bias,
+                            o + (size_t)(SMALL_VL * q), s.valid[q]);
     }
   }
 }
@@ -207,35 +178,9 @@ void kern_wino_rows_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, 
           for (int q = 0; q < rows; q++) r[q] = rows__load(j, plane, 2 * (ty + q) + i - j->p->pad_t);
           for (int x = 0; x < 4; x++) d[i][x] = kern_wino_pick(r, s.idx[x], s.hi[x], s.valid[x] & mk);
         }
-        float *dst = v + ci * 16 * nb + (t - t0) + (size_t)(ty * j->tw);
-        for (int i = 0; i < 4; i++) { /* as wino__bt_tiles */
-          __m512 c[4];
-          for (int x = 0; x < 4; x++)
-            c[x] = i == 0   ? _mm512_sub_ps(d[0][x], d[2][x])
-                   : i == 1 ? _mm512_add_ps(d[1][x], d[2][x])
-                   : i == 2 ? _mm512_sub_ps(d[2][x], d[1][x])
-                            : _mm512_sub_ps(d[1][x], d[3][x]);
-          float *o = dst + (size_t)(4 * i) * nb;
-          _mm512_mask_storeu_ps(o, mk, _mm512_sub_ps(c[0], c[2]));
-          _mm512_mask_storeu_ps(o + nb, mk, _mm512_add_ps(c[1], c[2]));
-          _mm512_mask_storeu_ps(o + 2 * nb, mk, _mm512_sub_ps(c[2], c[1]));
-          _mm512_mask_storeu_ps(o + 3 * nb, mk, _mm512_sub_ps(c[1], c[3]));
-        }
+        kern_wino_bt_store(d, v + ci * 16 * nb + (t - t0) + (size_t)(ty * j->tw), nb, mk);
       }
     }
-  }
-}
-
-/* Output column l of the group's tile row g: lane g tw + l / 2 of the even (l even)
- * or odd output columns, the second source for odd l. */
-static void rows__out_map(const wino_job_t *j, kern_wino_map_t *s) {
-  for (int g = 0; g < rows__group(j); g++) {
-    int idx[SMALL_VL], ok[SMALL_VL];
-    for (int l = 0; l < SMALL_VL; l++) {
-      ok[l] = l < j->ow;
-      idx[l] = ok[l] ? 16 * (l % 2) + g * j->tw + l / 2 : 0;
-    }
-    kern_wino_map_set(s, g, idx, ok);
   }
 }
 
@@ -243,10 +188,9 @@ void kern_wino_rows_output(const wino_job_t *j, int r0, int r1, size_t t0, size_
                            const float *m) {
   const kern_conv_t *p = j->p;
   kern_wino_map_t s;
-  rows__out_map(j, &s);
+  kern_wino_rows_out_map(j, &s, rows__group(j));
   int g = rows__group(j), th = (int)(j->tiles_img / (size_t)j->tw);
   size_t nb = t1 - t0, stride = (size_t)(r1 - r0) * nb, cols = (size_t)j->oh * (size_t)j->ow;
-  const __m512 zero = _mm512_setzero_ps();
   for (size_t t = t0; t < t1; t += j->tiles_img) {
     size_t img = t / j->tiles_img;
     for (int r = r0; r < r1; r++) {
@@ -256,30 +200,15 @@ void kern_wino_rows_output(const wino_job_t *j, int r0, int r1, size_t t0, size_
         int rows = th - ty < g ? th - ty : g;
         __mmask16 mk = (__mmask16)((1u << (rows * j->tw)) - 1);
         const float *mr = m + (size_t)(r - r0) * nb + (t - t0) + (size_t)(ty * j->tw);
-        __m512 sm[2][4], y[2][2];
-        for (int c = 0; c < 4; c++) { /* as wino__out_vec */
-          __m512 m0 = _mm512_maskz_loadu_ps(mk, mr + (size_t)c * stride);
-          __m512 m1 = _mm512_maskz_loadu_ps(mk, mr + (size_t)(4 + c) * stride);
-          __m512 m2 = _mm512_maskz_loadu_ps(mk, mr + (size_t)(8 + c) * stride);
-          __m512 m3 = _mm512_maskz_loadu_ps(mk, mr + (size_t)(12 + c) * stride);
-          sm[0][c] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
-          sm[1][c] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
-        }
-        for (int a = 0; a < 2; a++) {
-          y[a][0] = _mm512_add_ps(_mm512_add_ps(sm[a][0], sm[a][1]), sm[a][2]);
-          y[a][1] = _mm512_sub_ps(_mm512_sub_ps(sm[a][1], sm[a][2]), sm[a][3]);
-        }
+        __m512 y[2][2];
+        kern_wino_at(mr, stride, mk, y);
         for (int q = 0; q < rows; q++)
           for (int a = 0; a < 2; a++) { /* as kern_wino_store_row */
             int oy = 2 * (ty + q) + a;
             if (oy >= j->oh) break;
             __mmask16 ok = s.valid[q];
-            __m512 yv = _mm512_maskz_permutex2var_ps(ok, y[a][0], s.idx[q], y[a][1]);
-            yv = _mm512_add_ps(yv, bias);
-            size_t at = o + (size_t)oy * (size_t)j->ow;
-            if (j->residual) yv = _mm512_add_ps(yv, _mm512_maskz_loadu_ps(ok, j->residual + at));
-            if (p->relu) yv = _mm512_max_ps(yv, zero);
-            _mm512_mask_storeu_ps(j->out + at, ok, yv);
+            kern_wino_store_vec(j, _mm512_maskz_permutex2var_ps(ok, y[a][0], s.idx[q], y[a][1]),
+                                bias, o + (size_t)oy * (size_t)j->ow, ok);
           }
       }
     }

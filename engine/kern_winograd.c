@@ -292,20 +292,7 @@ static inline void wino__bt_tiles(const float *plane, int h, int w, int ys, int 
     d[i][0] = kern_simd_even(a, b), d[i][1] = kern_simd_odd(a, b);
     d[i][2] = kern_simd_even(a2, b2), d[i][3] = kern_simd_odd(a2, b2);
   }
-  __mmask16 mk = n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
-  for (int i = 0; i < 4; i++) {
-    __m512 c[4];
-    for (int x = 0; x < 4; x++)
-      c[x] = i == 0   ? _mm512_sub_ps(d[0][x], d[2][x])
-             : i == 1 ? _mm512_add_ps(d[1][x], d[2][x])
-             : i == 2 ? _mm512_sub_ps(d[2][x], d[1][x])
-                      : _mm512_sub_ps(d[1][x], d[3][x]);
-    float *dst = v + (size_t)(4 * i) * stride;
-    _mm512_mask_storeu_ps(dst, mk, _mm512_sub_ps(c[0], c[2]));
-    _mm512_mask_storeu_ps(dst + stride, mk, _mm512_add_ps(c[1], c[2]));
-    _mm512_mask_storeu_ps(dst + 2 * stride, mk, _mm512_sub_ps(c[2], c[1]));
-    _mm512_mask_storeu_ps(dst + 3 * stride, mk, _mm512_sub_ps(c[1], c[3]));
-  }
+  kern_wino_bt_store(d, v, stride, n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1));
 }
 #endif
 
@@ -414,20 +401,10 @@ static void wino__store(const wino_job_t *j, const float *ev, const float *od, i
  * as wino__at_row + wino__store, without the trip through the half rows. */
 static inline void wino__out_vec(const wino_job_t *j, const float *m, size_t stride, int n,
                                  float b, size_t o, int x0, int yo) {
-  __m512 s[2][4];
-  for (int c = 0; c < 4; c++) {
-    __m512 m0 = _mm512_loadu_ps(m + (size_t)c * stride);
-    __m512 m1 = _mm512_loadu_ps(m + (size_t)(4 + c) * stride);
-    __m512 m2 = _mm512_loadu_ps(m + (size_t)(8 + c) * stride);
-    __m512 m3 = _mm512_loadu_ps(m + (size_t)(12 + c) * stride);
-    s[0][c] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
-    s[1][c] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
-  }
-  for (int i = 0; i < 2 && yo + i < j->oh; i++) {
-    __m512 ev = _mm512_add_ps(_mm512_add_ps(s[i][0], s[i][1]), s[i][2]);
-    __m512 od = _mm512_sub_ps(_mm512_sub_ps(s[i][1], s[i][2]), s[i][3]);
-    kern_wino_store_pair(j, ev, od, b, o + (size_t)i * (size_t)j->ow, x0, n);
-  }
+  __m512 y[2][2];
+  kern_wino_at(m, stride, n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1), y);
+  for (int i = 0; i < 2 && yo + i < j->oh; i++)
+    kern_wino_store_pair(j, y[i][0], y[i][1], b, o + (size_t)i * (size_t)j->ow, x0, n);
 }
 #endif
 

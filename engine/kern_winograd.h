@@ -127,6 +127,55 @@ static inline __m512 kern_wino_pick(const __m512 r[4], __m512i idx, __mmask16 hi
   return _mm512_maskz_mov_ps(valid, _mm512_mask_blend_ps(hi, lo, up));
 }
 
+/* F(2x2)'s V = B^T d B for the 4x4 patch elements d[i][x] of up to 16 tiles (one per
+ * lane), stored as dst[xi * nb + lane] for the lanes in mk. Every F(2x2) input
+ * transform ends here, so their sums are the same. */
+static inline void kern_wino_bt_store(const __m512 d[4][4], float *dst, size_t nb,
+                                      __mmask16 mk) {
+  for (int i = 0; i < 4; i++) {
+    __m512 c[4];
+    for (int x = 0; x < 4; x++)
+      c[x] = i == 0   ? _mm512_sub_ps(d[0][x], d[2][x])
+             : i == 1 ? _mm512_add_ps(d[1][x], d[2][x])
+             : i == 2 ? _mm512_sub_ps(d[2][x], d[1][x])
+                      : _mm512_sub_ps(d[1][x], d[3][x]);
+    float *o = dst + (size_t)(4 * i) * nb;
+    _mm512_mask_storeu_ps(o, mk, _mm512_sub_ps(c[0], c[2]));
+    _mm512_mask_storeu_ps(o + nb, mk, _mm512_add_ps(c[1], c[2]));
+    _mm512_mask_storeu_ps(o + 2 * nb, mk, _mm512_sub_ps(c[2], c[1]));
+    _mm512_mask_storeu_ps(o + 3 * nb, mk, _mm512_sub_ps(c[1], c[3]));
+  }
+}
+
+/* F(2x2)'s A^T m A for up to 16 tiles (lanes mk) from M (position xi at m + xi *
+ * stride): y[a][0] and y[a][1] are output row a's even and odd columns. Every F(2x2)
+ * output transform starts here, so their sums are the same. */
+static inline void kern_wino_at(const float *m, size_t stride, __mmask16 mk, __m512 y[2][2]) {
+  __m512 s[2][4];
+  for (int c = 0; c < 4; c++) {
+    __m512 m0 = _mm512_maskz_loadu_ps(mk, m + (size_t)c * stride);
+    __m512 m1 = _mm512_maskz_loadu_ps(mk, m + (size_t)(4 + c) * stride);
+    __m512 m2 = _mm512_maskz_loadu_ps(mk, m + (size_t)(8 + c) * stride);
+    __m512 m3 = _mm512_maskz_loadu_ps(mk, m + (size_t)(12 + c) * stride);
+    s[0][c] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
+    s[1][c] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
+  }
+  for (int a = 0; a < 2; a++) {
+    y[a][0] = _mm512_add_ps(_mm512_add_ps(s[a][0], s[a][1]), s[a][2]);
+    y[a][1] = _mm512_sub_ps(_mm512_sub_ps(s[a][1], s[a][2]), s[a][3]);
+  }
+}
+
+/* The epilogue y = act(y + bias + residual) on the lanes `ok` of one output vector,
+ * stored at output offset `at`: every Winograd output store ends here. */
+static inline void kern_wino_store_vec(const wino_job_t *j, __m512 y, __m512 bias, size_t at,
+                                       __mmask16 ok) {
+  y = _mm512_add_ps(y, bias);
+  if (j->residual) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(ok, j->residual + at));
+  if (j->p->relu) y = _mm512_max_ps(y, _mm512_setzero_ps());
+  _mm512_mask_storeu_ps(j->out + at, ok, y);
+}
+
 /* Two tile rows per vector for patches 4 apart (F(4x4), the stride-2 variant) on maps of
  * at most 8 tiles a row whose input rows hold at most 32 floats, for tiles [t0, t1) of
  * whole images (the caller checks its variant). */
@@ -149,6 +198,21 @@ static inline void kern_wino_pair_map(const wino_job_t *j, kern_wino_map_t *s, i
   }
 }
 
+/* Entries g < groups of s: output column l of tile row g of a vector holding whole tile
+ * rows of 2-wide tiles is lane g tw + l / 2 of the even-column (l even) or odd-column
+ * vector, the second source of a two-source permute. */
+static inline void kern_wino_rows_out_map(const wino_job_t *j, kern_wino_map_t *s,
+                                          int groups) {
+  for (int g = 0; g < groups; g++) {
+    int idx[16], ok[16];
+    for (int l = 0; l < 16; l++) {
+      ok[l] = l < j->ow;
+      idx[l] = ok[l] ? 16 * (l % 2) + g * j->tw + l / 2 : 0;
+    }
+    kern_wino_map_set(s, g, idx, ok);
+  }
+}
+
 /* Patch row i of tile rows ty and ty + 1 (the first `rows` of them): input rows 4 (ty +
  * g) + i - pad_t in r[2g], r[2g + 1], masked to the row, zero outside the plane. */
 static inline void kern_wino_pair_rows(const wino_job_t *j, const float *plane, int ty,
@@ -163,20 +227,43 @@ static inline void kern_wino_pair_rows(const wino_job_t *j, const float *plane, 
   }
 }
 
+/* The transform of one pair of tile rows (ty, ty + 1; the first `rows` of them) of
+ * one channel plane, its lanes mk, into dst + xi * nb + lane; s from kern_wino_pair_map. */
+typedef void (*kern_wino_pair_fn)(const wino_job_t *j, const kern_wino_map_t *s,
+                                  const float *plane, int ty, int rows, __mmask16 mk,
+                                  float *dst, size_t nb);
+
+/* V[ci][xi][t - t0] for tiles [t0, t1) (whole images) and channels [c0, c1), a pair of
+ * tile rows at a time through fn (F(4x4) and the stride-2 variant; inlined with it). */
+static inline __attribute__((always_inline)) void
+kern_wino_pair_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size_t c1, float *v,
+                     int ncols, kern_wino_pair_fn fn) {
+  kern_wino_map_t s;
+  kern_wino_pair_map(j, &s, ncols);
+  int th = (int)(j->tiles_img / (size_t)j->tw);
+  size_t nb = t1 - t0, hw = (size_t)j->h * (size_t)j->w, cin = (size_t)j->p->cin;
+  for (size_t t = t0; t < t1; t += j->tiles_img) {
+    size_t img = t / j->tiles_img;
+    for (size_t ci = c0; ci < c1; ci++)
+      for (int ty = 0; ty < th; ty += 2) {
+        int rows = th - ty < 2 ? 1 : 2;
+        fn(j, &s, j->in + (img * cin + ci) * hw, ty, rows,
+           (__mmask16)((1u << (rows * j->tw)) - 1),
+           v + ci * (size_t)j->xi * nb + (t - t0) + (size_t)(ty * j->tw), nb);
+      }
+  }
+}
+
 /* The first `cols` of the nv * 16 consecutive outputs in v, stored at o with the
  * epilogue y = act(y + b + residual), masked to the row. */
 static inline void kern_wino_store_row(const wino_job_t *j, const __m512 *v, int nv, float b,
                                        size_t o, int cols) {
-  const __m512 bias = _mm512_set1_ps(b), zero = _mm512_setzero_ps();
+  const __m512 bias = _mm512_set1_ps(b);
   for (int q = 0; q < nv; q++) {
     int left = cols - 16 * q;
     if (left <= 0) break;
     __mmask16 mk = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
-    __m512 yv = _mm512_add_ps(v[q], bias);
-    if (j->residual)
-      yv = _mm512_add_ps(yv, _mm512_maskz_loadu_ps(mk, j->residual + o + 16 * q));
-    if (j->p->relu) yv = _mm512_max_ps(yv, zero);
-    _mm512_mask_storeu_ps(j->out + o + 16 * q, mk, yv);
+    kern_wino_store_vec(j, v[q], bias, o + (size_t)(16 * q), mk);
   }
 }
 
