@@ -171,14 +171,6 @@ void kern_wino4_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1
 
 /* ---- two tile rows per vector: maps of at most 8 tiles a row (28x28) ------------------ */
 
-/* Tiles [t0, t1) are whole images of a map with at most 8 tiles a row and rows of at
- * most 32 floats: a vector then holds two tile rows (ResNet's 28x28 layer2: 14 of 16
- * lanes, where the row runs fill 7), and each input row the pair needs is two
- * registers. */
-int kern_wino4_rows_fits(const wino_job_t *j, size_t t0, size_t t1) {
-  return j->m == 4 && !j->s2 && kern_wino_pair_fits(j, t0, t1);
-}
-
 /* One pair of tile rows of one plane (kern_wino_pair_fn): as w4__vec, with each patch
  * element picked from the pair's two input rows. */
 static inline __attribute__((always_inline)) void
@@ -265,10 +257,5 @@ void kern_wino4_rows_output(const wino_job_t *j, int r0, int r1, size_t t0, size
 #else
 
 int kern_wino4_supported(void) { return 0; }
-
-int kern_wino4_rows_fits(const wino_job_t *j, size_t t0, size_t t1) {
-  (void)j, (void)t0, (void)t1;
-  return 0;
-}
 
 #endif

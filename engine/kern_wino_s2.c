@@ -148,10 +148,6 @@ void kern_wino_s2_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t 
 
 /* ---- two tile rows per vector: outputs at most 16 wide (14x14) --------------------- */
 
-int kern_wino_s2_rows_fits(const wino_job_t *j, size_t t0, size_t t1) {
-  return j->s2 && kern_wino_pair_fits(j, t0, t1);
-}
-
 /* One pair of tile rows of one plane (kern_wino_pair_fn): as s2__vec, with each patch
  * element picked from the pair's two input rows. */
 static inline __attribute__((always_inline)) void
@@ -218,13 +214,6 @@ void kern_wino_s2_rows_output(const wino_job_t *j, int r0, int r1, size_t t0, si
       }
     }
   }
-}
-
-#else
-
-int kern_wino_s2_rows_fits(const wino_job_t *j, size_t t0, size_t t1) {
-  (void)j, (void)t0, (void)t1;
-  return 0;
 }
 
 #endif

@@ -21,8 +21,12 @@
  *
  * The arithmetic is that of the row-run transforms, in the same order, so V, M and the
  * outputs are the same bit for bit; only the data movement differs. A block qualifies
- * when it holds whole images (kern_wino_small_fits, kern_wino_rows_fits); other blocks
+ * when it holds whole images (kern_winograd.c's wino__layout decides); other blocks
  * keep the row runs. AVX-512 only.
+ *
+ * The row groups would take 7x7 maps too (four tile rows of 4), but the whole-plane
+ * layout loads each plane once instead of once per patch row: ResNet-50's 7x7 layers at
+ * batch 8 on 2 threads 2.39-2.41 ms with it, 2.61-2.70 with the row groups.
  *
  * Per-node minima in forwards, alternating: ResNet-50's 7x7 layers at batch 8 on 2
  * threads 2.88-2.95 -> 2.35-2.41 ms each (0.45 -> 0.42 at batch 1); its 14x14 layer3
@@ -32,14 +36,7 @@
 
 #if defined(__AVX512F__)
 
-enum { SMALL_VL = 16, SMALL_PLANE = 64 };
-
-int kern_wino_small_fits(const wino_job_t *j, size_t t0, size_t t1) {
-  return j->m == 2 && !j->s2 && j->tiles_img <= SMALL_VL &&
-         (size_t)j->h * (size_t)j->w <= SMALL_PLANE &&
-         (size_t)j->oh * (size_t)j->ow <= SMALL_PLANE && t0 % j->tiles_img == 0 &&
-         t1 % j->tiles_img == 0;
-}
+enum { SMALL_VL = 16 };
 
 /* Up to 64 floats at p (n of them valid) in four registers, zero past n. */
 static inline void small__load(const float *p, int n, __m512 r[4]) {
@@ -132,11 +129,6 @@ static inline int rows__group(const wino_job_t *j) {
   return g > 4 ? 4 : g;
 }
 
-int kern_wino_rows_fits(const wino_job_t *j, size_t t0, size_t t1) {
-  return j->m == 2 && !j->s2 && j->tw <= SMALL_VL / 2 && j->w <= SMALL_VL &&
-         j->ow <= SMALL_VL && t0 % j->tiles_img == 0 && t1 % j->tiles_img == 0;
-}
-
 /* Row y of the plane, masked to its w floats; zero when y is outside. */
 static inline __m512 rows__load(const wino_job_t *j, const float *plane, int y) {
   if (y < 0 || y >= j->h) return _mm512_setzero_ps();
@@ -213,18 +205,6 @@ void kern_wino_rows_output(const wino_job_t *j, int r0, int r1, size_t t0, size_
       }
     }
   }
-}
-
-#else
-
-int kern_wino_small_fits(const wino_job_t *j, size_t t0, size_t t1) {
-  (void)j, (void)t0, (void)t1;
-  return 0;
-}
-
-int kern_wino_rows_fits(const wino_job_t *j, size_t t0, size_t t1) {
-  (void)j, (void)t0, (void)t1;
-  return 0;
 }
 
 #endif

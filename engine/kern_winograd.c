@@ -329,34 +329,38 @@ static void wino__input_ch(const wino_job_t *j, size_t t0, size_t t1, size_t c0,
   }
 }
 
-/* V for tiles [t0, t1) and input channels [c0, c1), by the layer's variant. */
+/* How the transforms of tiles [t0, t1) lay tiles in vectors: runs of one tile row (any
+ * block), or, for blocks of whole images of maps of at most 8 tiles a row, whole tile
+ * rows (F(2x2) rows at most 16 floats; F(4x4) and the stride-2 variant two tile rows of
+ * input rows at most 32 floats) or a whole plane (F(2x2), at most 16 tiles and 64
+ * floats). The input and output transforms of a block always take the same one. */
+#if defined(__AVX512F__)
+enum { WINO_RUNS, WINO_ROWS, WINO_PLANE };
+static int wino__layout(const wino_job_t *j, size_t t0, size_t t1) {
+  if (t0 % j->tiles_img != 0 || t1 % j->tiles_img != 0 || j->tw > WINO_VL / 2) return WINO_RUNS;
+  if (j->m == 4 || j->s2) return j->w <= 2 * WINO_VL && j->ow <= 2 * WINO_VL ? WINO_ROWS : WINO_RUNS;
+  if (j->tiles_img <= WINO_VL && j->h * j->w <= 4 * WINO_VL && j->oh * j->ow <= 4 * WINO_VL)
+    return WINO_PLANE;
+  return j->w <= WINO_VL && j->ow <= WINO_VL ? WINO_ROWS : WINO_RUNS;
+}
+#endif
+
+/* V for tiles [t0, t1) and input channels [c0, c1), by the layer's variant and layout. */
 static void wino__input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size_t c1,
                         float *v, float *rows) {
 #if defined(__AVX512F__)
-  if (j->s2) {
-    if (kern_wino_s2_rows_fits(j, t0, t1))
-      kern_wino_s2_rows_input(j, t0, t1, c0, c1, v);
-    else
-      kern_wino_s2_input(j, t0, t1, c0, c1, v);
-    return;
-  }
-  if (j->m == 4) {
-    if (kern_wino4_rows_fits(j, t0, t1))
-      kern_wino4_rows_input(j, t0, t1, c0, c1, v);
-    else
-      kern_wino4_input(j, t0, t1, c0, c1, v);
-    return;
-  }
-  if (kern_wino_small_fits(j, t0, t1)) {
+  int layout = wino__layout(j, t0, t1);
+  if (j->s2)
+    (layout == WINO_ROWS ? kern_wino_s2_rows_input : kern_wino_s2_input)(j, t0, t1, c0, c1, v);
+  else if (j->m == 4)
+    (layout == WINO_ROWS ? kern_wino4_rows_input : kern_wino4_input)(j, t0, t1, c0, c1, v);
+  else if (layout == WINO_PLANE)
     kern_wino_small_input(j, t0, t1, c0, c1, v);
-    return;
-  }
-  if (kern_wino_rows_fits(j, t0, t1)) {
+  else if (layout == WINO_ROWS)
     kern_wino_rows_input(j, t0, t1, c0, c1, v);
-    return;
-  }
+  else
 #endif
-  wino__input_ch(j, t0, t1, c0, c1, v, rows);
+    wino__input_ch(j, t0, t1, c0, c1, v, rows);
 }
 
 #if !defined(__AVX512F__)
@@ -412,16 +416,6 @@ static void wino__output(const wino_job_t *j, int r0, int r1, size_t t0, size_t 
                          const float *m, float *y) {
   const kern_conv_t *p = j->p;
   size_t nb = t1 - t0, stride = (size_t)(r1 - r0) * nb, cols = (size_t)j->oh * (size_t)j->ow;
-#if defined(__AVX512F__)
-  if (kern_wino_small_fits(j, t0, t1)) {
-    kern_wino_small_output(j, r0, r1, t0, t1, m);
-    return;
-  }
-  if (kern_wino_rows_fits(j, t0, t1)) {
-    kern_wino_rows_output(j, r0, r1, t0, t1, m);
-    return;
-  }
-#endif
   for (size_t t = t0; t < t1;) {
     wino_run_t run = kern_wino_run(j, t, t1);
     size_t img = run.img;
@@ -484,27 +478,28 @@ static void wino__block(const wino_job_t *j, int r0, int r1, size_t t0, size_t t
                   (int)(nxi * nb), 0.0f, m + xi * rows * nb, (int)nb);
   }
 #if defined(__AVX512F__)
-  if (j->s2 && kern_wino_s2_rows_fits(j, t0, t1))
-    kern_wino_s2_rows_output(j, r0, r1, t0, t1, m);
-  else if (j->s2)
-    kern_wino_s2_output(j, r0, r1, t0, t1, m);
-  else if (j->m == 4 && kern_wino4_rows_fits(j, t0, t1))
-    kern_wino4_rows_output(j, r0, r1, t0, t1, m);
+  int layout = wino__layout(j, t0, t1);
+  if (j->s2)
+    (layout == WINO_ROWS ? kern_wino_s2_rows_output : kern_wino_s2_output)(j, r0, r1, t0, t1, m);
   else if (j->m == 4)
-    kern_wino4_output(j, r0, r1, t0, t1, m);
+    (layout == WINO_ROWS ? kern_wino4_rows_output : kern_wino4_output)(j, r0, r1, t0, t1, m);
+  else if (layout == WINO_PLANE)
+    kern_wino_small_output(j, r0, r1, t0, t1, m);
+  else if (layout == WINO_ROWS)
+    kern_wino_rows_output(j, r0, r1, t0, t1, m);
   else
 #endif
     wino__output(j, r0, r1, t0, t1, m, buf);
 }
 
 /* Tiles per block for a range of n tiles: as few blocks as the budget allows, equal;
- * on maps of at most 16 tiles, whole images where that stays within the budget (so
- * the blocks take kern_wino_small.c's transforms: a batch of 3 7x7 images is 32 + 16
- * tiles, not 24 + 24). */
+ * on maps of at most 8 tiles a row, whole images where that stays within the budget (so
+ * the blocks take the whole-row transforms, wino__layout: a batch of 3 7x7 images is
+ * 32 + 16 tiles, not 24 + 24). */
 static size_t wino__blk(const wino_job_t *j, size_t n) {
   size_t nblk = (n + j->tb - 1) / j->tb, blk = (n + nblk - 1) / nblk;
   size_t whole = (blk + j->tiles_img - 1) / j->tiles_img * j->tiles_img;
-  return j->tiles_img <= WINO_VL && whole <= j->tb ? whole : blk;
+  return j->tw <= WINO_VL / 2 && whole <= j->tb ? whole : blk;
 }
 
 static void wino__by_tiles(void *arg, int tid, int nt) {

@@ -176,14 +176,6 @@ static inline void kern_wino_store_vec(const wino_job_t *j, __m512 y, __m512 bia
   _mm512_mask_storeu_ps(j->out + at, ok, y);
 }
 
-/* Two tile rows per vector for patches 4 apart (F(4x4), the stride-2 variant) on maps of
- * at most 8 tiles a row whose input rows hold at most 32 floats, for tiles [t0, t1) of
- * whole images (the caller checks its variant). */
-static inline int kern_wino_pair_fits(const wino_job_t *j, size_t t0, size_t t1) {
-  return j->tw <= 8 && j->w <= 32 && j->ow <= 32 && t0 % j->tiles_img == 0 &&
-         t1 % j->tiles_img == 0;
-}
-
 /* Entry x < ncols of s: patch column x of tile k of the pair's tile row g, at lane g tw
  * + k, is column 4k + x - pad_l of that input row, held in r[2g] and r[2g + 1]. */
 static inline void kern_wino_pair_map(const wino_job_t *j, kern_wino_map_t *s, int ncols) {
@@ -320,22 +312,16 @@ void kern_wino4_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size
 void kern_wino4_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
                        const float *m);
 /* The same with two tile rows per vector, for tiles [t0, t1) of whole images of maps
- * of at most 8 tiles a row (kern_wino4_rows_fits). */
+ * of at most 8 tiles a row, input rows of at most 32 floats (kern_winograd.c's
+ * wino__layout decides). */
 void kern_wino4_rows_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size_t c1,
                            float *v);
 void kern_wino4_rows_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
                             const float *m);
-#endif
-int kern_wino4_rows_fits(const wino_job_t *j, size_t t0, size_t t1);
 
-/* F(2x2) on maps whose tiles all fit one vector (kern_wino_small.c): whether tiles
- * [t0, t1) are whole images of such a map (0 without AVX-512), and the transforms,
- * the same sums as the row-run ones. */
-int kern_wino_small_fits(const wino_job_t *j, size_t t0, size_t t1);
-/* F(2x2) on maps at most 16 wide (8 tiles a row; 14x14): several tile rows per vector,
- * for tiles [t0, t1) of whole images (kern_wino_rows_fits; 0 without AVX-512). */
-int kern_wino_rows_fits(const wino_job_t *j, size_t t0, size_t t1);
-#if defined(__AVX512F__)
+/* F(2x2) for tiles [t0, t1) of whole images (kern_wino_small.c; wino__layout decides):
+ * a whole plane per vector (at most 16 tiles, planes of at most 64 floats), or several
+ * tile rows (rows of at most 16 floats); the same sums as the row-run transforms. */
 void kern_wino_small_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size_t c1,
                            float *v);
 void kern_wino_small_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
@@ -363,12 +349,11 @@ void kern_wino_s2_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, si
 void kern_wino_s2_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
                          const float *m);
 /* The same with two tile rows per vector, for tiles [t0, t1) of whole images of
- * outputs at most 16 wide (kern_wino_s2_rows_fits). */
+ * outputs at most 16 wide (wino__layout decides). */
 void kern_wino_s2_rows_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0,
                              size_t c1, float *v);
 void kern_wino_s2_rows_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
                               const float *m);
 #endif
-int kern_wino_s2_rows_fits(const wino_job_t *j, size_t t0, size_t t1);
 
 #endif
