@@ -49,7 +49,6 @@ static inline void small__load(const float *p, int n, __m512 r[4]) {
   }
 }
 
-
 /* Patch element (i, x) = 4i + x of tile k: input row 2 ty + i - pad_t, column 2 tx + x -
  * pad_l, when inside the plane. */
 static void small__patch_map(const wino_job_t *j, kern_wino_map_t *s) {
