@@ -4,7 +4,8 @@
  * For each image, out[Cout, cols] = W[Cout, K] x col[K, cols] with cols = oh*ow and
  * K = cin*kh*kw. Threads never wait on each other inside a conv:
  *  - column split (the usual case): the n*cols output columns are cut into a few
- *    chunks per thread, which the threads claim as they go (a thread descheduled on
+ *    chunks per thread, which the threads claim as they go, each its own range first
+ *    (kern_claim.h; a thread descheduled on
  *    a busy machine then holds back one chunk, not half the layer); each lowers its
  *    chunk's columns, block by block, into its scratch and multiplies them, writing
  *    straight into the strided output (ldc = cols);
@@ -45,6 +46,7 @@
 #include <string.h>
 
 #include "cnn.h"
+#include "kern_claim.h"
 #include "kern_internal.h"
 #include "mem.h"
 #include "kern_sgemm.h"
@@ -72,7 +74,8 @@ typedef struct {
   int split_rows; /* kern_im2col takes tmp after the lowered block (kern_im2col_tmp_floats) */
   int group, group_cin;                /* conv__grouped: images per product, channels per K slice */
   size_t vecs_img, chunk_vecs, chunks; /* column split: chunks of chunk_vecs 16-col vectors */
-  atomic_size_t next_chunk;            /* claimed by the threads as they go */
+  kern_claim_t claim;                  /* column split: claimed by the threads as they go */
+  atomic_size_t next_chunk;            /* conv__by_images: groups claimed in order */
 } conv_job_t;
 
 static int conv__direct(const kern_conv_t *p) {
@@ -268,13 +271,15 @@ static void conv__block_run(const conv_job_t *j, int img, int r0, int r1, size_t
  * rather than 4: the last chunks leave less of one thread's time idle when the two run
  * at different speeds (ResNet-50 batch 1 on 2 threads, per-node minima, alternating:
  * 15.05 -> 14.77 ms; 16 and 24 gained less, 14.91 and 15.06; GoogLeNet 5.20 -> 5.15).
- * The chunks reread the weights, which at these maps' sizes stay in L2. */
+ * The chunks reread the weights, which at these maps' sizes stay in L2. Each thread
+ * claims its own range of chunks first (kern_claim.h), so at batch 1 it reads the
+ * columns it wrote in the layer before: ResNet-50 batch 1 on 2 threads, in the host's
+ * slow phases 18.7 -> 17.6 ms p50 (layer1's convs 0.32-0.35 -> 0.23-0.26 ms), in calm
+ * ones unchanged (15.4). */
 static void conv__by_cols(void *arg, int tid, int nt) {
   conv_job_t *j = arg;
   size_t total = (size_t)j->n * j->vecs_img;
-  for (;;) {
-    size_t u = atomic_fetch_add_explicit(&j->next_chunk, 1, memory_order_relaxed);
-    if (u >= j->chunks) return;
+  for (size_t u; kern_claim_next(&j->claim, tid, &u);) {
     size_t b = u * j->chunk_vecs, e = b + j->chunk_vecs < total ? b + j->chunk_vecs : total;
     b = b / j->vecs_img * j->cols + b % j->vecs_img * CONV_SPLIT_COLS;
     e = e / j->vecs_img * j->cols + (e % j->vecs_img) * CONV_SPLIT_COLS;
@@ -393,6 +398,6 @@ void kern_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *in, in
   j.chunk_vecs = (total + want - 1) / want;
   if (j.chunk_vecs >= 3) j.chunk_vecs = (j.chunk_vecs + 2) / 3 * 3;
   j.chunks = (total + j.chunk_vecs - 1) / j.chunk_vecs;
-  atomic_init(&j.next_chunk, 0);
+  kern_claim_init(&j.claim, j.chunks, nt);
   pool_run(kc->pool, rows ? conv__by_rows : conv__by_cols, &j);
 }

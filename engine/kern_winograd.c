@@ -48,6 +48,7 @@
 #include <string.h>
 
 #include "cnn.h"
+#include "kern_claim.h"
 #include "kern_internal.h"
 #include "mem.h"
 #include "kern_sgemm.h"
@@ -504,9 +505,7 @@ static size_t wino__blk(const wino_job_t *j, size_t n) {
 
 static void wino__by_tiles(void *arg, int tid, int nt) {
   wino_job_t *j = arg;
-  for (;;) {
-    size_t u = atomic_fetch_add_explicit(&j->next_chunk, 1, memory_order_relaxed);
-    if (u >= j->chunks) return;
+  for (size_t u; kern_claim_next(&j->claim, tid, &u);) {
     size_t b = u * j->chunk, e = b + j->chunk < j->tiles ? b + j->chunk : j->tiles;
     size_t blk = wino__blk(j, e - b);
     for (size_t t0 = b; t0 < e; t0 += blk)
@@ -571,7 +570,7 @@ void kern_wino_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *i
   if (j.tw >= WINO_VL) share = (share + 15) / 16 * 16;
   if (nt > 1 && share <= j.tb && share >= WINO_CHUNK_MIN) j.chunk = share;
   j.chunks = (j.tiles + j.chunk - 1) / j.chunk;
-  atomic_init(&j.next_chunk, 0);
+  kern_claim_init(&j.claim, j.chunks, nt);
   j.v_shared = NULL;
   if (rows && j.tiles <= j.tb) {
     j.v_shared = kc->scratch[0];

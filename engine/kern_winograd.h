@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kern_claim.h"
 #include "kern_simd.h"
 #include "kernels.h"
 
@@ -27,7 +28,7 @@ typedef struct {
   int h, w, oh, ow, tw;      /* tw: tiles per tile row */
   size_t tiles_img, tiles, tb;
   size_t chunk, chunks;      /* tile split: chunks of `chunk` tiles, */
-  atomic_size_t next_chunk;  /* claimed by the threads as they go (as in kern_conv.c) */
+  kern_claim_t claim;        /* claimed by the threads as they go (kern_claim.h) */
   float *v_shared;           /* row split, one block: V transformed once by all threads */
 } wino_job_t;
 

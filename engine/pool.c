@@ -2,14 +2,21 @@
  * pool.c — fixed team of worker threads running one data-parallel task at a time.
  *
  * Design: a task is published by bumping the generation counter `gen` (release)
- * after storing fn/arg. The n tids are claimed, not assigned: every thread, the
- * caller included, takes tids from `claim` until none is left, runs each and counts
- * it in `done`; the thread that completes the last one wakes the caller. On a
- * loaded machine a worker may wake milliseconds late; the caller then runs its tids
- * too instead of waiting, so a forward pass never stalls on a descheduled worker
- * (each tid still runs exactly once, on one thread, so kernels keep their static
- * splits and per-tid scratch). `claim` holds the generation in its high 32 bits, so
- * a worker that woke for an old task can never claim a tid of a newer one.
+ * after storing fn/arg. The n tids are claimed, not assigned: each tid has a slot
+ * holding the generation that last claimed it. Every thread, the caller included,
+ * first claims its own tid (the caller 0, worker i tid i), then any other still
+ * unclaimed, runs each and counts it in `done`; the thread that completes the last
+ * one wakes the caller. On a loaded machine a worker may wake milliseconds late; the
+ * caller then runs its tids too instead of waiting, so a forward pass never stalls on
+ * a descheduled worker (each tid still runs exactly once, on one thread, so kernels
+ * keep their static splits and per-tid scratch). Own tid first keeps a tid on one
+ * thread from task to task, so the static splits and kern_claim.h's home ranges read
+ * back on one core what that core wrote in the layer before. With one shared counter
+ * tids went in arrival order: with two threads the caller nearly always took tid 0,
+ * but a worker that won the race swapped them, and with more threads the order was
+ * arbitrary. A slot is claimed only
+ * from an older generation to g by compare-and-swap, so a worker that woke for an
+ * old task can never claim a tid of a newer one.
  *
  * Waiting: a worker first polls `gen` for a short, bounded time (POOL_SPIN pause
  * iterations, a few tens of microseconds) because inside a forward pass the next
@@ -39,6 +46,10 @@
 
 enum { POOL_SPIN = 2000 }; /* ~30-50 us of pause; 0 gives pure condvar waits */
 
+typedef struct {
+  _Alignas(64) atomic_uint gen; /* generation that claimed this tid; own cache line */
+} pool_slot_t;
+
 struct pool;
 typedef struct {
   struct pool *pool;
@@ -57,7 +68,7 @@ struct pool {
   pool_task_cb fn;
   void *arg;
   atomic_uint gen;
-  atomic_ullong claim; /* (generation << 32) | next tid to hand out */
+  pool_slot_t *slots;  /* one per tid */
   atomic_int done;     /* tids finished in this generation */
   atomic_int quit;
 };
@@ -78,22 +89,29 @@ static unsigned pool__await_gen(struct pool *p, unsigned seen) {
   return atomic_load_explicit(&p->gen, memory_order_acquire);
 }
 
-/* Claims and runs tids of generation g until none is left; returns 1 if this thread
- * finished the last one. */
-static int pool__work(struct pool *p, unsigned g) {
-  pool_task_cb fn = p->fn;
-  void *arg = p->arg;
+/* Claims tid t for generation g: only from an older generation, so a claim for a
+ * task that has already finished (and perhaps been followed by another) fails. */
+static int pool__claim(struct pool *p, int t, unsigned g) {
+  atomic_uint *s = &p->slots[t].gen;
+  unsigned v = atomic_load_explicit(s, memory_order_acquire);
+  while ((int)(g - v) > 0)
+    if (atomic_compare_exchange_weak_explicit(s, &v, g, memory_order_acq_rel,
+                                              memory_order_acquire))
+      return 1;
+  return 0;
+}
+
+/* Claims and runs tids of generation g, its own (`home`) first, then the others in
+ * order after it; returns 1 if this thread finished the last one. */
+static int pool__work(struct pool *p, unsigned g, int home) {
   int last = 0;
-  unsigned long long v = atomic_load_explicit(&p->claim, memory_order_acquire);
-  for (;;) {
-    if ((unsigned)(v >> 32) != g || (int)(v & 0xffffffffu) >= p->n) return last;
-    if (!atomic_compare_exchange_weak_explicit(&p->claim, &v, v + 1, memory_order_acq_rel,
-                                               memory_order_acquire))
-      continue;
-    fn(arg, (int)(v & 0xffffffffu), p->n);
+  for (int i = 0; i < p->n; i++) {
+    int t = (home + i) % p->n;
+    if (!pool__claim(p, t, g)) continue;
+    p->fn(p->arg, t, p->n);
     last = atomic_fetch_add_explicit(&p->done, 1, memory_order_acq_rel) == p->n - 1;
-    v = atomic_load_explicit(&p->claim, memory_order_acquire);
   }
+  return last;
 }
 
 static void *pool__worker_main(void *argp) {
@@ -103,7 +121,7 @@ static void *pool__worker_main(void *argp) {
   for (;;) {
     seen = pool__await_gen(p, seen);
     if (atomic_load_explicit(&p->quit, memory_order_acquire)) break;
-    if (pool__work(p, seen)) {
+    if (pool__work(p, seen, w->tid)) {
       pthread_mutex_lock(&p->mu);
       if (p->waiting) pthread_cond_signal(&p->done_cv);
       pthread_mutex_unlock(&p->mu);
@@ -113,11 +131,10 @@ static void *pool__worker_main(void *argp) {
 }
 
 /* Bump the generation under the lock so a worker about to sleep cannot miss it;
- * tids 0.. of the new generation become claimable first. Returns the generation. */
+ * every tid's slot is then older than it, so claimable. Returns the generation. */
 static unsigned pool__publish(struct pool *p) {
   pthread_mutex_lock(&p->mu);
   unsigned g = atomic_load_explicit(&p->gen, memory_order_relaxed) + 1;
-  atomic_store_explicit(&p->claim, (unsigned long long)g << 32, memory_order_release);
   atomic_fetch_add_explicit(&p->gen, 1, memory_order_acq_rel);
   if (p->sleepers) pthread_cond_broadcast(&p->wake);
   pthread_mutex_unlock(&p->mu);
@@ -133,6 +150,7 @@ static void pool__stop(struct pool *p, int started) {
   pthread_mutex_destroy(&p->mu);
   free(p->threads);
   free(p->workers);
+  free(p->slots);
   free(p);
 }
 
@@ -144,14 +162,15 @@ int pool_create(int nthreads, pool_t **out) {
   p->n = nthreads;
   p->threads = calloc((size_t)nthreads, sizeof *p->threads);
   p->workers = calloc((size_t)nthreads, sizeof *p->workers);
+  p->slots = aligned_alloc(64, (size_t)nthreads * sizeof *p->slots);
   pthread_mutex_init(&p->mu, NULL);
   pthread_cond_init(&p->wake, NULL);
   pthread_cond_init(&p->done_cv, NULL);
   atomic_init(&p->gen, 0);
-  atomic_init(&p->claim, 0);
+  for (int i = 0; p->slots && i < nthreads; i++) atomic_init(&p->slots[i].gen, 0);
   atomic_init(&p->done, 0);
   atomic_init(&p->quit, 0);
-  if (!p->threads || !p->workers) {
+  if (!p->threads || !p->workers || !p->slots) {
     pool__stop(p, 0);
     return CNN_ENOMEM;
   }
@@ -194,6 +213,6 @@ void pool_run(pool_t *p, pool_task_cb fn, void *arg) {
   p->arg = arg;
   atomic_store_explicit(&p->done, 0, memory_order_relaxed);
   unsigned g = pool__publish(p);
-  pool__work(p, g);
+  pool__work(p, g, 0);
   pool__await_done(p);
 }

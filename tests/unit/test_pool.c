@@ -92,3 +92,55 @@ Test(pool, split_covers_range, .timeout = 60) {
       cr_assert_eq(next, total);
     }
 }
+
+/* kern_claim.h: alone, a thread takes its home range front to back, then the other
+ * ranges from their back ends; every chunk exactly once. */
+#include "kern_claim.h"
+
+Test(pool, claim_home_range_first_then_steals_from_the_back, .timeout = 60) {
+  kern_claim_t c;
+  kern_claim_init(&c, 10, 2); /* ranges [0,5) and [5,10) */
+  size_t u, got[10], n = 0;
+  while (kern_claim_next(&c, 1, &u)) {
+    cr_assert_lt(n, 10);
+    got[n++] = u;
+  }
+  size_t want[10] = {5, 6, 7, 8, 9, 4, 3, 2, 1, 0};
+  cr_assert_eq(n, 10);
+  for (size_t i = 0; i < 10; i++) cr_assert_eq(got[i], want[i], "claim %zu: %zu", i, got[i]);
+  cr_assert_eq(kern_claim_next(&c, 0, &u), 0);
+  kern_claim_init(&c, 0, 3);
+  cr_assert_eq(kern_claim_next(&c, 2, &u), 0);
+}
+
+typedef struct {
+  kern_claim_t c;
+  atomic_int hits[1000];
+  size_t chunks;
+} claim_job_t;
+
+static void claim_task(void *arg, int tid, int n) {
+  (void)n;
+  claim_job_t *j = arg;
+  for (size_t u; kern_claim_next(&j->c, tid, &u);) {
+    if (u < j->chunks) atomic_fetch_add(&j->hits[u], 1);
+    if (tid == 0) usleep(20); /* the others run out first and steal from tid 0's range */
+  }
+}
+
+Test(pool, claim_every_chunk_once_across_threads, .timeout = 60) {
+  static claim_job_t j;
+  for (int threads = 1; threads <= 4; threads++)
+    for (size_t chunks = 0; chunks <= 1000; chunks += 333) {
+      pool_t *p;
+      cr_assert_eq(pool_create(threads, &p), 0);
+      memset(j.hits, 0, sizeof j.hits);
+      j.chunks = chunks;
+      kern_claim_init(&j.c, chunks, threads);
+      pool_run(p, claim_task, &j);
+      for (size_t u = 0; u < 1000; u++)
+        cr_assert_eq(atomic_load(&j.hits[u]), u < chunks ? 1 : 0, "threads %d chunk %zu", threads,
+                     u);
+      pool_destroy(p);
+    }
+}
