@@ -70,7 +70,8 @@ enum {
   WINO_CHUNK_MIN = 48,        /* of at least this many tiles */
   WINO_CH_MIN = 8, /* below this many channels the products are too thin to gain */
   WINO_VL = 16,    /* tiles per vector in the transforms */
-  WINO_S2_MIN_OUT = 14 * 14 /* the stride-2 variant from this many outputs per map */
+  WINO_S2_MIN_OUT = 14 * 14, /* the stride-2 variant from this many outputs per map */
+  WINO_SHARE_MIN_OW = 16      /* row splits share one V only on maps wider than this */
 };
 
 
@@ -514,12 +515,17 @@ static void wino__by_tiles(void *arg, int tid, int nt) {
   }
 }
 
-/* A row split whose tiles make one block transforms the input once, every thread its
- * share of the channels, into thread 0's V, which all then read: each thread used to
- * transform all of it for its share of the output channels (the input transform is a
- * sixth of a 14x14 layer's time on one thread, so two threads each spent 0.58 of it
- * where 0.5 would do). F(4x4) row splits too (ResNet's 28x28 layer2 at batch 1, 2
- * threads: 0.26-0.27 -> 0.22-0.24 ms per layer). */
+/* A row split whose tiles make one block, on a map wider than WINO_SHARE_MIN_OW,
+ * transforms the input once, every thread its share of the channels, into thread 0's
+ * V, which all then read: each thread used to transform all of it for its share of the
+ * output channels (ResNet's 28x28 layer2 at batch 1, 2 threads: 0.26-0.27 -> 0.22-0.24
+ * ms per layer). On the narrower maps (14x14 and 7x7, whose transforms fill the
+ * vectors, kern_wino_small.c) each thread transforms all of the input again: the
+ * shared V costs a second pool_run and reads half of a V of up to 0.9 MB from the
+ * other core, which the host's slow phases (cache-line round trip ~400 ns, not
+ * ~120) made dear. ResNet-50 batch 1, 2 threads, medians of 20+ runs per phase:
+ * 14x14 layers 0.36 -> 0.31 ms slow, 0.270 -> 0.285 calm; 7x7 0.49 -> 0.43 slow,
+ * +0.004 calm; 28x28 (kept shared) -0.004 to -0.036 slow, +0.02 calm. */
 static void wino__input_shared(void *arg, int tid, int nt) {
   const wino_job_t *j = arg;
   const kern_conv_t *p = j->p;
@@ -573,7 +579,7 @@ void kern_wino_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *i
   j.chunks = (j.tiles + j.chunk - 1) / j.chunk;
   kern_claim_init(&j.claim, j.chunks, nt);
   j.v_shared = NULL;
-  if (rows && j.tiles <= j.tb) {
+  if (rows && j.tiles <= j.tb && ow > WINO_SHARE_MIN_OW) {
     j.v_shared = kc->scratch[0];
     pool_run(kc->pool, wino__input_shared, &j);
   }
