@@ -28,7 +28,11 @@
 enum { KERN_CLAIM_RANGES = 16 }; /* more threads than this share ranges (tid % 16) */
 
 typedef struct {
-  _Alignas(64) _Atomic uint64_t r[KERN_CLAIM_RANGES][8]; /* [i][0] used: one line each */
+  _Alignas(64) _Atomic uint64_t v; /* front | end << 32, alone on its cache line */
+} kern_claim_range_t;
+
+typedef struct {
+  kern_claim_range_t r[KERN_CLAIM_RANGES];
   int nr;
 } kern_claim_t;
 
@@ -37,14 +41,14 @@ static inline void kern_claim_init(kern_claim_t *c, size_t chunks, int nt) {
   for (int i = 0; i < c->nr; i++) {
     size_t b, e;
     pool_split(chunks, i, c->nr, &b, &e);
-    atomic_init(&c->r[i][0], (uint64_t)b | (uint64_t)e << 32);
+    atomic_init(&c->r[i].v, (uint64_t)b | (uint64_t)e << 32);
   }
 }
 
 /* Next chunk for thread tid into *u; 0 when every range is empty. */
 static inline int kern_claim_next(kern_claim_t *c, int tid, size_t *u) {
   int home = tid % c->nr;
-  _Atomic uint64_t *r = &c->r[home][0];
+  _Atomic uint64_t *r = &c->r[home].v;
   uint64_t v = atomic_load_explicit(r, memory_order_relaxed);
   while ((uint32_t)v < (uint32_t)(v >> 32))
     if (atomic_compare_exchange_weak_explicit(r, &v, v + 1, memory_order_relaxed,
@@ -53,7 +57,7 @@ static inline int kern_claim_next(kern_claim_t *c, int tid, size_t *u) {
       return 1;
     }
   for (int k = 1; k < c->nr; k++) {
-    r = &c->r[(home + k) % c->nr][0];
+    r = &c->r[(home + k) % c->nr].v;
     v = atomic_load_explicit(r, memory_order_relaxed);
     while ((uint32_t)v < (uint32_t)(v >> 32)) {
       uint64_t e = (v >> 32) - 1;

@@ -5,8 +5,8 @@
  * K = cin*kh*kw. Threads never wait on each other inside a conv:
  *  - column split (the usual case): the n*cols output columns are cut into a few
  *    chunks per thread, which the threads claim as they go, each its own range first
- *    (kern_claim.h; a thread descheduled on
- *    a busy machine then holds back one chunk, not half the layer); each lowers its
+ *    (kern_claim.h; a thread descheduled on a busy machine then holds back one chunk,
+ *    not half the layer); each lowers its
  *    chunk's columns, block by block, into its scratch and multiplies them, writing
  *    straight into the strided output (ldc = cols);
  *  - row split (few columns per thread, e.g. 7x7 maps at batch 1, and maps of at

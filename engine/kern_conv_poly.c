@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "cnn.h"
+#include "kern_claim.h"
 #include "kern_internal.h"
 #include "mem.h"
 #include "kern_sgemm.h"
@@ -98,7 +99,7 @@ typedef struct {
   const ptrdiff_t *offs; /* B row t cin + ci of the product: planes + offs[.] */
   int h, w, oh, ow;
   size_t plane, q, blocks;
-  atomic_size_t next;
+  kern_claim_t claim; /* column blocks, each thread its own range first (kern_claim.h) */
 } poly_job_t;
 
 #if defined(__AVX512F__)
@@ -180,9 +181,7 @@ static float *poly__c(const poly_job_t *j, int tid) {
 static void poly__by_cols(void *arg, int tid, int nt) {
   poly_job_t *j = arg;
   (void)nt;
-  for (;;) {
-    size_t u = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
-    if (u >= j->blocks) return;
+  for (size_t u; kern_claim_next(&j->claim, tid, &u);) {
     size_t q0 = u * POLY_BLOCK, q1 = q0 + POLY_BLOCK < j->q ? q0 + POLY_BLOCK : j->q;
     poly__block(j, 0, j->p->cout, q0, q1, poly__c(j, tid));
   }
@@ -215,7 +214,7 @@ void kern_poly_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *i
     j.in = in + (size_t)img * in_img;
     j.out = out + (size_t)img * out_img;
     j.residual = residual ? residual + (size_t)img * out_img : NULL;
-    atomic_init(&j.next, 0);
+    kern_claim_init(&j.claim, j.blocks, nt);
     pool_run(kc->pool, poly__split, &j);
     pool_run(kc->pool, rows ? poly__by_rows : poly__by_cols, &j);
   }

@@ -24,8 +24,8 @@
  * transform with the fused epilogue y = act(y + bias + residual) written straight
  * into the NCHW output (edge tiles clipped). Work split, as in kern_conv.c: by tile
  * chunks claimed as the threads go, each its own range first (kern_claim.h; one
- * chunk at 1 thread), or by ranges of output
- * channels when there are few tiles per thread or per image (7x7 maps, where U is
+ * chunk at 1 thread), or by ranges of output channels when there are few tiles per
+ * thread or per image (7x7 maps, where U is
  * the larger stream even at batch 8; each thread then transforms all of the input,
  * cheap next to its products, but reads only its share of U). Blocks
  * hold at most tb tiles, so that V + M stay within WINO_BUDGET floats, and a chunk

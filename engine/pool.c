@@ -14,9 +14,8 @@
  * back on one core what that core wrote in the layer before. With one shared counter
  * tids went in arrival order: with two threads the caller nearly always took tid 0,
  * but a worker that won the race swapped them, and with more threads the order was
- * arbitrary. A slot is claimed only
- * from an older generation to g by compare-and-swap, so a worker that woke for an
- * old task can never claim a tid of a newer one.
+ * arbitrary. A slot is claimed only from an older generation to g by compare-and-swap,
+ * so a worker that woke for an old task can never claim a tid of a newer one.
  *
  * Waiting: a worker first polls `gen` for a short, bounded time (POOL_SPIN pause
  * iterations, a few tens of microseconds) because inside a forward pass the next
