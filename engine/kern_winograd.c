@@ -27,7 +27,8 @@
  * chunk at 1 thread), or by ranges of output channels when there are few tiles per
  * thread or per image (7x7 maps, where U is
  * the larger stream even at batch 8; each thread then transforms all of the input,
- * cheap next to its products, but reads only its share of U). Blocks
+ * cheap next to its products, but reads only its share of U; a V shared by the
+ * threads was tried and dropped, see kern_wino_conv2d). Blocks
  * hold at most tb tiles, so that V + M stay within WINO_BUDGET floats, and a chunk
  * is cut into equal blocks; kern_wino_scratch_floats returns exactly that need.
  * The F(2x2) input transform reads the plane straight into registers (masked
@@ -70,8 +71,7 @@ enum {
   WINO_CHUNK_MIN = 48,        /* of at least this many tiles */
   WINO_CH_MIN = 8, /* below this many channels the products are too thin to gain */
   WINO_VL = 16,    /* tiles per vector in the transforms */
-  WINO_S2_MIN_OUT = 14 * 14, /* the stride-2 variant from this many outputs per map */
-  WINO_SHARE_MIN_OW = 16      /* row splits share one V only on maps wider than this */
+  WINO_S2_MIN_OUT = 14 * 14 /* the stride-2 variant from this many outputs per map */
 };
 
 
@@ -98,7 +98,7 @@ static size_t wino__uplanes(const kern_conv_t *p) { return wino__s2(p) ? 16 : wi
 
 /* Positions the budget is counted in: the stride-2 variant's 25 count as 16, so its
  * blocks hold as many tiles as F(2x2)'s. A 14x14 output's 49 tiles of 256 + 256
- * channels are then one block, transformed once and shared by a row split (ResNet-50's
+ * channels are then one block, transformed once per thread by a row split (ResNet-50's
  * layer3 3x3/2 at batch 1 on 2 threads: 0.53 -> 0.44 ms); blocks of a whole batch
  * (8 x 49 tiles) were slower, for this layer and the 28x28 one (3.8 -> 4.3 ms and
  * 4.6 -> 5.4 at batch 8). */
@@ -457,10 +457,7 @@ static void wino__block(const wino_job_t *j, int r0, int r1, size_t t0, size_t t
   size_t nb = t1 - t0, cin = (size_t)p->cin, cout = (size_t)p->cout, rows = (size_t)(r1 - r0);
   size_t nxi = (size_t)j->xi;
   float *v = scratch, *m = v + nxi * cin * j->tb, *buf = m + nxi * cout * j->tb;
-  if (j->v_shared)
-    v = j->v_shared; /* transformed already (wino__input_shared) */
-  else
-    wino__input(j, t0, t1, 0, cin, v, buf);
+  wino__input(j, t0, t1, 0, cin, v, buf);
   if (j->s2) {
     size_t uplane = wino__uplane(p);
     for (int g = 0; g < KERN_WINO_S2_GROUPS; g++) {
@@ -515,26 +512,6 @@ static void wino__by_tiles(void *arg, int tid, int nt) {
   }
 }
 
-/* A row split whose tiles make one block, on a map wider than WINO_SHARE_MIN_OW,
- * transforms the input once, every thread its share of the channels, into thread 0's
- * V, which all then read: each thread used to transform all of it for its share of the
- * output channels (ResNet's 28x28 layer2 at batch 1, 2 threads: 0.26-0.27 -> 0.22-0.24
- * ms per layer). On the narrower maps (14x14 and 7x7, whose transforms fill the
- * vectors, kern_wino_small.c) each thread transforms all of the input again: the
- * shared V costs a second pool_run and reads half of a V of up to 0.9 MB from the
- * other core, which the host's slow phases (cache-line round trip ~400 ns, not
- * ~120) made dear. ResNet-50 batch 1, 2 threads, medians of 20+ runs per phase:
- * 14x14 layers 0.36 -> 0.31 ms slow, 0.270 -> 0.285 calm; 7x7 0.49 -> 0.43 slow,
- * +0.004 calm; 28x28 (kept shared) -0.004 to -0.036 slow, +0.02 calm. */
-static void wino__input_shared(void *arg, int tid, int nt) {
-  const wino_job_t *j = arg;
-  const kern_conv_t *p = j->p;
-  size_t b, e, nxi = (size_t)j->xi;
-  pool_split((size_t)p->cin, tid, nt, &b, &e);
-  float *buf = j->kc->scratch[tid] + nxi * ((size_t)p->cin + (size_t)p->cout) * j->tb;
-  wino__input(j, 0, j->tiles, b, e, j->v_shared, buf);
-}
-
 static void wino__by_rows(void *arg, int tid, int nt) {
   const wino_job_t *j = arg;
   int r0, r1;
@@ -578,10 +555,14 @@ void kern_wino_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *i
   if (nt > 1 && share <= j.tb && share >= WINO_CHUNK_MIN) j.chunk = share;
   j.chunks = (j.tiles + j.chunk - 1) / j.chunk;
   kern_claim_init(&j.claim, j.chunks, nt);
-  j.v_shared = NULL;
-  if (rows && j.tiles <= j.tb && ow > WINO_SHARE_MIN_OW) {
-    j.v_shared = kc->scratch[0];
-    pool_run(kc->pool, wino__input_shared, &j);
-  }
+  /* Row splits transform all of the input on every thread. Sharing one V (each thread
+   * transforming its share of the channels into thread 0's scratch, a second pool_run,
+   * then all reading it) saved 0.02 ms per 28x28 layer (ResNet-50 layer2 at batch 1) on
+   * a calm host, but in the host's slow phases (cache-line round trip between our two
+   * vCPUs ~400 ns, not ~120, as if they shared no cache) it cost more than that twice
+   * over: reading the other core's half, and later, thread 0 rewriting scratch lines
+   * the other core still held (layer3.0's conv2 and conv3, which follow, 0.08 and 0.04
+   * ms slower). ResNet-50 batch 1, 2 threads, medians per phase over 7 minutes of
+   * alternating runs: calm 14.80 -> 14.81 ms, slow 16.01 -> 15.68. */
   pool_run(kc->pool, rows ? wino__by_rows : wino__by_tiles, &j);
 }

@@ -29,7 +29,6 @@ typedef struct {
   size_t tiles_img, tiles, tb;
   size_t chunk, chunks;      /* tile split: chunks of `chunk` tiles, */
   kern_claim_t claim;        /* claimed by the threads as they go (kern_claim.h) */
-  float *v_shared;           /* row split, one block: V transformed once by all threads */
 } wino_job_t;
 
 /* The run of tiles that starts at tile t on one tile row, cut at t1: its image, tile
