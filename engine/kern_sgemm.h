@@ -23,7 +23,7 @@ typedef struct {
   int accumulate; /* 1: C += A B (the old C is read; for products split along K) */
 } kern_sgemm_epi_t;
 
-/* 1 when the fast micro-kernel was compiled in (AVX-512); else use OpenBLAS. */
+/* 1 when a micro-kernel was compiled in (AVX-512, or AVX2 with FMA); else use OpenBLAS. */
 int kern_sgemm_available(void);
 
 /* Floats kern_sgemm_pack writes for an m x k matrix (m rounded up to a panel). */

@@ -30,8 +30,7 @@
  * the pair helpers of kern_winograd.h), the same sums: that conv 0.839 -> 0.751 ms on
  * one thread, 0.438 -> 0.408 ms on two at batch 1 (per-node minima, alternating).
  *
- * AVX-512 only, like the engine's sgemm its products run on: elsewhere (no
- * kern_sgemm_available()) such convs keep the lowering.
+ * AVX-512 only (kern_wino_s2_supported()): elsewhere such convs keep the lowering.
  */
 #include <stdint.h>
 #include <string.h>
@@ -50,6 +49,8 @@ const kern_wino_s2_group_t kern_wino_s2_groups[KERN_WINO_S2_GROUPS] = {
     {12, 15, 2}, {13, 17, 2}, {14, 19, 2}, {15, 21, 4}}; /* rows 3 and 4 */
 
 #if defined(__AVX512F__)
+
+int kern_wino_s2_supported(void) { return 1; }
 
 enum { S2_VL = 16 }; /* tiles per vector */
 
@@ -215,5 +216,9 @@ void kern_wino_s2_rows_output(const wino_job_t *j, int r0, int r1, size_t t0, si
     }
   }
 }
+
+#else
+
+int kern_wino_s2_supported(void) { return 0; }
 
 #endif

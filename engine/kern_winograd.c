@@ -84,7 +84,7 @@ static int wino__s2(const kern_conv_t *p) {
 int kern_wino_eligible(const kern_conv_t *p) {
   if (p->cin < WINO_CH_MIN || p->cout < WINO_CH_MIN) return 0;
   if (wino__s2(p))
-    return kern_sgemm_available() && (long)p->map_oh * p->map_ow >= WINO_S2_MIN_OUT;
+    return kern_wino_s2_supported() && (long)p->map_oh * p->map_ow >= WINO_S2_MIN_OUT;
   return p->kh == 3 && p->kw == 3 && p->stride_h == 1 && p->stride_w == 1;
 }
 

@@ -332,7 +332,7 @@ void kern_wino_rows_output(const wino_job_t *j, int r0, int r1, size_t t0, size_
                            const float *m);
 #endif
 
-/* The stride-2 variant (kern_wino_s2.c), AVX-512 builds (kern_sgemm_available()): 2x2
+/* The stride-2 variant (kern_wino_s2.c), AVX-512 builds (kern_wino_s2_supported()): 2x2
  * output tiles from 5x5 patches, 25 transform positions in V and M, 16 weight planes
  * (G below). Each
  * group of positions sharing a plane is one product over count * nb columns, reading
@@ -343,6 +343,7 @@ typedef struct {
 } kern_wino_s2_group_t;
 extern const kern_wino_s2_group_t kern_wino_s2_groups[KERN_WINO_S2_GROUPS];
 extern const double kern_wino_s2_g[4][3];
+int kern_wino_s2_supported(void);
 #if defined(__AVX512F__)
 void kern_wino_s2_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size_t c1,
                         float *v);

@@ -5,7 +5,8 @@
  * (column tails of at most 12, or products that narrow) with row tails inside its
  * 32-row tiles, products split
  * along K (kern_sgemm_run_k, accumulating into C) and B given by row offsets
- * (kern_sgemm_run_ind). Tolerance as in
+ * (kern_sgemm_run_ind). On AVX2 builds the same cases cover that kernel's strips of 6
+ * columns, half-panel row starts, M blocks and K slices (K > 512). Tolerance as in
  * test_kern_conv.c: 1e-5 of the sum of absolute terms. */
 #include <criterion/criterion.h>
 #include <stdlib.h>
