@@ -56,6 +56,9 @@
 #include "kern_sgemm.h"
 #include "kern_winograd.h"
 #include "kern_simd.h"
+#if defined(__AVX2__) && !defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 enum {
   WINO_XI = 16,             /* F(2x2): 4x4 transform domain */
@@ -191,6 +194,12 @@ int kern_wino_prepare(kern_conv_t *p) {
 }
 
 #if !defined(__AVX512F__)
+/* Row r's columns x and x + 1 (zero outside [0, w)) into *e and *o. */
+static inline void wino__pair(const float *r, int w, int x, float *e, float *o) {
+  *e = x >= 0 && x < w ? r[x] : 0.0f;
+  *o = x + 1 >= 0 && x + 1 < w ? r[x + 1] : 0.0f;
+}
+
 /* Input row y, columns x0 .. x0 + 2*cnt + 1, split into even (e[0..cnt]) and odd
  * (o[0..cnt]) positions, zero outside the plane (the portable input path; AVX-512
  * builds use wino__bt_tiles). */
@@ -201,11 +210,21 @@ static void wino__row(const float *plane, int h, int w, int y, int x0, int cnt, 
     return;
   }
   const float *r = plane + (size_t)y * (size_t)w;
-  for (int k = 0; k <= cnt; k++) {
-    int x = x0 + 2 * k;
-    e[k] = x >= 0 && x < w ? r[x] : 0.0f;
-    o[k] = x + 1 >= 0 && x + 1 < w ? r[x + 1] : 0.0f;
+  int k = 0;
+#if defined(__AVX2__)
+  /* Inside the plane, 8 pairs at a time: even/odd shuffles within 128-bit lanes, then
+   * the 64-bit quarters back in order (ResNet-50 layer1's 56x56 F(2x2) convs on a
+   * Zen 3 host: the scalar split was a fifth of their time). */
+  for (; k <= cnt && x0 + 2 * k < 0; k++) wino__pair(r, w, x0 + 2 * k, e + k, o + k);
+  for (; k + 8 <= cnt + 1 && x0 + 2 * k + 16 <= w; k += 8) {
+    __m256 lo = _mm256_loadu_ps(r + x0 + 2 * k), hi = _mm256_loadu_ps(r + x0 + 2 * k + 8);
+    __m256d ev = _mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0x88));
+    __m256d od = _mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0xDD));
+    _mm256_storeu_ps(e + k, _mm256_castpd_ps(_mm256_permute4x64_pd(ev, 0xD8)));
+    _mm256_storeu_ps(o + k, _mm256_castpd_ps(_mm256_permute4x64_pd(od, 0xD8)));
   }
+#endif
+  for (; k <= cnt; k++) wino__pair(r, w, x0 + 2 * k, e + k, o + k);
 }
 #endif
 
@@ -230,7 +249,10 @@ static inline wino_vf wino__ld(const float *p) {
 
 /* Store lanes [0, n) of x at p. */
 static inline void wino__st(float *p, wino_vf x, int n) {
-  memcpy(p, &x, sizeof(float) * (size_t)(n < WINO_VL ? n : WINO_VL));
+  if (n >= WINO_VL) /* a constant size: vector stores, not a call to memcpy */
+    memcpy(p, &x, sizeof x);
+  else
+    memcpy(p, &x, sizeof(float) * (size_t)n);
 }
 
 #if !defined(__AVX512F__)
