@@ -384,6 +384,10 @@ static void wino__input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, si
   else if (layout == WINO_ROWS)
     kern_wino_rows_input(j, t0, t1, c0, c1, v);
   else
+#elif defined(__AVX2__) && defined(__FMA__)
+  if (j->m == 4)
+    kern_wino4_input(j, t0, t1, c0, c1, v);
+  else
 #endif
     wino__input_ch(j, t0, t1, c0, c1, v, rows);
 }
@@ -439,6 +443,12 @@ static inline void wino__out_vec(const wino_job_t *j, const float *m, size_t str
 
 static void wino__output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
                          const float *m, float *y) {
+#if !defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__)
+  if (j->m == 4) {
+    kern_wino4_output(j, r0, r1, t0, t1, m);
+    return;
+  }
+#endif
   const kern_conv_t *p = j->p;
   size_t nb = t1 - t0, stride = (size_t)(r1 - r0) * nb, cols = (size_t)j->oh * (size_t)j->ow;
   for (size_t t = t0; t < t1;) {

@@ -301,16 +301,18 @@ kern_wino_input_vectors(const wino_job_t *j, size_t t0, size_t t1, size_t c0, si
 }
 #endif
 
-/* F(4x4, 3x3), AVX-512 builds only (kern_wino4_supported() says so); G below. */
+/* F(4x4, 3x3), AVX-512 and AVX2 builds (kern_wino4_supported() says so); G below. */
 int kern_wino4_supported(void);
 extern const double kern_wino4_g[6][3];
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 /* V[ci][xi][t - t0] for tiles [t0, t1) and input channels [c0, c1). */
 void kern_wino4_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size_t c1,
                       float *v);
 /* Output channels [r0, r1) of tiles [t0, t1) from M, with the fused epilogue. */
 void kern_wino4_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
                        const float *m);
+#endif
+#if defined(__AVX512F__)
 /* The same with two tile rows per vector, for tiles [t0, t1) of whole images of maps
  * of at most 8 tiles a row, input rows of at most 32 floats (kern_winograd.c's
  * wino__layout decides). */

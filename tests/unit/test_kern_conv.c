@@ -43,7 +43,7 @@ static void conv_check(ref_rng_t *rng, const conv_case_t *c) {
   int poly = s2pad && !s2 && oh * ow > 100; /* kern_conv_poly.c: POLY_MIN_COLS */
   cr_assert_eq(p.poly, poly, "phase-plane path taken %d, expected %d", p.poly, poly);
 #endif
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
   int wm = s2 ? 2 : !wino                                                              ? 0
            : (long)oh * ow >= 56 * 56 ||
                      ((long)oh * ow >= 28 * 28 && c->cin >= 128 && c->cout <= c->cin)
@@ -156,7 +156,7 @@ Test(kern_conv, winograd_random_shapes) {
   wino_random(&rng, 80, 3, 30, 3, 40, 72);
 }
 
-/* Maps of 56x56 outputs and more take F(4x4, 3x3) on AVX-512 builds (kern_wino4.c):
+/* Maps of 56x56 outputs and more take F(4x4, 3x3) on AVX-512 and AVX2 builds (kern_wino4.c):
  * the same tolerance, with widths that leave partial 16-tile vectors and clipped
  * 4x4 edge tiles, every padding, batches and 1-3 threads. */
 Test(kern_conv, winograd4_random_shapes) {
