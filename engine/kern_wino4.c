@@ -255,8 +255,7 @@ void kern_wino4_rows_output(const wino_job_t *j, int r0, int r1, size_t t0, size
   }
 }
 
-#elif defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
+#elif KERN_WINO_AVX2
 
 /* AVX2 builds: the same transforms, 8 tiles per vector, on row runs only (no
  * two-tile-row layout). A patch row's six columns for 8 tiles come from two sets of
@@ -293,11 +292,6 @@ static inline void w4__at8(const __m256 x[6], __m256 y[4]) {
   y[3] = _mm256_add_ps(_mm256_fmadd_ps(_mm256_set1_ps(0.125f), x[3],
                                        _mm256_fnmadd_ps(_mm256_set1_ps(8.0f), x[4], d12)),
                        x[5]);
-}
-
-/* Lanes [0, n) of an 8-lane mask. */
-static inline __m256i w4__lanes(int n) {
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
 /* Patch row of 8 tiles from s (W4_SEG floats, tile k's patch at s + 4k): c[x] lane k =
@@ -341,7 +335,7 @@ static void w4__vec8(const wino_job_t *j, const float *plane, int ys, int xs, fl
     w4__cols(s, c);
     w4__bt8(c, hrow[i]);
   }
-  __m256i mk = w4__lanes(n);
+  __m256i mk = kern_wino_lanes8(n);
   for (int x = 0; x < 6; x++) {
     __m256 col[6] = {hrow[0][x], hrow[1][x], hrow[2][x], hrow[3][x], hrow[4][x], hrow[5][x]},
            out[6];
@@ -371,21 +365,6 @@ void kern_wino4_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size
       }
     }
     t += (size_t)run.cnt;
-  }
-}
-
-/* y = act(y + bias + residual) for the n floats at `at` (n <= 8). */
-static inline void w4__store8(const wino_job_t *j, __m256 y, __m256 bias, size_t at, int n) {
-  y = _mm256_add_ps(y, bias);
-  if (n >= 8) {
-    if (j->residual) y = _mm256_add_ps(y, _mm256_loadu_ps(j->residual + at));
-    if (j->p->relu) y = _mm256_max_ps(y, _mm256_setzero_ps());
-    _mm256_storeu_ps(j->out + at, y);
-  } else if (n > 0) {
-    __m256i mk = w4__lanes(n);
-    if (j->residual) y = _mm256_add_ps(y, _mm256_maskload_ps(j->residual + at, mk));
-    if (j->p->relu) y = _mm256_max_ps(y, _mm256_setzero_ps());
-    _mm256_maskstore_ps(j->out + at, mk, y);
   }
 }
 
@@ -421,7 +400,7 @@ void kern_wino4_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1
                          _mm256_permute2f128_ps(u0, u1, 0x31), _mm256_permute2f128_ps(u2, u3, 0x31)};
           size_t o = (img * (size_t)p->cout + (size_t)r) * cols +
                      (size_t)(4 * ty + a) * (size_t)j->ow + (size_t)x0;
-          for (int g = 0; g < 4; g++) w4__store8(j, q[g], bias, o + (size_t)(8 * g), len - 8 * g);
+          for (int g = 0; g < 4; g++) kern_wino_store8(j, q[g], bias, o + (size_t)(8 * g), len - 8 * g);
         }
       }
     }

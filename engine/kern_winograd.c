@@ -56,9 +56,6 @@
 #include "kern_sgemm.h"
 #include "kern_winograd.h"
 #include "kern_simd.h"
-#if defined(__AVX2__) && !defined(__AVX512F__)
-#include <immintrin.h>
-#endif
 
 enum {
   WINO_XI = 16,             /* F(2x2): 4x4 transform domain */
@@ -193,16 +190,10 @@ int kern_wino_prepare(kern_conv_t *p) {
   return 0;
 }
 
-#if !defined(__AVX512F__)
-/* Row r's columns x and x + 1 (zero outside [0, w)) into *e and *o. */
-static inline void wino__pair(const float *r, int w, int x, float *e, float *o) {
-  *e = x >= 0 && x < w ? r[x] : 0.0f;
-  *o = x + 1 >= 0 && x + 1 < w ? r[x + 1] : 0.0f;
-}
-
+#if !defined(__AVX512F__) && !KERN_WINO_AVX2
 /* Input row y, columns x0 .. x0 + 2*cnt + 1, split into even (e[0..cnt]) and odd
  * (o[0..cnt]) positions, zero outside the plane (the portable input path; AVX-512
- * builds use wino__bt_tiles). */
+ * builds use wino__bt_tiles, AVX2 ones kern_wino2_avx2.c). */
 static void wino__row(const float *plane, int h, int w, int y, int x0, int cnt, float *e,
                       float *o) {
   if (y < 0 || y >= h) {
@@ -210,21 +201,11 @@ static void wino__row(const float *plane, int h, int w, int y, int x0, int cnt, 
     return;
   }
   const float *r = plane + (size_t)y * (size_t)w;
-  int k = 0;
-#if defined(__AVX2__)
-  /* Inside the plane, 8 pairs at a time: even/odd shuffles within 128-bit lanes, then
-   * the 64-bit quarters back in order (ResNet-50 layer1's 56x56 F(2x2) convs on a
-   * Zen 3 host: the scalar split was a fifth of their time). */
-  for (; k <= cnt && x0 + 2 * k < 0; k++) wino__pair(r, w, x0 + 2 * k, e + k, o + k);
-  for (; k + 8 <= cnt + 1 && x0 + 2 * k + 16 <= w; k += 8) {
-    __m256 lo = _mm256_loadu_ps(r + x0 + 2 * k), hi = _mm256_loadu_ps(r + x0 + 2 * k + 8);
-    __m256d ev = _mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0x88));
-    __m256d od = _mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0xDD));
-    _mm256_storeu_ps(e + k, _mm256_castpd_ps(_mm256_permute4x64_pd(ev, 0xD8)));
-    _mm256_storeu_ps(o + k, _mm256_castpd_ps(_mm256_permute4x64_pd(od, 0xD8)));
+  for (int k = 0; k <= cnt; k++) {
+    int x = x0 + 2 * k;
+    e[k] = x >= 0 && x < w ? r[x] : 0.0f;
+    o[k] = x + 1 >= 0 && x + 1 < w ? r[x + 1] : 0.0f;
   }
-#endif
-  for (; k <= cnt; k++) wino__pair(r, w, x0 + 2 * k, e + k, o + k);
 }
 #endif
 
@@ -255,7 +236,7 @@ static inline void wino__st(float *p, wino_vf x, int n) {
     memcpy(p, &x, sizeof(float) * (size_t)n);
 }
 
-#if !defined(__AVX512F__)
+#if !defined(__AVX512F__) && !KERN_WINO_AVX2
 /* One row of (B^T d) times B: four outputs for tiles k.., `stride` apart. */
 static inline void wino__bt_out(float *dst, size_t stride, wino_vf a0, wino_vf a1, wino_vf a2,
                                 wino_vf a3, int n) {
@@ -321,6 +302,7 @@ static inline void wino__bt_tiles(const float *plane, int h, int w, int ys, int 
 }
 #endif
 
+#if !KERN_WINO_AVX2
 /* V[ci][xi][t - t0] for tiles [t0, t1), a run of tiles of one tile row at a time: a
  * channel's 16 transformed rows are written next to each other (the products read
  * V[xi] as a Cin x tiles matrix with row stride 16 * tiles). */
@@ -353,6 +335,7 @@ static void wino__input_ch(const wino_job_t *j, size_t t0, size_t t1, size_t c0,
     t += (size_t)cnt;
   }
 }
+#endif
 
 /* How the transforms of tiles [t0, t1) lay tiles in vectors: runs of one tile row (any
  * block), or, for blocks of whole images of maps of at most 8 tiles a row, whole tile
@@ -384,15 +367,16 @@ static void wino__input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, si
   else if (layout == WINO_ROWS)
     kern_wino_rows_input(j, t0, t1, c0, c1, v);
   else
-#elif defined(__AVX2__) && defined(__FMA__)
-  if (j->m == 4)
-    kern_wino4_input(j, t0, t1, c0, c1, v);
-  else
-#endif
     wino__input_ch(j, t0, t1, c0, c1, v, rows);
+#elif KERN_WINO_AVX2
+  (void)rows;
+  (j->m == 4 ? kern_wino4_input : kern_wino2_input)(j, t0, t1, c0, c1, v);
+#else
+  wino__input_ch(j, t0, t1, c0, c1, v, rows);
+#endif
 }
 
-#if !defined(__AVX512F__)
+#if !defined(__AVX512F__) && !KERN_WINO_AVX2
 /* A^T m A for cnt adjacent tiles (m[xi * stride + k]): output rows 0 and 1 of the
  * tiles, even columns in y[0], y[2 * pitch], odd ones in y[pitch], y[3 * pitch]. */
 static void wino__at_row(const float *m, size_t stride, int cnt, float *y, int pitch) {
@@ -441,14 +425,15 @@ static inline void wino__out_vec(const wino_job_t *j, const float *m, size_t str
 }
 #endif
 
+#if KERN_WINO_AVX2
 static void wino__output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
                          const float *m, float *y) {
-#if !defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__)
-  if (j->m == 4) {
-    kern_wino4_output(j, r0, r1, t0, t1, m);
-    return;
-  }
-#endif
+  (void)y;
+  (j->m == 4 ? kern_wino4_output : kern_wino2_output)(j, r0, r1, t0, t1, m);
+}
+#else
+static void wino__output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
+                         const float *m, float *y) {
   const kern_conv_t *p = j->p;
   size_t nb = t1 - t0, stride = (size_t)(r1 - r0) * nb, cols = (size_t)j->oh * (size_t)j->ow;
   for (size_t t = t0; t < t1;) {
@@ -481,6 +466,8 @@ static void wino__output(const wino_job_t *j, int r0, int r1, size_t t0, size_t 
     t += (size_t)cnt;
   }
 }
+
+#endif
 
 /* Output channels [r0, r1) of tiles [t0, t1). */
 static void wino__block(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,

@@ -301,6 +301,44 @@ kern_wino_input_vectors(const wino_job_t *j, size_t t0, size_t t1, size_t c0, si
 }
 #endif
 
+/* AVX2 builds without AVX-512 take kern_wino4.c's and kern_wino2_avx2.c's 8-tile
+ * transforms; these helpers are theirs. */
+#if !defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__)
+#define KERN_WINO_AVX2 1
+#include <immintrin.h>
+
+/* Lanes [0, n) of an 8-lane mask. */
+static inline __m256i kern_wino_lanes8(int n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* y = act(y + bias + residual) stored to the first n (<= 8; none if n <= 0) outputs at
+ * `at`. */
+static inline void kern_wino_store8(const wino_job_t *j, __m256 y, __m256 bias, size_t at,
+                                    int n) {
+  if (n <= 0) return;
+  y = _mm256_add_ps(y, bias);
+  if (n >= 8) {
+    if (j->residual) y = _mm256_add_ps(y, _mm256_loadu_ps(j->residual + at));
+    if (j->p->relu) y = _mm256_max_ps(y, _mm256_setzero_ps());
+    _mm256_storeu_ps(j->out + at, y);
+    return;
+  }
+  __m256i mk = kern_wino_lanes8(n);
+  if (j->residual) y = _mm256_add_ps(y, _mm256_maskload_ps(j->residual + at, mk));
+  if (j->p->relu) y = _mm256_max_ps(y, _mm256_setzero_ps());
+  _mm256_maskstore_ps(j->out + at, mk, y);
+}
+
+/* F(2x2): V for tiles [t0, t1) and channels [c0, c1); output channels [r0, r1) from M. */
+void kern_wino2_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size_t c1,
+                      float *v);
+void kern_wino2_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
+                       const float *m);
+#else
+#define KERN_WINO_AVX2 0
+#endif
+
 /* F(4x4, 3x3), AVX-512 and AVX2 builds (kern_wino4_supported() says so); G below. */
 int kern_wino4_supported(void);
 extern const double kern_wino4_g[6][3];

@@ -1,0 +1,131 @@
+/*
+ * kern_wino2_avx2.c — the F(2x2, 3x3) transforms of kern_winograd.c for AVX2 builds
+ * (AVX-512 builds have their own, and builds with neither keep the portable ones in
+ * kern_winograd.c).
+ *
+ * Eight horizontally adjacent tiles per vector, on row runs of any block. Input: each
+ * of a tile's four patch rows is read as 18 floats from the plane (copied, zero-padded,
+ * into a small buffer where the segment reaches outside it) and split into even and
+ * odd positions in registers, twice (from columns 0 and 2): patch columns 0..3 of tile
+ * k are then lane k of e, o, e2, o2. B^T d B goes straight into V, stores masked to the
+ * run. Output: A^T m A from the 16 M rows, the even and odd columns of each output row
+ * interleaved into 16 consecutive floats, epilogue y = act(y + bias + residual),
+ * stores clipped to the row. The portable path these replace went through half rows in
+ * scratch, split them with scalar code and stored its 16-float vectors with calls to
+ * memcpy on maps whose rows hold fewer than 16 tiles (every map from 28x28 down):
+ * GoogLeNet at batch 1 on 2 threads, a Zen 3 host, spent 15% of its time there.
+ * The same sums in the same order as those transforms.
+ */
+#include "kern_winograd.h"
+
+#if KERN_WINO_AVX2
+#include <immintrin.h>
+
+enum { W2_VL = 8, W2_SEG = 2 * W2_VL + 2 }; /* tiles per vector, floats per patch row */
+
+/* Even and odd positions of the 16 floats at s: e lane k = s[2k], o lane k = s[2k + 1]. */
+static inline void w2__split(const float *s, __m256 *e, __m256 *o) {
+  __m256 lo = _mm256_loadu_ps(s), hi = _mm256_loadu_ps(s + 8);
+  __m256d ev = _mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0x88)); /* quarters 0 2 1 3 */
+  __m256d od = _mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0xDD));
+  *e = _mm256_castpd_ps(_mm256_permute4x64_pd(ev, 0xD8));
+  *o = _mm256_castpd_ps(_mm256_permute4x64_pd(od, 0xD8));
+}
+
+/* One vector of up to 8 tiles (n valid) of one plane: V position x at dst + x * nb. */
+static void w2__vec8(const wino_job_t *j, const float *plane, int ys, int xs, float *dst,
+                     size_t nb, int n) {
+  float seg[W2_SEG];
+  __m256 d[4][4]; /* [patch row][patch column] */
+  int inside = xs >= 0 && xs + W2_SEG <= j->w;
+  for (int i = 0; i < 4; i++) {
+    int y = ys + i;
+    if (y < 0 || y >= j->h) {
+      for (int x = 0; x < 4; x++) d[i][x] = _mm256_setzero_ps();
+      continue;
+    }
+    const float *r = plane + (size_t)y * (size_t)j->w, *s = r + xs;
+    if (!inside) {
+      for (int x = 0; x < W2_SEG; x++) seg[x] = xs + x >= 0 && xs + x < j->w ? r[xs + x] : 0.0f;
+      s = seg;
+    }
+    w2__split(s, &d[i][0], &d[i][1]);
+    w2__split(s + 2, &d[i][2], &d[i][3]);
+  }
+  __m256i mk = kern_wino_lanes8(n);
+  for (int r = 0; r < 4; r++) {
+    __m256 a[4]; /* row r of B^T d: d0 - d2, d1 + d2, d2 - d1, d1 - d3 */
+    for (int x = 0; x < 4; x++)
+      a[x] = r == 0   ? _mm256_sub_ps(d[0][x], d[2][x])
+             : r == 1 ? _mm256_add_ps(d[1][x], d[2][x])
+             : r == 2 ? _mm256_sub_ps(d[2][x], d[1][x])
+                      : _mm256_sub_ps(d[1][x], d[3][x]);
+    __m256 out[4] = {_mm256_sub_ps(a[0], a[2]), _mm256_add_ps(a[1], a[2]),
+                     _mm256_sub_ps(a[2], a[1]), _mm256_sub_ps(a[1], a[3])};
+    for (int x = 0; x < 4; x++) {
+      float *p = dst + (size_t)(4 * r + x) * nb;
+      if (n == W2_VL)
+        _mm256_storeu_ps(p, out[x]);
+      else
+        _mm256_maskstore_ps(p, mk, out[x]);
+    }
+  }
+}
+
+void kern_wino2_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size_t c1,
+                      float *v) {
+  const kern_conv_t *p = j->p;
+  size_t nb = t1 - t0, hw = (size_t)j->h * (size_t)j->w, cin = (size_t)p->cin;
+  for (size_t t = t0; t < t1;) {
+    wino_run_t run = kern_wino_run(j, t, t1);
+    for (size_t ci = c0; ci < c1; ci++) {
+      const float *plane = j->in + (run.img * cin + ci) * hw;
+      for (int k = 0; k < run.cnt; k += W2_VL) {
+        int n = run.cnt - k < W2_VL ? run.cnt - k : W2_VL;
+        w2__vec8(j, plane, 2 * run.ty - p->pad_t, 2 * (run.tx + k) - p->pad_l,
+                 v + ci * (size_t)j->xi * nb + (t - t0) + (size_t)k, nb, n);
+      }
+    }
+    t += (size_t)run.cnt;
+  }
+}
+
+void kern_wino2_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
+                       const float *m) {
+  const kern_conv_t *p = j->p;
+  size_t nb = t1 - t0, stride = (size_t)(r1 - r0) * nb, cols = (size_t)j->oh * (size_t)j->ow;
+  for (size_t t = t0; t < t1;) {
+    wino_run_t run = kern_wino_run(j, t, t1);
+    size_t img = run.img;
+    int ty = run.ty, tx = run.tx, cnt = run.cnt;
+    for (int r = r0; r < r1; r++) {
+      const __m256 bias = _mm256_set1_ps(p->bias ? p->bias[r] : 0.0f);
+      for (int k = 0; k < cnt; k += W2_VL) {
+        const float *mr = m + (size_t)(r - r0) * nb + (t - t0) + (size_t)k;
+        __m256 s[2][4]; /* A^T m: [output row][transform column] */
+        for (int c = 0; c < 4; c++) {
+          __m256 m0 = _mm256_loadu_ps(mr + (size_t)c * stride);
+          __m256 m1 = _mm256_loadu_ps(mr + (size_t)(4 + c) * stride);
+          __m256 m2 = _mm256_loadu_ps(mr + (size_t)(8 + c) * stride);
+          __m256 m3 = _mm256_loadu_ps(mr + (size_t)(12 + c) * stride);
+          s[0][c] = _mm256_add_ps(_mm256_add_ps(m0, m1), m2);
+          s[1][c] = _mm256_sub_ps(_mm256_sub_ps(m1, m2), m3);
+        }
+        int n = cnt - k < W2_VL ? cnt - k : W2_VL, x0 = 2 * (tx + k);
+        int len = 2 * n < j->ow - x0 ? 2 * n : j->ow - x0; /* outputs in the row */
+        for (int i = 0; i < 2 && 2 * ty + i < j->oh; i++) {
+          __m256 e = _mm256_add_ps(_mm256_add_ps(s[i][0], s[i][1]), s[i][2]);
+          __m256 od = _mm256_sub_ps(_mm256_sub_ps(s[i][1], s[i][2]), s[i][3]);
+          __m256 lo = _mm256_unpacklo_ps(e, od), hi = _mm256_unpackhi_ps(e, od);
+          size_t o = (img * (size_t)p->cout + (size_t)r) * cols +
+                     (size_t)(2 * ty + i) * (size_t)j->ow + (size_t)x0;
+          kern_wino_store8(j, _mm256_permute2f128_ps(lo, hi, 0x20), bias, o, len);
+          kern_wino_store8(j, _mm256_permute2f128_ps(lo, hi, 0x31), bias, o + 8, len - 8);
+        }
+      }
+    }
+    t += (size_t)cnt;
+  }
+}
+
+#endif
