@@ -572,6 +572,14 @@ void kern_wino_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *i
   size_t share = (j.tiles + (size_t)nt - 1) / (size_t)nt;
   if (j.tw >= WINO_VL) share = (share + 15) / 16 * 16;
   if (nt > 1 && share <= j.tb && share >= WINO_CHUNK_MIN) j.chunk = share;
+  /* A share of a few blocks: equal chunks, one per block (GoogLeNet's conv3, 196 F(4x4)
+   * tiles of 64 + 192 channels at batch 1, blocks of at most 56: chunks of 48, 48, 48,
+   * 48 and 4, the last streaming all of U for 4 tiles; now 4 x 49). */
+  else if (nt > 1 && share > j.tb && (share + j.tb - 1) / j.tb <= WINO_CHUNKS_PER_THREAD) {
+    size_t per = (share + j.tb - 1) / j.tb, c = (share + per - 1) / per;
+    if (j.tw >= WINO_VL) c = (c + 15) / 16 * 16;
+    if (c <= j.tb) j.chunk = c;
+  }
   j.chunks = (j.tiles + j.chunk - 1) / j.chunk;
   kern_claim_init(&j.claim, j.chunks, nt);
   /* Row splits transform all of the input on every thread. Sharing one V (each thread
