@@ -368,21 +368,26 @@ static void sgemm__run(const float *packed, int kfull, int k0, int k1, int m0, i
 /* AVX2 build (16 ymm registers). Vectors run down M, as in the AVX-512 tall kernel:
  * a tile is one packed panel (16 rows, 2 ymm loaded per k step: one cache line, read
  * in sequence) x NR2 = 6 columns of B (6 broadcasts) = 12 accumulators. B is copied
- * per strip of 6 columns and KC2 rows into a small thread-local buffer [k][6] that
- * stays in L1 while every panel of an M block (sized to stay in L2) passes over it;
- * K beyond KC2 is taken in slices that accumulate into C, the epilogue applied with
- * the last. The 8x6 results of each half panel are transposed in registers and stored
+ * in strips of 6 columns and KC2 rows, [k][6] each, into a thread-local buffer of
+ * 64 KB, a chunk of strips at a time; every M block (sized to stay in L2) then runs
+ * over the chunk, strip by strip, every panel over each strip. Packing each strip
+ * just before its panels, again for every M block, measured 5-16% slower on the
+ * products with several M blocks (ResNet's 1x1 convs of 1024 and 2048 outputs) and
+ * no faster elsewhere (one Zen 3 core, minima of 15 runs). K beyond KC2 is taken in
+ * slices that accumulate into C, the epilogue applied with the last. The 8x6 results of each half panel are transposed in registers and stored
  * as rows of C. A first version broadcast A and read B in place (4 rows x 24 columns):
  * 50-58 GFLOP/s on one Zen 3 core where OpenBLAS gives 75-87. */
 enum {
   SGEMM2_NR = 6,              /* columns per tile */
-  SGEMM2_KC = 512,            /* rows of B per slice (the strip buffer: 12 KB) */
-  SGEMM2_A_BUDGET = 64 * 1024 /* floats of packed A per M block: 256 KB, in L2 */
+  SGEMM2_KC = 512,             /* rows of B per slice */
+  SGEMM2_A_BUDGET = 64 * 1024, /* floats of packed A per M block: 256 KB, in L2 */
+  SGEMM2_B_PACKED = 16 * 1024  /* floats of packed strips per column chunk: 64 KB */
 };
 
 int kern_sgemm_available(void) { return 1; }
 
-static _Thread_local float sgemm2__strip[SGEMM2_KC * SGEMM2_NR + 2] __attribute__((aligned(64)));
+static _Thread_local float sgemm2__strips[SGEMM2_B_PACKED + SGEMM2_KC * SGEMM2_NR + 2]
+    __attribute__((aligned(64)));
 
 /* Copy columns [0, nj) of k rows of B into strip[p][0..6), zero past nj; `wide`: each
  * row has 8 columns from b on (the strip has 2 floats of slack at its end). */
@@ -502,22 +507,34 @@ static void sgemm2__slice(const float *packed, int kfull, int m0, int m1, int k,
                           const float *bias, const float *res, size_t ldr, int flags) {
   int mb = (int)(SGEMM2_A_BUDGET / (size_t)k) / KERN_SGEMM_PANEL * KERN_SGEMM_PANEL;
   if (mb < KERN_SGEMM_PANEL) mb = KERN_SGEMM_PANEL;
-  float *strip = sgemm2__strip;
-  for (int b0 = m0; b0 < m1; b0 += mb) {
-    int b1 = m1 - b0 < mb ? m1 : b0 + mb;
-    for (size_t j = 0; j < n; j += SGEMM2_NR) {
+  size_t chunk = SGEMM2_B_PACKED / (size_t)k / SGEMM2_NR * SGEMM2_NR, ks = (size_t)k * SGEMM2_NR;
+  if (chunk < SGEMM2_NR) chunk = SGEMM2_NR;
+  float *strips = sgemm2__strips;
+  for (size_t j0 = 0, nc; j0 < n; j0 += nc) {
+    nc = n - j0 < chunk ? n - j0 : chunk;
+    /* each strip of the chunk packed once, then read by every M block */
+    for (size_t j = j0; j < j0 + nc; j += SGEMM2_NR) {
       int nj = n - j < SGEMM2_NR ? (int)(n - j) : SGEMM2_NR;
-      sgemm2__pack_strip(b + j, ldb, boff, k, nj, nj == SGEMM2_NR && n - j >= 8, strip);
-      for (int r = b0; r < b1;) {
-        /* a whole panel when r starts one and 16 rows remain, else its half */
-        int rows = r % KERN_SGEMM_PANEL == 0 && b1 - r > 8 ? KERN_SGEMM_PANEL : 8;
-        int mr = b1 - r < rows ? b1 - r : rows;
-        const float *a = sgemm__arow(packed, r, kfull);
-        sgemm2__tiles[rows / 8 - 1][nj - 1]((size_t)k, a, strip, c + (size_t)(r - m0) * ldc + j,
-                                            ldc, mr, bias ? bias + r : NULL,
-                                            res ? res + (size_t)(r - m0) * ldr + j : NULL, ldr,
-                                            flags);
-        r += rows;
+      sgemm2__pack_strip(b + j, ldb, boff, k, nj, nj == SGEMM2_NR && n - j >= 8,
+                         strips + (j - j0) / SGEMM2_NR * ks);
+    }
+    for (int b0 = m0; b0 < m1; b0 += mb) {
+      int b1 = m1 - b0 < mb ? m1 : b0 + mb;
+      for (size_t j = j0; j < j0 + nc; j += SGEMM2_NR) {
+        int nj = n - j < SGEMM2_NR ? (int)(n - j) : SGEMM2_NR;
+        const float *strip = strips + (j - j0) / SGEMM2_NR * ks;
+        for (int r = b0; r < b1;) {
+          /* a whole panel when r starts one and 16 rows remain, else its half */
+          int rows = r % KERN_SGEMM_PANEL == 0 && b1 - r > 8 ? KERN_SGEMM_PANEL : 8;
+          int mr = b1 - r < rows ? b1 - r : rows;
+          const float *a = sgemm__arow(packed, r, kfull);
+          sgemm2__tiles[rows / 8 - 1][nj - 1]((size_t)k, a, strip,
+                                              c + (size_t)(r - m0) * ldc + j, ldc, mr,
+                                              bias ? bias + r : NULL,
+                                              res ? res + (size_t)(r - m0) * ldr + j : NULL, ldr,
+                                              flags);
+          r += rows;
+        }
       }
     }
   }
