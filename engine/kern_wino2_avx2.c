@@ -116,11 +116,9 @@ void kern_wino2_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1
         for (int i = 0; i < 2 && 2 * ty + i < j->oh; i++) {
           __m256 e = _mm256_add_ps(_mm256_add_ps(s[i][0], s[i][1]), s[i][2]);
           __m256 od = _mm256_sub_ps(_mm256_sub_ps(s[i][1], s[i][2]), s[i][3]);
-          __m256 lo = _mm256_unpacklo_ps(e, od), hi = _mm256_unpackhi_ps(e, od);
           size_t o = (img * (size_t)p->cout + (size_t)r) * cols +
                      (size_t)(2 * ty + i) * (size_t)j->ow + (size_t)x0;
-          kern_wino_store8(j, _mm256_permute2f128_ps(lo, hi, 0x20), bias, o, len);
-          kern_wino_store8(j, _mm256_permute2f128_ps(lo, hi, 0x31), bias, o + 8, len - 8);
+          kern_wino_store_pair8(j, e, od, bias, o, len);
         }
       }
     }

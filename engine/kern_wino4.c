@@ -266,7 +266,7 @@ void kern_wino4_rows_output(const wino_job_t *j, int r0, int r1, size_t t0, size
  * batch 1 on 2 threads. */
 int kern_wino4_supported(void) { return 1; }
 
-enum { W4_VL8 = 8, W4_SEG = 4 * W4_VL8 + 2 }; /* tiles per vector, floats per patch row */
+enum { W4_VL8 = 8 }; /* tiles per vector */
 
 static inline void w4__bt8(const __m256 x[6], __m256 y[6]) {
   const __m256 h = _mm256_set1_ps(0.5f), c15 = _mm256_set1_ps(1.5f),
@@ -294,45 +294,13 @@ static inline void w4__at8(const __m256 x[6], __m256 y[4]) {
                        x[5]);
 }
 
-/* Patch row of 8 tiles from s (W4_SEG floats, tile k's patch at s + 4k): c[x] lane k =
- * s[4k + x]. */
-static inline __attribute__((always_inline)) void w4__cols(const float *s, __m256 c[6]) {
-  __m256 a = _mm256_loadu2_m128(s + 16, s), b = _mm256_loadu2_m128(s + 20, s + 4),
-         d = _mm256_loadu2_m128(s + 24, s + 8), e = _mm256_loadu2_m128(s + 28, s + 12);
-  __m256 t0 = _mm256_unpacklo_ps(a, b), t1 = _mm256_unpackhi_ps(a, b);
-  __m256 t2 = _mm256_unpacklo_ps(d, e), t3 = _mm256_unpackhi_ps(d, e);
-  c[0] = _mm256_shuffle_ps(t0, t2, 0x44);
-  c[1] = _mm256_shuffle_ps(t0, t2, 0xEE);
-  c[2] = _mm256_shuffle_ps(t1, t3, 0x44);
-  c[3] = _mm256_shuffle_ps(t1, t3, 0xEE);
-  /* columns 4 and 5: the first two of the patches 4 floats on (only their low pairs) */
-  a = _mm256_loadu2_m128(s + 20, s + 4), b = _mm256_loadu2_m128(s + 24, s + 8);
-  d = _mm256_loadu2_m128(s + 28, s + 12), e = _mm256_loadu2_m128(s + 30, s + 14);
-  e = _mm256_permute_ps(e, 0x4E); /* s + 32, s + 33 (and s + 16, 17) in the low pair */
-  t0 = _mm256_unpacklo_ps(a, b), t2 = _mm256_unpacklo_ps(d, e);
-  c[4] = _mm256_shuffle_ps(t0, t2, 0x44);
-  c[5] = _mm256_shuffle_ps(t0, t2, 0xEE);
-}
-
 /* One vector of up to 8 tiles (n valid) of one plane: V at dst + x * nb. */
 static void w4__vec8(const wino_job_t *j, const float *plane, int ys, int xs, float *dst,
                      size_t nb, int n) {
-  float seg[W4_SEG + 2];
   __m256 hrow[6][6];
-  int inside = xs >= 0 && xs + W4_SEG <= j->w;
   for (int i = 0; i < 6; i++) {
-    int y = ys + i;
-    if (y < 0 || y >= j->h) {
-      for (int x = 0; x < 6; x++) hrow[i][x] = _mm256_setzero_ps();
-      continue;
-    }
-    const float *r = plane + (size_t)y * (size_t)j->w, *s = r + xs;
-    if (!inside) {
-      for (int x = 0; x < W4_SEG; x++) seg[x] = xs + x >= 0 && xs + x < j->w ? r[xs + x] : 0.0f;
-      s = seg;
-    }
     __m256 c[6];
-    w4__cols(s, c);
+    kern_wino_patch_row8(j, plane, ys + i, xs, c);
     w4__bt8(c, hrow[i]);
   }
   __m256i mk = kern_wino_lanes8(n);

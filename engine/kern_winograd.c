@@ -370,7 +370,8 @@ static void wino__input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, si
     wino__input_ch(j, t0, t1, c0, c1, v, rows);
 #elif KERN_WINO_AVX2
   (void)rows;
-  (j->m == 4 ? kern_wino4_input : kern_wino2_input)(j, t0, t1, c0, c1, v);
+  (j->s2 ? kern_wino_s2_input8 : j->m == 4 ? kern_wino4_input : kern_wino2_input)(j, t0, t1, c0,
+                                                                                 c1, v);
 #else
   wino__input_ch(j, t0, t1, c0, c1, v, rows);
 #endif
@@ -429,7 +430,8 @@ static inline void wino__out_vec(const wino_job_t *j, const float *m, size_t str
 static void wino__output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
                          const float *m, float *y) {
   (void)y;
-  (j->m == 4 ? kern_wino4_output : kern_wino2_output)(j, r0, r1, t0, t1, m);
+  (j->s2 ? kern_wino_s2_output8 : j->m == 4 ? kern_wino4_output : kern_wino2_output)(j, r0, r1,
+                                                                                     t0, t1, m);
 }
 #else
 static void wino__output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,

@@ -330,11 +330,62 @@ static inline void kern_wino_store8(const wino_job_t *j, __m256 y, __m256 bias, 
   _mm256_maskstore_ps(j->out + at, mk, y);
 }
 
+/* Patch row y (zero outside the plane) of 8 tiles whose patches start at column xs and
+ * lie 4 apart (F(4x4) and the stride-2 variant): c[x] lane k = column xs + 4k + x, x < 6.
+ * Two sets of four 128-bit loads (tiles k and k + 4 in one register's halves) and an
+ * in-lane 4x4 transpose; a segment reaching outside the row is first copied,
+ * zero-padded, into a small buffer. */
+enum { KERN_WINO_SEG8 = 34 }; /* floats a patch row of 8 tiles spans */
+static inline __attribute__((always_inline)) void
+kern_wino_patch_row8(const wino_job_t *j, const float *plane, int y, int xs, __m256 c[6]) {
+  float seg[KERN_WINO_SEG8 + 2];
+  if (y < 0 || y >= j->h) {
+    for (int x = 0; x < 6; x++) c[x] = _mm256_setzero_ps();
+    return;
+  }
+  const float *r = plane + (size_t)y * (size_t)j->w, *s = r + xs;
+  if (xs < 0 || xs + KERN_WINO_SEG8 > j->w) {
+    for (int x = 0; x < KERN_WINO_SEG8; x++)
+      seg[x] = xs + x >= 0 && xs + x < j->w ? r[xs + x] : 0.0f;
+    s = seg;
+  }
+  __m256 a = _mm256_loadu2_m128(s + 16, s), b = _mm256_loadu2_m128(s + 20, s + 4),
+         d = _mm256_loadu2_m128(s + 24, s + 8), e = _mm256_loadu2_m128(s + 28, s + 12);
+  __m256 t0 = _mm256_unpacklo_ps(a, b), t1 = _mm256_unpackhi_ps(a, b);
+  __m256 t2 = _mm256_unpacklo_ps(d, e), t3 = _mm256_unpackhi_ps(d, e);
+  c[0] = _mm256_shuffle_ps(t0, t2, 0x44);
+  c[1] = _mm256_shuffle_ps(t0, t2, 0xEE);
+  c[2] = _mm256_shuffle_ps(t1, t3, 0x44);
+  c[3] = _mm256_shuffle_ps(t1, t3, 0xEE);
+  /* columns 4 and 5: the first two of the patches 4 floats on (only their low pairs) */
+  a = _mm256_loadu2_m128(s + 20, s + 4), b = _mm256_loadu2_m128(s + 24, s + 8);
+  d = _mm256_loadu2_m128(s + 28, s + 12), e = _mm256_loadu2_m128(s + 30, s + 14);
+  e = _mm256_permute_ps(e, 0x4E); /* s + 32, s + 33 (and s + 16, 17) in the low pair */
+  t0 = _mm256_unpacklo_ps(a, b), t2 = _mm256_unpacklo_ps(d, e);
+  c[4] = _mm256_shuffle_ps(t0, t2, 0x44);
+  c[5] = _mm256_shuffle_ps(t0, t2, 0xEE);
+}
+
+/* One output row of 8 tiles 2 columns wide from its even (e) and odd (od) columns
+ * (lane k = tile k): interleaved into 16 consecutive outputs at o, the first len
+ * stored, with the epilogue. F(2x2) and the stride-2 variant store this way. */
+static inline void kern_wino_store_pair8(const wino_job_t *j, __m256 e, __m256 od, __m256 bias,
+                                         size_t o, int len) {
+  __m256 lo = _mm256_unpacklo_ps(e, od), hi = _mm256_unpackhi_ps(e, od);
+  kern_wino_store8(j, _mm256_permute2f128_ps(lo, hi, 0x20), bias, o, len);
+  kern_wino_store8(j, _mm256_permute2f128_ps(lo, hi, 0x31), bias, o + 8, len - 8);
+}
+
 /* F(2x2): V for tiles [t0, t1) and channels [c0, c1); output channels [r0, r1) from M. */
 void kern_wino2_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size_t c1,
                       float *v);
 void kern_wino2_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
                        const float *m);
+/* The stride-2 variant's (kern_wino_s2.c), the same. */
+void kern_wino_s2_input8(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size_t c1,
+                         float *v);
+void kern_wino_s2_output8(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
+                          const float *m);
 #else
 #define KERN_WINO_AVX2 0
 #endif
@@ -372,7 +423,7 @@ void kern_wino_rows_output(const wino_job_t *j, int r0, int r1, size_t t0, size_
                            const float *m);
 #endif
 
-/* The stride-2 variant (kern_wino_s2.c), AVX-512 builds (kern_wino_s2_supported()): 2x2
+/* The stride-2 variant (kern_wino_s2.c), AVX-512 and AVX2 builds (kern_wino_s2_supported()): 2x2
  * output tiles from 5x5 patches, 25 transform positions in V and M, 16 weight planes
  * (G below). Each
  * group of positions sharing a plane is one product over count * nb columns, reading
