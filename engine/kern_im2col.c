@@ -44,6 +44,18 @@ static void im2col__valid_x(const im2col_geom_t *g, int kx, int *lo, int *hi) {
   if (*hi < *lo) *hi = *lo;
 }
 
+#if defined(__AVX2__) && !defined(__AVX512F__)
+#include <immintrin.h>
+/* Even positions of the 16 floats at s (odd: with `odd`): in-lane shuffles, then the
+ * 64-bit quarters back in order. */
+static inline __m256 im2col__pick8(const float *s, int odd) {
+  __m256 lo = _mm256_loadu_ps(s), hi = _mm256_loadu_ps(s + 8);
+  __m256 m = odd ? _mm256_shuffle_ps(lo, hi, 0xDD) : _mm256_shuffle_ps(lo, hi, 0x88);
+  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(m), 0xD8));
+}
+static inline __m256 im2col__even8(const float *s) { return im2col__pick8(s, 0); }
+#endif
+
 /* dst[x - a] = base[2x] for x in [a, b): with AVX-512, 16 at a time from a masked
  * load pair (lanes past the last position are never read) and one permute. */
 static float *im2col__stride2(const float *base, int a, int b, float *dst) {
@@ -60,7 +72,13 @@ static float *im2col__stride2(const float *base, int a, int b, float *dst) {
   }
   return dst;
 #else
-  for (int x = a; x < b; x++) *dst++ = base[(ptrdiff_t)x * 2];
+  int x = a;
+#if defined(__AVX2__)
+  /* 8 at a time while the 16 floats read stay before the last position's successor */
+  for (; x + 8 < b; x += 8, dst += 8)
+    _mm256_storeu_ps(dst, im2col__even8(base + (ptrdiff_t)x * 2));
+#endif
+  for (; x < b; x++) *dst++ = base[(ptrdiff_t)x * 2];
   return dst;
 #endif
 }
@@ -160,6 +178,11 @@ static void im2col__split(const float *row, int w, float *e, float *o, size_t pl
     __m512 lo = _mm512_loadu_ps(row + 2 * q), hi = _mm512_loadu_ps(row + 2 * q + 16);
     _mm512_storeu_ps(e + q, kern_simd_even(lo, hi));
     _mm512_storeu_ps(o + q, kern_simd_odd(lo, hi));
+  }
+#elif defined(__AVX2__)
+  for (; 2 * q + 16 <= w; q += 8) {
+    _mm256_storeu_ps(e + q, im2col__pick8(row + 2 * q, 0));
+    _mm256_storeu_ps(o + q, im2col__pick8(row + 2 * q, 1));
   }
 #endif
   for (; 2 * q < w; q++) {
