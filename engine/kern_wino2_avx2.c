@@ -4,8 +4,8 @@
  * kern_winograd.c).
  *
  * Eight horizontally adjacent tiles per vector, on row runs of any block. Input: each
- * of a tile's four patch rows is read as 18 floats from the plane (copied, zero-padded,
- * into a small buffer where the segment reaches outside it) and split into even and
+ * of a tile's four patch rows is read as 18 floats from the plane (loads masked to the
+ * row where the segment reaches outside it) and split into even and
  * odd positions in registers, twice (from columns 0 and 2): patch columns 0..3 of tile
  * k are then lane k of e, o, e2, o2. B^T d B goes straight into V, stores masked to the
  * run. Output: A^T m A from the 16 M rows, the even and odd columns of each output row
@@ -23,9 +23,8 @@
 
 enum { W2_VL = 8, W2_SEG = 2 * W2_VL + 2 }; /* tiles per vector, floats per patch row */
 
-/* Even and odd positions of the 16 floats at s: e lane k = s[2k], o lane k = s[2k + 1]. */
-static inline void w2__split(const float *s, __m256 *e, __m256 *o) {
-  __m256 lo = _mm256_loadu_ps(s), hi = _mm256_loadu_ps(s + 8);
+/* Even and odd positions of the 16 floats lo:hi: e lane k = [2k], o lane k = [2k + 1]. */
+static inline void w2__split(__m256 lo, __m256 hi, __m256 *e, __m256 *o) {
   __m256d ev = _mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0x88)); /* quarters 0 2 1 3 */
   __m256d od = _mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0xDD));
   *e = _mm256_castpd_ps(_mm256_permute4x64_pd(ev, 0xD8));
@@ -35,7 +34,6 @@ static inline void w2__split(const float *s, __m256 *e, __m256 *o) {
 /* One vector of up to 8 tiles (n valid) of one plane: V position x at dst + x * nb. */
 static void w2__vec8(const wino_job_t *j, const float *plane, int ys, int xs, float *dst,
                      size_t nb, int n) {
-  float seg[W2_SEG];
   __m256 d[4][4]; /* [patch row][patch column] */
   int inside = xs >= 0 && xs + W2_SEG <= j->w;
   for (int i = 0; i < 4; i++) {
@@ -45,12 +43,15 @@ static void w2__vec8(const wino_job_t *j, const float *plane, int ys, int xs, fl
       continue;
     }
     const float *r = plane + (size_t)y * (size_t)j->w, *s = r + xs;
-    if (!inside) {
-      for (int x = 0; x < W2_SEG; x++) seg[x] = xs + x >= 0 && xs + x < j->w ? r[xs + x] : 0.0f;
-      s = seg;
+    if (inside) {
+      w2__split(_mm256_loadu_ps(s), _mm256_loadu_ps(s + 8), &d[i][0], &d[i][1]);
+      w2__split(_mm256_loadu_ps(s + 2), _mm256_loadu_ps(s + 10), &d[i][2], &d[i][3]);
+    } else { /* loads masked to the row */
+      w2__split(kern_wino_load8(r, xs, j->w), kern_wino_load8(r, xs + 8, j->w), &d[i][0],
+                &d[i][1]);
+      w2__split(kern_wino_load8(r, xs + 2, j->w), kern_wino_load8(r, xs + 10, j->w), &d[i][2],
+                &d[i][3]);
     }
-    w2__split(s, &d[i][0], &d[i][1]);
-    w2__split(s + 2, &d[i][2], &d[i][3]);
   }
   __m256i mk = kern_wino_lanes8(n);
   for (int r = 0; r < 4; r++) {

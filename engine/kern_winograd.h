@@ -330,27 +330,44 @@ static inline void kern_wino_store8(const wino_job_t *j, __m256 y, __m256 bias, 
   _mm256_maskstore_ps(j->out + at, mk, y);
 }
 
+/* Lanes of columns [x, x + n) of row r that lie inside [0, w), zero elsewhere (n = 4
+ * or 8; x may be outside the row: masked lanes are never read). */
+static inline __m256i kern_wino_inside8(int x, int w) {
+  __m256i idx = _mm256_add_epi32(_mm256_set1_epi32(x), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  return _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_setzero_si256(), idx),
+                             _mm256_cmpgt_epi32(_mm256_set1_epi32(w), idx));
+}
+static inline const float *kern_wino_at(const float *r, int x) {
+  return (const float *)((uintptr_t)r + (intptr_t)x * (intptr_t)sizeof(float));
+}
+static inline __m256 kern_wino_load8(const float *r, int x, int w) {
+  return _mm256_maskload_ps(kern_wino_at(r, x), kern_wino_inside8(x, w));
+}
+static inline __m128 kern_wino_load4(const float *r, int x, int w) {
+  return _mm_maskload_ps(kern_wino_at(r, x), _mm256_castsi256_si128(kern_wino_inside8(x, w)));
+}
+
 /* Patch row y (zero outside the plane) of 8 tiles whose patches start at column xs and
  * lie 4 apart (F(4x4) and the stride-2 variant): c[x] lane k = column xs + 4k + x, x < 6.
  * Two sets of four 128-bit loads (tiles k and k + 4 in one register's halves) and an
- * in-lane 4x4 transpose; a segment reaching outside the row is first copied,
- * zero-padded, into a small buffer. */
+ * in-lane 4x4 transpose; near the row's ends the loads are masked to it (a copy into
+ * a zero-padded buffer, as first written, was taken by every vector of maps up to 32
+ * wide and cost as much as the transform). */
 enum { KERN_WINO_SEG8 = 34 }; /* floats a patch row of 8 tiles spans */
 static inline __attribute__((always_inline)) void
 kern_wino_patch_row8(const wino_job_t *j, const float *plane, int y, int xs, __m256 c[6]) {
-  float seg[KERN_WINO_SEG8 + 2];
   if (y < 0 || y >= j->h) {
     for (int x = 0; x < 6; x++) c[x] = _mm256_setzero_ps();
     return;
   }
   const float *r = plane + (size_t)y * (size_t)j->w, *s = r + xs;
-  if (xs < 0 || xs + KERN_WINO_SEG8 > j->w) {
-    for (int x = 0; x < KERN_WINO_SEG8; x++)
-      seg[x] = xs + x >= 0 && xs + x < j->w ? r[xs + x] : 0.0f;
-    s = seg;
-  }
-  __m256 a = _mm256_loadu2_m128(s + 16, s), b = _mm256_loadu2_m128(s + 20, s + 4),
-         d = _mm256_loadu2_m128(s + 24, s + 8), e = _mm256_loadu2_m128(s + 28, s + 12);
+  __m256 a, b, d, e;
+  int inside = xs >= 0 && xs + KERN_WINO_SEG8 <= j->w;
+#define KERN_WINO_LD2(hi, lo)                                                                \
+  (inside ? _mm256_loadu2_m128(s + (hi), s + (lo))                                          \
+          : _mm256_set_m128(kern_wino_load4(r, xs + (hi), j->w), kern_wino_load4(r, xs + (lo), j->w)))
+  a = KERN_WINO_LD2(16, 0), b = KERN_WINO_LD2(20, 4), d = KERN_WINO_LD2(24, 8);
+  e = KERN_WINO_LD2(28, 12);
   __m256 t0 = _mm256_unpacklo_ps(a, b), t1 = _mm256_unpackhi_ps(a, b);
   __m256 t2 = _mm256_unpacklo_ps(d, e), t3 = _mm256_unpackhi_ps(d, e);
   c[0] = _mm256_shuffle_ps(t0, t2, 0x44);
@@ -358,8 +375,9 @@ kern_wino_patch_row8(const wino_job_t *j, const float *plane, int y, int xs, __m
   c[2] = _mm256_shuffle_ps(t1, t3, 0x44);
   c[3] = _mm256_shuffle_ps(t1, t3, 0xEE);
   /* columns 4 and 5: the first two of the patches 4 floats on (only their low pairs) */
-  a = _mm256_loadu2_m128(s + 20, s + 4), b = _mm256_loadu2_m128(s + 24, s + 8);
-  d = _mm256_loadu2_m128(s + 28, s + 12), e = _mm256_loadu2_m128(s + 30, s + 14);
+  a = KERN_WINO_LD2(20, 4), b = KERN_WINO_LD2(24, 8), d = KERN_WINO_LD2(28, 12);
+  e = KERN_WINO_LD2(30, 14);
+#undef KERN_WINO_LD2
   e = _mm256_permute_ps(e, 0x4E); /* s + 32, s + 33 (and s + 16, 17) in the low pair */
   t0 = _mm256_unpacklo_ps(a, b), t2 = _mm256_unpacklo_ps(d, e);
   c[4] = _mm256_shuffle_ps(t0, t2, 0x44);
