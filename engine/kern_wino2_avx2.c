@@ -63,32 +63,13 @@ static void w2__vec8(const wino_job_t *j, const float *plane, int ys, int xs, fl
                       : _mm256_sub_ps(d[1][x], d[3][x]);
     __m256 out[4] = {_mm256_sub_ps(a[0], a[2]), _mm256_add_ps(a[1], a[2]),
                      _mm256_sub_ps(a[2], a[1]), _mm256_sub_ps(a[1], a[3])};
-    for (int x = 0; x < 4; x++) {
-      float *p = dst + (size_t)(4 * r + x) * nb;
-      if (n == W2_VL)
-        _mm256_storeu_ps(p, out[x]);
-      else
-        _mm256_maskstore_ps(p, mk, out[x]);
-    }
+    for (int x = 0; x < 4; x++) kern_wino_put8(dst + (size_t)(4 * r + x) * nb, out[x], n, mk);
   }
 }
 
 void kern_wino2_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size_t c1,
                       float *v) {
-  const kern_conv_t *p = j->p;
-  size_t nb = t1 - t0, hw = (size_t)j->h * (size_t)j->w, cin = (size_t)p->cin;
-  for (size_t t = t0; t < t1;) {
-    wino_run_t run = kern_wino_run(j, t, t1);
-    for (size_t ci = c0; ci < c1; ci++) {
-      const float *plane = j->in + (run.img * cin + ci) * hw;
-      for (int k = 0; k < run.cnt; k += W2_VL) {
-        int n = run.cnt - k < W2_VL ? run.cnt - k : W2_VL;
-        w2__vec8(j, plane, 2 * run.ty - p->pad_t, 2 * (run.tx + k) - p->pad_l,
-                 v + ci * (size_t)j->xi * nb + (t - t0) + (size_t)k, nb, n);
-      }
-    }
-    t += (size_t)run.cnt;
-  }
+  kern_wino_input_vectors8(j, t0, t1, c0, c1, v, 2, w2__vec8);
 }
 
 void kern_wino2_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,

@@ -100,7 +100,7 @@ w4__vec(const wino_job_t *j, const float *plane, int ys, int xs, float *dst, siz
 
 void kern_wino4_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size_t c1,
                       float *v) {
-  kern_wino_input_vectors(j, t0, t1, c0, c1, v, w4__vec);
+  kern_wino_input_vectors8(j, t0, t1, c0, c1, v, 4, w4__vec8);
 }
 
 /* A^T x: four outputs from six (rows [1,1,1,1,1,0], [0,1,-1,1/2,-2,0],
@@ -308,13 +308,7 @@ static void w4__vec8(const wino_job_t *j, const float *plane, int ys, int xs, fl
     __m256 col[6] = {hrow[0][x], hrow[1][x], hrow[2][x], hrow[3][x], hrow[4][x], hrow[5][x]},
            out[6];
     w4__bt8(col, out);
-    for (int i = 0; i < 6; i++) {
-      float *d = dst + (size_t)(6 * i + x) * nb;
-      if (n == W4_VL8)
-        _mm256_storeu_ps(d, out[i]);
-      else
-        _mm256_maskstore_ps(d, mk, out[i]);
-    }
+    for (int i = 0; i < 6; i++) kern_wino_put8(dst + (size_t)(6 * i + x) * nb, out[i], n, mk);
   }
 }
 

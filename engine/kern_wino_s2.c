@@ -252,32 +252,13 @@ static void s2__vec8(const wino_job_t *j, const float *plane, int ys, int xs, fl
   for (int b = 0; b < 5; b++) {
     __m256 col[5] = {hrow[0][b], hrow[1][b], hrow[2][b], hrow[3][b], hrow[4][b]}, out[5];
     s2__t8(col, out);
-    for (int a = 0; a < 5; a++) {
-      float *d = dst + (size_t)s2__slot(a, b) * nb;
-      if (n == S2_VL8)
-        _mm256_storeu_ps(d, out[a]);
-      else
-        _mm256_maskstore_ps(d, mk, out[a]);
-    }
+    for (int a = 0; a < 5; a++) kern_wino_put8(dst + (size_t)s2__slot(a, b) * nb, out[a], n, mk);
   }
 }
 
 void kern_wino_s2_input8(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size_t c1,
                          float *v) {
-  const kern_conv_t *p = j->p;
-  size_t nb = t1 - t0, hw = (size_t)j->h * (size_t)j->w, cin = (size_t)p->cin;
-  for (size_t t = t0; t < t1;) {
-    wino_run_t run = kern_wino_run(j, t, t1);
-    for (size_t ci = c0; ci < c1; ci++) {
-      const float *plane = j->in + (run.img * cin + ci) * hw;
-      for (int k = 0; k < run.cnt; k += S2_VL8) {
-        int n = run.cnt - k < S2_VL8 ? run.cnt - k : S2_VL8;
-        s2__vec8(j, plane, 4 * run.ty - p->pad_t, 4 * (run.tx + k) - p->pad_l,
-                 v + ci * (size_t)j->xi * nb + (t - t0) + (size_t)k, nb, n);
-      }
-    }
-    t += (size_t)run.cnt;
-  }
+  kern_wino_input_vectors8(j, t0, t1, c0, c1, v, 4, s2__vec8);
 }
 
 void kern_wino_s2_output8(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,

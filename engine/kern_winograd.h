@@ -394,6 +394,41 @@ static inline void kern_wino_store_pair8(const wino_job_t *j, __m256 e, __m256 o
   kern_wino_store8(j, _mm256_permute2f128_ps(lo, hi, 0x31), bias, o + 8, len - 8);
 }
 
+/* Stores lanes [0, n) of x at d (mk: kern_wino_lanes8(n)). */
+static inline void kern_wino_put8(float *d, __m256 x, int n, __m256i mk) {
+  if (n >= 8)
+    _mm256_storeu_ps(d, x);
+  else
+    _mm256_maskstore_ps(d, mk, x);
+}
+
+/* Transform of the patches of up to 8 horizontally adjacent tiles (n valid) of one
+ * channel plane whose patches start at row ys, column xs, into dst (position x at
+ * dst + x * nb). */
+typedef void (*kern_wino_vec8_fn)(const wino_job_t *j, const float *plane, int ys, int xs,
+                                  float *dst, size_t nb, int n);
+
+/* V[ci][xi][t - t0] for tiles [t0, t1) and channels [c0, c1), patches `step` apart (2:
+ * F(2x2); 4: F(4x4) and the stride-2 variant): the runs of tiles, channel by channel, 8
+ * tiles a vector, each through vec (inlined with it). */
+static inline __attribute__((always_inline)) void
+kern_wino_input_vectors8(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size_t c1,
+                         float *v, int step, kern_wino_vec8_fn vec) {
+  const kern_conv_t *p = j->p;
+  size_t nb = t1 - t0, hw = (size_t)j->h * (size_t)j->w, cin = (size_t)p->cin;
+  for (size_t t = t0; t < t1;) {
+    wino_run_t run = kern_wino_run(j, t, t1);
+    for (size_t ci = c0; ci < c1; ci++) {
+      const float *plane = j->in + (run.img * cin + ci) * hw;
+      for (int k = 0; k < run.cnt; k += 8)
+        vec(j, plane, step * run.ty - p->pad_t, step * (run.tx + k) - p->pad_l,
+            v + ci * (size_t)j->xi * nb + (t - t0) + (size_t)k, nb,
+            run.cnt - k < 8 ? run.cnt - k : 8);
+    }
+    t += (size_t)run.cnt;
+  }
+}
+
 /* F(2x2): V for tiles [t0, t1) and channels [c0, c1); output channels [r0, r1) from M. */
 void kern_wino2_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size_t c1,
                       float *v);

@@ -633,7 +633,7 @@ def test_sigterm(imgs):
     print("SIGTERM with 60 requests sent, at least 30 in flight or queued")
     # The deadline is out of the way: 50 queued forwards take a while under ASan.
     d = Daemon("--model", "drain=" + DRAIN_MODEL, "--log-format", "json", "--threads", "1", "--max-batch", "1",
-               "--queue-length", "64", "--drain-timeout", "120", "--request-deadline-ms", "900000")
+               "--queue-length", "64", "--drain-timeout", "300", "--request-deadline-ms", "900000")
     if not check("drain daemon ready", d.wait_ready()):
         return
     n = 60
@@ -647,7 +647,7 @@ def test_sigterm(imgs):
     for t in threads:
         t.join(300)
     try:
-        rc = d.proc.wait(120)
+        rc = d.proc.wait(300)
     except subprocess.TimeoutExpired:
         rc = None
     codes = [r[0] if r else None for r in results]
