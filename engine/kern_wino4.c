@@ -100,7 +100,7 @@ w4__vec(const wino_job_t *j, const float *plane, int ys, int xs, float *dst, siz
 
 void kern_wino4_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size_t c1,
                       float *v) {
-  kern_wino_input_vectors8(j, t0, t1, c0, c1, v, 4, w4__vec8);
+  kern_wino_input_vectors(j, t0, t1, c0, c1, v, w4__vec);
 }
 
 /* A^T x: four outputs from six (rows [1,1,1,1,1,0], [0,1,-1,1/2,-2,0],
@@ -314,20 +314,7 @@ static void w4__vec8(const wino_job_t *j, const float *plane, int ys, int xs, fl
 
 void kern_wino4_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size_t c1,
                       float *v) {
-  const kern_conv_t *p = j->p;
-  size_t nb = t1 - t0, hw = (size_t)j->h * (size_t)j->w, cin = (size_t)p->cin;
-  for (size_t t = t0; t < t1;) {
-    wino_run_t run = kern_wino_run(j, t, t1);
-    for (size_t ci = c0; ci < c1; ci++) {
-      const float *plane = j->in + (run.img * cin + ci) * hw;
-      for (int k = 0; k < run.cnt; k += W4_VL8) {
-        int n = run.cnt - k < W4_VL8 ? run.cnt - k : W4_VL8;
-        w4__vec8(j, plane, 4 * run.ty - p->pad_t, 4 * (run.tx + k) - p->pad_l,
-                 v + ci * (size_t)j->xi * nb + (t - t0) + (size_t)k, nb, n);
-      }
-    }
-    t += (size_t)run.cnt;
-  }
+  kern_wino_input_vectors8(j, t0, t1, c0, c1, v, 4, w4__vec8);
 }
 
 void kern_wino4_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
