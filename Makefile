@@ -147,6 +147,15 @@ VG := $(BUILD)/vg
 VGOPT := -O1 -g -march=x86-64-v3
 $(eval $(call VARIANT,$(VG),$(VGOPT)))
 
+# The engine's SIMD paths differ by target (AVX-512, AVX2, neither) and the build host
+# picks one with -march=native: `build-archs` compiles the engine and the unit tests for
+# all three, so a change cannot break the paths this host does not run (session 11 moved
+# to an AVX2 host and found a test that no longer built there).
+ARCH_CHECKS := x86-64 x86-64-v3 x86-64-v4
+$(foreach a,$(ARCH_CHECKS),$(eval $(call VARIANT,$(BUILD)/arch-$(a),-O1 -march=$(a))))
+.PHONY: build-archs
+build-archs: $(foreach a,$(ARCH_CHECKS),$(BUILD)/arch-$(a)/tests/unit)
+
 # The sgemm micro-kernels at -O1 keep their accumulators in memory (the AVX2 one ran at 2.7
 # GFLOP/s under ASan, 30x slower than at -O3, and a ResNet-50 forward took 2.7 s): the
 # sanitizer and Valgrind builds compile that one file at -O2, still instrumented.
@@ -249,6 +258,7 @@ test-browser: $(BUILD)/classifyd $(PLAYWRIGHT) $(TEST_MODELS_DIR)/resnet18.onnx 
 
 test: $(DEPS_TEST_STAMP)
 	$(MAKE) unit unit-asan
+	$(MAKE) build-archs
 	$(MAKE) fuzz-smoke
 	$(MAKE) test-diff
 	$(MAKE) test-cli
