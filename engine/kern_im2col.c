@@ -45,15 +45,11 @@ static void im2col__valid_x(const im2col_geom_t *g, int kx, int *lo, int *hi) {
 }
 
 #if defined(__AVX2__) && !defined(__AVX512F__)
-#include <immintrin.h>
-/* Even positions of the 16 floats at s (odd: with `odd`): in-lane shuffles, then the
- * 64-bit quarters back in order. */
+/* Even (odd: with `odd`) positions of the 16 floats at s. */
 static inline __m256 im2col__pick8(const float *s, int odd) {
   __m256 lo = _mm256_loadu_ps(s), hi = _mm256_loadu_ps(s + 8);
-  __m256 m = odd ? _mm256_shuffle_ps(lo, hi, 0xDD) : _mm256_shuffle_ps(lo, hi, 0x88);
-  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(m), 0xD8));
+  return odd ? kern_simd_odd8(lo, hi) : kern_simd_even8(lo, hi);
 }
-static inline __m256 im2col__even8(const float *s) { return im2col__pick8(s, 0); }
 #endif
 
 /* dst[x - a] = base[2x] for x in [a, b): with AVX-512, 16 at a time from a masked
@@ -76,7 +72,7 @@ static float *im2col__stride2(const float *base, int a, int b, float *dst) {
 #if defined(__AVX2__)
   /* 8 at a time while the 16 floats read stay before the last position's successor */
   for (; x + 8 < b; x += 8, dst += 8)
-    _mm256_storeu_ps(dst, im2col__even8(base + (ptrdiff_t)x * 2));
+    _mm256_storeu_ps(dst, im2col__pick8(base + (ptrdiff_t)x * 2, 0));
 #endif
   for (; x < b; x++) *dst++ = base[(ptrdiff_t)x * 2];
   return dst;

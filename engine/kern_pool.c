@@ -9,9 +9,6 @@
  */
 #include <float.h>
 #include "kern_simd.h"
-#if defined(__AVX2__)
-#include <immintrin.h>
-#endif
 
 #include "kern_internal.h"
 
@@ -101,8 +98,7 @@ static void pool__max_row(const kern_pool_t *p, const float *v, int w, int ow, f
     }
   }
 #elif defined(__AVX2__)
-  /* The same with 8 outputs a vector: even and odd positions by in-lane shuffles and a
-   * 64-bit permute (GoogLeNet's stride-2 pools on a Zen 3 host, 2 threads: the scalar
+  /* The same with 8 outputs a vector (GoogLeNet's stride-2 pools on a Zen 3 host, 2 threads: the scalar
    * windows cost 1.2 ms of a 24 ms forward). */
   int vec = s == 2 && k == 3 && pad <= 8 && p->pad_r <= 8;
   if (vec) {
@@ -110,17 +106,13 @@ static void pool__max_row(const kern_pool_t *p, const float *v, int w, int ow, f
       const float *b = v + ox * 2 - pad;
       __m256 lo = _mm256_loadu_ps(b), hi = _mm256_loadu_ps(b + 8);
       __m256 lo2 = _mm256_loadu_ps(b + 2), hi2 = _mm256_loadu_ps(b + 10);
-      __m256 e = _mm256_shuffle_ps(lo, hi, 0x88), o = _mm256_shuffle_ps(lo, hi, 0xDD);
-      __m256 e2 = _mm256_shuffle_ps(lo2, hi2, 0x88);
-      __m256 m = _mm256_max_ps(_mm256_max_ps(e, o), e2); /* quarters in order 0 2 1 3 */
-      m = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(m), 0xD8));
+      __m256 m = _mm256_max_ps(_mm256_max_ps(kern_simd_even8(lo, hi), kern_simd_odd8(lo, hi)),
+                               kern_simd_even8(lo2, hi2));
       int n = ow - ox < 8 ? ow - ox : 8;
       if (n == 8)
         _mm256_storeu_ps(y + ox, m);
       else
-        _mm256_maskstore_ps(y + ox, _mm256_cmpgt_epi32(_mm256_set1_epi32(n),
-                                                       _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)),
-                            m);
+        _mm256_maskstore_ps(y + ox, kern_simd_lanes8(n), m);
     }
   }
 #endif

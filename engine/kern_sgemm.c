@@ -50,6 +50,7 @@
  * allocates or takes locks.
  */
 #include "kern_sgemm.h"
+#include "kern_simd.h"
 
 enum {
   SGEMM_B_BUDGET = 96 * 1024, /* floats of B per column chunk: 384 KB, in L2 */
@@ -426,10 +427,6 @@ static inline __attribute__((always_inline)) void sgemm2__transpose8(__m256 t[8]
   }
 }
 
-/* Lanes [0, n) of an 8-lane mask, n in [0, 8]. */
-static inline __m256i sgemm2__lanes(int n) {
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
 
 /* NV half panels (8 rows each; rows >= mr not stored) x NJ columns of the strip. */
 static inline __attribute__((always_inline)) void
@@ -454,7 +451,7 @@ sgemm2__tile(const int nv, const int nj, size_t k, const float *a, const float *
     bs += SGEMM2_NR;
   }
   const __m256 zero = _mm256_setzero_ps();
-  const __m256i cols = sgemm2__lanes(nj);
+  const __m256i cols = kern_simd_lanes8(nj);
 #pragma GCC unroll 2
   for (int v = 0; v < nv; v++) {
     __m256 t[8];

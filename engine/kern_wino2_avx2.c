@@ -19,16 +19,13 @@
 #include "kern_winograd.h"
 
 #if KERN_WINO_AVX2
-#include <immintrin.h>
 
 enum { W2_VL = 8, W2_SEG = 2 * W2_VL + 2 }; /* tiles per vector, floats per patch row */
 
-/* Even and odd positions of the 16 floats lo:hi: e lane k = [2k], o lane k = [2k + 1]. */
-static inline void w2__split(__m256 lo, __m256 hi, __m256 *e, __m256 *o) {
-  __m256d ev = _mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0x88)); /* quarters 0 2 1 3 */
-  __m256d od = _mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0xDD));
-  *e = _mm256_castpd_ps(_mm256_permute4x64_pd(ev, 0xD8));
-  *o = _mm256_castpd_ps(_mm256_permute4x64_pd(od, 0xD8));
+/* Even and odd positions of the 16 floats lo:hi into d[0], d[1]. */
+static inline void w2__split(__m256 lo, __m256 hi, __m256 d[2]) {
+  d[0] = kern_simd_even8(lo, hi);
+  d[1] = kern_simd_odd8(lo, hi);
 }
 
 /* One vector of up to 8 tiles (n valid) of one plane: V position x at dst + x * nb. */
@@ -44,16 +41,14 @@ static void w2__vec8(const wino_job_t *j, const float *plane, int ys, int xs, fl
     }
     const float *r = plane + (size_t)y * (size_t)j->w, *s = r + xs;
     if (inside) {
-      w2__split(_mm256_loadu_ps(s), _mm256_loadu_ps(s + 8), &d[i][0], &d[i][1]);
-      w2__split(_mm256_loadu_ps(s + 2), _mm256_loadu_ps(s + 10), &d[i][2], &d[i][3]);
+      w2__split(_mm256_loadu_ps(s), _mm256_loadu_ps(s + 8), d[i]);
+      w2__split(_mm256_loadu_ps(s + 2), _mm256_loadu_ps(s + 10), d[i] + 2);
     } else { /* loads masked to the row */
-      w2__split(kern_wino_load8(r, xs, j->w), kern_wino_load8(r, xs + 8, j->w), &d[i][0],
-                &d[i][1]);
-      w2__split(kern_wino_load8(r, xs + 2, j->w), kern_wino_load8(r, xs + 10, j->w), &d[i][2],
-                &d[i][3]);
+      w2__split(kern_wino_load8(r, xs, j->w), kern_wino_load8(r, xs + 8, j->w), d[i]);
+      w2__split(kern_wino_load8(r, xs + 2, j->w), kern_wino_load8(r, xs + 10, j->w), d[i] + 2);
     }
   }
-  __m256i mk = kern_wino_lanes8(n);
+  __m256i mk = kern_simd_lanes8(n);
   for (int r = 0; r < 4; r++) {
     __m256 a[4]; /* row r of B^T d: d0 - d2, d1 + d2, d2 - d1, d1 - d3 */
     for (int x = 0; x < 4; x++)

@@ -305,12 +305,6 @@ kern_wino_input_vectors(const wino_job_t *j, size_t t0, size_t t1, size_t c0, si
  * transforms; these helpers are theirs. */
 #if !defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__)
 #define KERN_WINO_AVX2 1
-#include <immintrin.h>
-
-/* Lanes [0, n) of an 8-lane mask. */
-static inline __m256i kern_wino_lanes8(int n) {
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
 
 /* y = act(y + bias + residual) stored to the first n (<= 8; none if n <= 0) outputs at
  * `at`. */
@@ -324,7 +318,7 @@ static inline void kern_wino_store8(const wino_job_t *j, __m256 y, __m256 bias, 
     _mm256_storeu_ps(j->out + at, y);
     return;
   }
-  __m256i mk = kern_wino_lanes8(n);
+  __m256i mk = kern_simd_lanes8(n);
   if (j->residual) y = _mm256_add_ps(y, _mm256_maskload_ps(j->residual + at, mk));
   if (j->p->relu) y = _mm256_max_ps(y, _mm256_setzero_ps());
   _mm256_maskstore_ps(j->out + at, mk, y);
@@ -394,7 +388,7 @@ static inline void kern_wino_store_pair8(const wino_job_t *j, __m256 e, __m256 o
   kern_wino_store8(j, _mm256_permute2f128_ps(lo, hi, 0x31), bias, o + 8, len - 8);
 }
 
-/* Stores lanes [0, n) of x at d (mk: kern_wino_lanes8(n)). */
+/* Stores lanes [0, n) of x at d (mk: kern_simd_lanes8(n)). */
 static inline void kern_wino_put8(float *d, __m256 x, int n, __m256i mk) {
   if (n >= 8)
     _mm256_storeu_ps(d, x);
