@@ -14,7 +14,8 @@
  *
  * C[M x N] = A[M x K] B[K x N], all row-major. A (the weights) is packed by
  * kern_sgemm_pack into panels of KERN_SGEMM_PANEL (16) rows: panel i holds
- * A[16i .. 16i+16) as [K][16], zero-padded past M, so kernels read it sequentially.
+ * A[16i .. 16i+16) as [K][16] (AVX2 builds: as four [K][4] groups of 4 rows),
+ * zero-padded past M, so kernels read it sequentially.
  * B is read in place through ldb (a packed lowering, a Winograd V, or a 1x1 conv's
  * input); loads past N are masked, never made.
  *
@@ -52,6 +53,14 @@
 #include "kern_sgemm.h"
 #include "kern_simd.h"
 
+/* Rows per interleaved group of a packed panel: AVX-512 (and portable) builds keep a
+ * panel as [K][16]; AVX2 builds as four [K][4] groups, one per wide tile of 4 rows. */
+#if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
+#define SGEMM_GROUP 4
+#else
+#define SGEMM_GROUP 16
+#endif
+
 enum {
   SGEMM_B_BUDGET = 96 * 1024, /* floats of B per column chunk: 384 KB, in L2 */
   SGEMM_PF_AHEAD = 16 * 96,   /* prefetch packed A this many floats (k steps x panel) ahead */
@@ -77,19 +86,20 @@ void kern_sgemm_pack(const float *a, int m, int k, size_t lda, float *packed) {
     float *dst = packed + pi * KERN_SGEMM_PANEL * (size_t)k;
     for (size_t r = 0; r < KERN_SGEMM_PANEL; r++) {
       size_t row = pi * KERN_SGEMM_PANEL + r;
-      const float *src = a + row * lda;
-      if (row < (size_t)m)
-        for (size_t kk = 0; kk < (size_t)k; kk++) dst[kk * KERN_SGEMM_PANEL + r] = src[kk];
-      else
-        for (size_t kk = 0; kk < (size_t)k; kk++) dst[kk * KERN_SGEMM_PANEL + r] = 0.0f;
+      const float *src = row < (size_t)m ? a + row * lda : NULL;
+      float *g = dst + r / SGEMM_GROUP * SGEMM_GROUP * (size_t)k + r % SGEMM_GROUP;
+      for (size_t kk = 0; kk < (size_t)k; kk++)
+        g[kk * SGEMM_GROUP] = row < (size_t)m ? src[kk] : 0.0f;
     }
   }
 }
 
-/* Row r's first packed element: its panel, then its lane; successive k are PANEL apart. */
+/* Row r's first packed element: its panel, its group, then its lane; successive k are
+ * SGEMM_GROUP apart. */
 static inline const float *sgemm__arow(const float *packed, int r, int k) {
   return packed + (size_t)(r / KERN_SGEMM_PANEL) * KERN_SGEMM_PANEL * (size_t)k +
-         (size_t)(r % KERN_SGEMM_PANEL);
+         (size_t)(r % KERN_SGEMM_PANEL / SGEMM_GROUP) * SGEMM_GROUP * (size_t)k +
+         (size_t)(r % SGEMM_GROUP);
 }
 
 #if defined(__AVX512F__)
@@ -366,44 +376,135 @@ static void sgemm__run(const float *packed, int kfull, int k0, int k1, int m0, i
 #elif defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 
-/* AVX2 build (16 ymm registers). Vectors run down M, as in the AVX-512 tall kernel:
- * a tile is one packed panel (16 rows, 2 ymm loaded per k step: one cache line, read
- * in sequence) x NR2 = 6 columns of B (6 broadcasts) = 12 accumulators. B is copied
- * in strips of 6 columns and KC2 rows, [k][6] each, into a thread-local buffer of
- * 64 KB, a chunk of strips at a time; every M block (sized to stay in L2) then runs
- * over the chunk, strip by strip, every panel over each strip. Packing each strip
- * just before its panels, again for every M block, measured 5-16% slower on the
- * products with several M blocks (ResNet's 1x1 convs of 1024 and 2048 outputs) and
- * no faster elsewhere (one Zen 3 core, minima of 15 runs). K beyond KC2 is taken in
- * slices that accumulate into C, the epilogue applied with the last. The 8x6 results of each half panel are transposed in registers and stored
- * as rows of C. A first version broadcast A and read B in place (4 rows x 24 columns):
- * 50-58 GFLOP/s on one Zen 3 core where OpenBLAS gives 75-87. */
+/* AVX2 build (16 ymm registers). A panel of 16 rows is packed as four [K][4] groups
+ * (SGEMM_GROUP), so that a tile of 4 rows reads its weights in sequence.
+ * Wide kernel (the usual case): 4 rows (broadcast from A) x 24 columns (3 ymm of B) =
+ * 12 accumulators; each k step is 3 vector loads of B, 4 broadcasts and 12 FMAs, and
+ * the results are rows of C, stored with the epilogue as they are. B is copied in
+ * strips of 24 columns and KC rows, [k][24] each (a last partial strip [k][8 or 16],
+ * its last vector masked), into a thread-local buffer, a chunk of strips at a time;
+ * every M block (sized to stay in L2) then runs over the chunk, strip by strip, every
+ * 4-row group of the block over each strip.
+ * Tall kernel, for column tails of at most SGEMM2_TAIL_TALL (a 7x7 map's 49 = 2 x 24 +
+ * 1, a 14x14 map's 196 = 8 x 24 + 4): vectors run down M, 16 rows (two groups per
+ * vector) x 6 columns of B (6 broadcasts) = 12 accumulators, transposed in registers
+ * and stored as rows of C; it runs right after its rows' wide tiles, while their A is
+ * in cache. Tails of 7-16 columns measured worse on it than on a 1- or 2-vector wide
+ * tile (its two-group loads; 512 x 512 x 16: 62 against 87 GFLOP/s).
+ * Until session 12 the tall kernel (on [K][16] panels) took every column: its
+ * transposing epilogue cost 10-20% of a product of K = 64. Wide kernel instead, one
+ * Zen 3 core (best of 5 x 7 runs): M x K x N 256 x 64 x 3136 78 -> 86-88 GFLOP/s,
+ * 64 x 64 x 196 77 -> 84-87, 512 x 128 x 784 85-88 -> 94-96, 1024 x 256 x 196 92 ->
+ * 96-97; in a forward on 2 threads (sums of per-node minima over 8 alternating runs)
+ * ResNet-50 batch 1 46.1 -> 40.5 ms, GoogLeNet 14.95 -> 13.49, ResNet-50 batch 8 366
+ * -> 355. K beyond KC is taken in slices that accumulate into C, the epilogue applied
+ * with the last; KC 512 beat 256 on long products of few columns (2048 x 512 x 49:
+ * 80-83 -> 92). A first wide version read B in place and [K][16] panels: 50-58
+ * GFLOP/s where OpenBLAS gives 75-87 (its strips' and panels' lines thrashed L1). */
 enum {
-  SGEMM2_NR = 6,              /* columns per tile */
+  SGEMM2_WR = SGEMM_GROUP,     /* rows per wide tile */
+  SGEMM2_WN = 24,              /* columns per wide tile: 3 ymm */
+  SGEMM2_NR = 6,               /* columns per tall tile */
+  SGEMM2_TAIL_TALL = 6,        /* column tails up to this many go to the tall kernel */
   SGEMM2_KC = 512,             /* rows of B per slice */
   SGEMM2_A_BUDGET = 64 * 1024, /* floats of packed A per M block: 256 KB, in L2 */
-  SGEMM2_B_PACKED = 16 * 1024  /* floats of packed strips per column chunk: 64 KB */
+  SGEMM2_B_PACKED = 32 * 1024, /* floats of packed wide strips per column chunk: 128 KB */
+  SGEMM2_PF_AHEAD = 4 * 96     /* prefetch a group's A this many floats (k steps x 4) ahead */
 };
 
 int kern_sgemm_available(void) { return 1; }
 
-static _Thread_local float sgemm2__strips[SGEMM2_B_PACKED + SGEMM2_KC * SGEMM2_NR + 2]
+static _Thread_local float sgemm2__strips[SGEMM2_B_PACKED + SGEMM2_KC * SGEMM2_WN]
+    __attribute__((aligned(64)));
+static _Thread_local float sgemm2__tail[SGEMM2_KC * (SGEMM2_TAIL_TALL + SGEMM2_NR - 1) / SGEMM2_NR * SGEMM2_NR]
     __attribute__((aligned(64)));
 
-/* Copy columns [0, nj) of k rows of B into strip[p][0..6), zero past nj; `wide`: each
- * row has 8 columns from b on (the strip has 2 floats of slack at its end). */
-static void sgemm2__pack_strip(const float *b, size_t ldb, const ptrdiff_t *boff, int k, int nj,
-                               int wide, float *strip) {
+/* Columns [0, w) (w <= 24) of k rows of B into strip[p][0 .. 8 nv), zero past w. */
+static void sgemm2__pack_wide(const float *b, size_t ldb, const ptrdiff_t *boff, int k, int w,
+                              float *strip) {
+  const int nv = (w + 7) / 8;
+  const __m256i last = kern_simd_lanes8(w - 8 * (nv - 1));
   for (int p = 0; p < k; p++) {
     const float *bp = boff ? b + boff[p] : b + (size_t)p * ldb;
-    float *d = strip + (size_t)p * SGEMM2_NR;
-    if (wide) { /* 8 floats there to read; d[6], d[7] are the next row's, written next */
-      _mm256_storeu_ps(d, _mm256_loadu_ps(bp));
-    } else {
-      for (int j = 0; j < SGEMM2_NR; j++) d[j] = j < nj ? bp[j] : 0.0f;
+    float *d = strip + (size_t)p * 8 * nv;
+    for (int v = 0; v < nv - 1; v++) _mm256_store_ps(d + 8 * v, _mm256_loadu_ps(bp + 8 * v));
+    _mm256_store_ps(d + 8 * (nv - 1), _mm256_maskload_ps(bp + 8 * (nv - 1), last));
+  }
+}
+
+/* Columns [0, nj) (nj <= 6) of k rows of B into strip[p][0 .. 6), zero past nj. */
+static void sgemm2__pack_tall(const float *b, size_t ldb, const ptrdiff_t *boff, int k, int nj,
+                              float *strip) {
+  for (int p = 0; p < k; p++) {
+    const float *bp = boff ? b + boff[p] : b + (size_t)p * ldb;
+    for (int j = 0; j < SGEMM2_NR; j++) strip[(size_t)p * SGEMM2_NR + j] = j < nj ? bp[j] : 0.0f;
+  }
+}
+
+/* 4 rows x 8 NV columns of the strip (the last vector masked by `last` when MASKED);
+ * rows >= mr are not stored. */
+static inline __attribute__((always_inline)) void
+sgemm2__wide(const int nv, const int masked, size_t k, const float *a, const float *bs, float *c,
+             size_t ldc, int mr, __m256i last, const float *bias, const float *res, size_t ldr,
+             int flags) {
+  __m256 acc[SGEMM2_WR][3];
+#pragma GCC unroll 4
+  for (int i = 0; i < SGEMM2_WR; i++)
+#pragma GCC unroll 3
+    for (int j = 0; j < 3; j++) acc[i][j] = _mm256_setzero_ps();
+#pragma GCC unroll 4
+  for (size_t p = 0; p < k; p++) {
+    __m256 b0 = _mm256_load_ps(bs);
+    __m256 b1 = nv > 1 ? _mm256_load_ps(bs + 8) : b0, b2 = nv > 2 ? _mm256_load_ps(bs + 16) : b0;
+    _mm_prefetch((const char *)(a + SGEMM2_PF_AHEAD), _MM_HINT_T0);
+#pragma GCC unroll 4
+    for (int i = 0; i < SGEMM2_WR; i++) {
+      __m256 ai = _mm256_broadcast_ss(a + i);
+      acc[i][0] = _mm256_fmadd_ps(ai, b0, acc[i][0]);
+      if (nv > 1) acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
+      if (nv > 2) acc[i][2] = _mm256_fmadd_ps(ai, b2, acc[i][2]);
+    }
+    a += SGEMM2_WR;
+    bs += 8 * nv;
+  }
+  const __m256 zero = _mm256_setzero_ps();
+#pragma GCC unroll 4
+  for (int i = 0; i < SGEMM2_WR; i++) {
+    if (i >= mr) break;
+    float *ci = c + (size_t)i * ldc;
+    const float *ri = res ? res + (size_t)i * ldr : NULL;
+    __m256 bi = _mm256_set1_ps(bias ? bias[i] : 0.0f);
+#pragma GCC unroll 3
+    for (int j = 0; j < nv; j++) {
+      int mk = masked && j == nv - 1;
+      __m256 y = _mm256_add_ps(acc[i][j], bi);
+      if (flags & SGEMM_ACC)
+        y = _mm256_add_ps(y, mk ? _mm256_maskload_ps(ci + 8 * j, last) : _mm256_loadu_ps(ci + 8 * j));
+      if (ri)
+        y = _mm256_add_ps(y, mk ? _mm256_maskload_ps(ri + 8 * j, last) : _mm256_loadu_ps(ri + 8 * j));
+      if (flags & SGEMM_RELU) y = _mm256_max_ps(y, zero);
+      if (mk)
+        _mm256_maskstore_ps(ci + 8 * j, last, y);
+      else
+        _mm256_storeu_ps(ci + 8 * j, y);
     }
   }
 }
+
+typedef void (*sgemm2_wide_fn)(size_t, const float *, const float *, float *, size_t, int, __m256i,
+                               const float *, const float *, size_t, int);
+#define SGEMM2_WIDE(NV, MASKED)                                                              \
+  static void sgemm2__wide_##NV##_##MASKED(size_t k, const float *a, const float *bs, float *c, \
+                                           size_t ldc, int mr, __m256i last, const float *bias, \
+                                           const float *res, size_t ldr, int flags) {          \
+    sgemm2__wide(NV, MASKED, k, a, bs, c, ldc, mr, last, bias, res, ldr, flags);              \
+  }
+SGEMM2_WIDE(1, 0) SGEMM2_WIDE(2, 0) SGEMM2_WIDE(3, 0)
+SGEMM2_WIDE(1, 1) SGEMM2_WIDE(2, 1) SGEMM2_WIDE(3, 1)
+/* [last vector masked][vectors - 1] */
+static const sgemm2_wide_fn sgemm2__wides[2][3] = {
+    {sgemm2__wide_1_0, sgemm2__wide_2_0, sgemm2__wide_3_0},
+    {sgemm2__wide_1_1, sgemm2__wide_2_1, sgemm2__wide_3_1}};
 
 /* 8x8 transpose: t[j] (lanes = rows 0..7 of column j) -> t[i] (lanes = columns of row i). */
 static inline __attribute__((always_inline)) void sgemm2__transpose8(__m256 t[8]) {
@@ -427,27 +528,28 @@ static inline __attribute__((always_inline)) void sgemm2__transpose8(__m256 t[8]
   }
 }
 
-
-/* NV half panels (8 rows each; rows >= mr not stored) x NJ columns of the strip. */
+/* NV half panels (8 rows each: groups at a, a + gs, ...; rows >= mr not stored) x NJ
+ * columns of the tall strip. */
 static inline __attribute__((always_inline)) void
-sgemm2__tile(const int nv, const int nj, size_t k, const float *a, const float *bs, float *c,
-             size_t ldc, int mr, const float *bias, const float *res, size_t ldr, int flags) {
+sgemm2__tall(const int nv, const int nj, size_t k, const float *a, size_t gs, const float *bs,
+             float *c, size_t ldc, int mr, const float *bias, const float *res, size_t ldr,
+             int flags) {
   __m256 acc[2][SGEMM2_NR];
 #pragma GCC unroll 2
   for (int v = 0; v < 2; v++)
 #pragma GCC unroll 6
     for (int j = 0; j < SGEMM2_NR; j++) acc[v][j] = _mm256_setzero_ps();
-#pragma GCC unroll 4 /* 3-5% over the plain loop (one Zen 3 core, minima of 4 runs) */
+#pragma GCC unroll 4
   for (size_t p = 0; p < k; p++) {
-    __m256 a0 = _mm256_loadu_ps(a), a1 = nv > 1 ? _mm256_loadu_ps(a + 8) : a0;
-    _mm_prefetch((const char *)(a + SGEMM_PF_AHEAD), _MM_HINT_T0);
+    __m256 a0 = _mm256_loadu2_m128(a + gs, a);
+    __m256 a1 = nv > 1 ? _mm256_loadu2_m128(a + 3 * gs, a + 2 * gs) : a0;
 #pragma GCC unroll 6
     for (int j = 0; j < nj; j++) {
       __m256 bj = _mm256_broadcast_ss(bs + j);
       acc[0][j] = _mm256_fmadd_ps(a0, bj, acc[0][j]);
       if (nv > 1) acc[1][j] = _mm256_fmadd_ps(a1, bj, acc[1][j]);
     }
-    a += KERN_SGEMM_PANEL;
+    a += SGEMM2_WR;
     bs += SGEMM2_NR;
   }
   const __m256 zero = _mm256_setzero_ps();
@@ -467,74 +569,79 @@ sgemm2__tile(const int nv, const int nj, size_t k, const float *a, const float *
       if (flags & SGEMM_ACC) y = _mm256_add_ps(y, _mm256_maskload_ps(ci, cols));
       if (res) y = _mm256_add_ps(y, _mm256_maskload_ps(res + (size_t)row * ldr, cols));
       if (flags & SGEMM_RELU) y = _mm256_max_ps(y, zero);
-      if (nj == SGEMM2_NR) { /* 4 + 2 plain stores */
-        _mm_storeu_ps(ci, _mm256_castps256_ps128(y));
-        _mm_storel_pi((__m64 *)(void *)(ci + 4), _mm256_extractf128_ps(y, 1));
-      } else {
-        _mm256_maskstore_ps(ci, cols, y);
-      }
+      _mm256_maskstore_ps(ci, cols, y);
     }
   }
 }
 
-typedef void (*sgemm2_tile_fn)(size_t, const float *, const float *, float *, size_t, int,
+typedef void (*sgemm2_tall_fn)(size_t, const float *, size_t, const float *, float *, size_t, int,
                                const float *, const float *, size_t, int);
-#define SGEMM2_TILE(NV, NJ)                                                                  \
-  static void sgemm2__tile_##NV##_##NJ(size_t k, const float *a, const float *bs, float *c,   \
-                                       size_t ldc, int mr, const float *bias,                 \
+#define SGEMM2_TALL(NV, NJ)                                                                  \
+  static void sgemm2__tall_##NV##_##NJ(size_t k, const float *a, size_t gs, const float *bs,  \
+                                       float *c, size_t ldc, int mr, const float *bias,       \
                                        const float *res, size_t ldr, int flags) {             \
-    sgemm2__tile(NV, NJ, k, a, bs, c, ldc, mr, bias, res, ldr, flags);                        \
+    sgemm2__tall(NV, NJ, k, a, gs, bs, c, ldc, mr, bias, res, ldr, flags);                    \
   }
-#define SGEMM2_TILE_NV(NV)                                                                   \
-  SGEMM2_TILE(NV, 1) SGEMM2_TILE(NV, 2) SGEMM2_TILE(NV, 3) SGEMM2_TILE(NV, 4)                 \
-  SGEMM2_TILE(NV, 5) SGEMM2_TILE(NV, 6)
-SGEMM2_TILE_NV(1)
-SGEMM2_TILE_NV(2)
+#define SGEMM2_TALL_NV(NV)                                                                   \
+  SGEMM2_TALL(NV, 1) SGEMM2_TALL(NV, 2) SGEMM2_TALL(NV, 3) SGEMM2_TALL(NV, 4)                 \
+  SGEMM2_TALL(NV, 5) SGEMM2_TALL(NV, 6)
+SGEMM2_TALL_NV(1)
+SGEMM2_TALL_NV(2)
 /* [half panels - 1][columns - 1] */
-static const sgemm2_tile_fn sgemm2__tiles[2][SGEMM2_NR] = {
-    {sgemm2__tile_1_1, sgemm2__tile_1_2, sgemm2__tile_1_3, sgemm2__tile_1_4, sgemm2__tile_1_5,
-     sgemm2__tile_1_6},
-    {sgemm2__tile_2_1, sgemm2__tile_2_2, sgemm2__tile_2_3, sgemm2__tile_2_4, sgemm2__tile_2_5,
-     sgemm2__tile_2_6}};
+static const sgemm2_tall_fn sgemm2__talls[2][SGEMM2_NR] = {
+    {sgemm2__tall_1_1, sgemm2__tall_1_2, sgemm2__tall_1_3, sgemm2__tall_1_4, sgemm2__tall_1_5,
+     sgemm2__tall_1_6},
+    {sgemm2__tall_2_1, sgemm2__tall_2_2, sgemm2__tall_2_3, sgemm2__tall_2_4, sgemm2__tall_2_5,
+     sgemm2__tall_2_6}};
 
-/* Rows [m0, m1) (m0 a multiple of 8), K slice of k rows starting at A's column k0
- * (packed already offset) and B's row 0, all n columns; `flags` and the epilogue
- * pointers as the caller decided for this slice. */
-static void sgemm2__slice(const float *packed, int kfull, int m0, int m1, int k, const float *b,
-                          size_t ldb, const ptrdiff_t *boff, size_t n, float *c, size_t ldc,
-                          const float *bias, const float *res, size_t ldr, int flags) {
+/* Rows [m0, m1) (m0 a multiple of 8), the K slice [k0, k0 + k) of A and B's rows 0 .. k
+ * from b, all n columns; `flags` and the epilogue pointers as the caller decided for
+ * this slice. */
+static void sgemm2__slice(const float *packed, int kfull, int k0, int m0, int m1, int k,
+                          const float *b, size_t ldb, const ptrdiff_t *boff, size_t n, float *c,
+                          size_t ldc, const float *bias, const float *res, size_t ldr, int flags) {
+  const size_t gs = (size_t)SGEMM2_WR * (size_t)kfull, ks = (size_t)k * SGEMM2_WN;
+  size_t rem = n % SGEMM2_WN, nw = rem && rem <= SGEMM2_TAIL_TALL ? n - rem : n;
   int mb = (int)(SGEMM2_A_BUDGET / (size_t)k) / KERN_SGEMM_PANEL * KERN_SGEMM_PANEL;
   if (mb < KERN_SGEMM_PANEL) mb = KERN_SGEMM_PANEL;
-  size_t chunk = SGEMM2_B_PACKED / (size_t)k / SGEMM2_NR * SGEMM2_NR, ks = (size_t)k * SGEMM2_NR;
-  if (chunk < SGEMM2_NR) chunk = SGEMM2_NR;
-  float *strips = sgemm2__strips;
-  for (size_t j0 = 0, nc; j0 < n; j0 += nc) {
-    nc = n - j0 < chunk ? n - j0 : chunk;
-    /* each strip of the chunk packed once, then read by every M block */
-    for (size_t j = j0; j < j0 + nc; j += SGEMM2_NR) {
-      int nj = n - j < SGEMM2_NR ? (int)(n - j) : SGEMM2_NR;
-      sgemm2__pack_strip(b + j, ldb, boff, k, nj, nj == SGEMM2_NR && n - j >= 8,
-                         strips + (j - j0) / SGEMM2_NR * ks);
-    }
+  size_t chunk = SGEMM2_B_PACKED / ks * SGEMM2_WN;
+  if (chunk < SGEMM2_WN) chunk = SGEMM2_WN;
+  for (size_t j0 = 0, je;; j0 = je) {
+    je = nw - j0 > chunk ? j0 + chunk : nw;
+    int tail = je == nw && n > nw; /* the tall columns ride with the last chunk */
+    for (size_t j = j0; j < je; j += SGEMM2_WN) /* each strip packed once per chunk */
+      sgemm2__pack_wide(b + j, ldb, boff, k, nw - j < SGEMM2_WN ? (int)(nw - j) : SGEMM2_WN,
+                        sgemm2__strips + (j - j0) / SGEMM2_WN * ks);
+    for (size_t j = nw; tail && j < n; j += SGEMM2_NR)
+      sgemm2__pack_tall(b + j, ldb, boff, k, n - j < SGEMM2_NR ? (int)(n - j) : SGEMM2_NR,
+                        sgemm2__tail + (j - nw) / SGEMM2_NR * SGEMM2_NR * (size_t)k);
     for (int b0 = m0; b0 < m1; b0 += mb) {
       int b1 = m1 - b0 < mb ? m1 : b0 + mb;
-      for (size_t j = j0; j < j0 + nc; j += SGEMM2_NR) {
-        int nj = n - j < SGEMM2_NR ? (int)(n - j) : SGEMM2_NR;
-        const float *strip = strips + (j - j0) / SGEMM2_NR * ks;
-        for (int r = b0; r < b1;) {
-          /* a whole panel when r starts one and 16 rows remain, else its half */
-          int rows = r % KERN_SGEMM_PANEL == 0 && b1 - r > 8 ? KERN_SGEMM_PANEL : 8;
-          int mr = b1 - r < rows ? b1 - r : rows;
-          const float *a = sgemm__arow(packed, r, kfull);
-          sgemm2__tiles[rows / 8 - 1][nj - 1]((size_t)k, a, strip,
-                                              c + (size_t)(r - m0) * ldc + j, ldc, mr,
-                                              bias ? bias + r : NULL,
-                                              res ? res + (size_t)(r - m0) * ldr + j : NULL, ldr,
-                                              flags);
-          r += rows;
+      for (size_t j = j0; j < je; j += SGEMM2_WN) {
+        int w = nw - j < SGEMM2_WN ? (int)(nw - j) : SGEMM2_WN, nv = (w + 7) / 8;
+        sgemm2_wide_fn tile = sgemm2__wides[w % 8 != 0][nv - 1];
+        __m256i last = kern_simd_lanes8(w - 8 * (nv - 1));
+        const float *strip = sgemm2__strips + (j - j0) / SGEMM2_WN * ks;
+        for (int r = b0; r < b1; r += SGEMM2_WR)
+          tile((size_t)k, sgemm__arow(packed, r, kfull) + (size_t)k0 * SGEMM2_WR, strip,
+               c + (size_t)(r - m0) * ldc + j, ldc, b1 - r < SGEMM2_WR ? b1 - r : SGEMM2_WR, last,
+               bias ? bias + r : NULL, res ? res + (size_t)(r - m0) * ldr + j : NULL, ldr, flags);
+      }
+      for (int r = b0; tail && r < b1;) {
+        /* a whole panel when r starts one and 16 rows remain, else its half */
+        int rows = r % KERN_SGEMM_PANEL == 0 && b1 - r > 8 ? KERN_SGEMM_PANEL : 8;
+        const float *a = sgemm__arow(packed, r, kfull) + (size_t)k0 * SGEMM2_WR;
+        for (size_t j = nw; j < n; j += SGEMM2_NR) {
+          int nj = n - j < SGEMM2_NR ? (int)(n - j) : SGEMM2_NR;
+          sgemm2__talls[rows / 8 - 1][nj - 1](
+              (size_t)k, a, gs, sgemm2__tail + (j - nw) / SGEMM2_NR * SGEMM2_NR * (size_t)k,
+              c + (size_t)(r - m0) * ldc + j, ldc, b1 - r < rows ? b1 - r : rows,
+              bias ? bias + r : NULL, res ? res + (size_t)(r - m0) * ldr + j : NULL, ldr, flags);
         }
+        r += rows;
       }
     }
+    if (je == nw) break;
   }
 }
 
@@ -551,9 +658,8 @@ static void sgemm__run(const float *packed, int kfull, int k0, int k1, int m0, i
     int ke = k1 - ks < kc ? k1 : ks + kc, last = ke == k1;
     int f = (ks > k0 ? SGEMM_ACC : flags & SGEMM_ACC) | (last ? flags & SGEMM_RELU : 0);
     const float *bk = boff ? b : b + (size_t)(ks - k0) * ldb;
-    sgemm2__slice(packed + (size_t)ks * KERN_SGEMM_PANEL, kfull, m0, m1, ke - ks, bk, ldb,
-                  boff ? boff + (ks - k0) : NULL, n, c, ldc, last ? bias : NULL,
-                  last ? res : NULL, ldr, f);
+    sgemm2__slice(packed, kfull, ks, m0, m1, ke - ks, bk, ldb, boff ? boff + (ks - k0) : NULL, n,
+                  c, ldc, last ? bias : NULL, last ? res : NULL, ldr, f);
   }
 }
 

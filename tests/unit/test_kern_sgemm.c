@@ -5,8 +5,9 @@
  * (column tails of at most 12, or products that narrow) with row tails inside its
  * 32-row tiles, products split
  * along K (kern_sgemm_run_k, accumulating into C) and B given by row offsets
- * (kern_sgemm_run_ind). On AVX2 builds the same cases cover that kernel's strips of 6
- * columns, half-panel row starts, M blocks and K slices (K > 512). Tolerance as in
+ * (kern_sgemm_run_ind). On AVX2 builds the same cases cover that build's wide tiles
+ * (4 rows x 24 columns, partial last strips), its tall tails of at most 6 columns (a
+ * panel or a half panel of rows), M blocks, column chunks and K slices (K > 256). Tolerance as in
  * test_kern_conv.c: 1e-5 of the sum of absolute terms. */
 #include <criterion/criterion.h>
 #include <stdlib.h>
@@ -134,4 +135,19 @@ Test(kern_sgemm, b_rows_by_offsets) {
   for (int i = 0; i < 8; i++)
     for (int e = 0; e < 8; e += 3)
       sgemm_check_k(&rng, cases[i][0], cases[i][1], cases[i][2], cases[i][3], e, -1);
+}
+
+/* Shapes aimed at the AVX2 build's blocking (every build runs them): more than one M
+ * block (K 256: 256 rows a block) and column chunk (120 columns at K 256), last strips
+ * of 8-23 columns and tall tails of 1-6 (also in the last chunk, and alone), row ranges
+ * from a half panel, row tails inside a 4-row group, and K slices with B by offsets. */
+Test(kern_sgemm, blocks_chunks_and_tails) {
+  ref_rng_t rng = {0x0DDBA11CAFEull};
+  static const int cases[][5] = {/* m n k m0 slices */
+                                 {300, 250, 256, 0, 1}, {300, 246, 256, 8, 1}, {37, 243, 256, 0, 1},
+                                 {64, 4, 256, 8, 1},    {21, 31, 600, 0, 1},   {70, 49, 513, 8, 2},
+                                 {50, 200, 300, 16, 3}, {19, 16, 700, 0, -1},  {45, 198, 260, 8, -1}};
+  for (int i = 0; i < 9; i++)
+    sgemm_check_k(&rng, cases[i][0], cases[i][1], cases[i][2], cases[i][3], 1 + 2 * (i % 4),
+                  cases[i][4]);
 }
