@@ -63,7 +63,7 @@ enum {
   WINO4_MIN_OUT = 56 * 56,  /* F(4x4) from this many outputs per map (kern_wino4.c), */
   WINO4_MIN_OUT_WIDE = 28 * 28, /* or from this many for layers of at least */
   WINO4_WIDE_CIN = 128,         /* this many input channels and no more output ones */
-  WINO_BUDGET = 1 << 19,    /* V + M floats per thread: 2 MB */
+  WINO_BUDGET = 1 << 20,    /* V + M floats per thread: 4 MB (see wino__tb) */
   WINO_TB_MIN = 16,         /* never fewer tiles per block */
   WINO_ROWSPLIT_TILES = 64, /* below this many tiles per thread, split output channels */
   WINO_ROW_ALIGN = 16,
@@ -105,7 +105,12 @@ static size_t wino__uplanes(const kern_conv_t *p) { return wino__s2(p) ? 16 : wi
 static size_t wino__xb(const kern_conv_t *p) { return wino__s2(p) ? WINO_XI : wino__xi(p); }
 
 /* Most tiles per block within the budget. Not rounded down to the products' 48-column
- * tiles: a 14x14 map's 49 tiles then make one block, which streams U once, not twice. */
+ * tiles: a 14x14 map's 49 tiles then make one block, which streams U once, not twice.
+ * Budget 4 MB rather than 2 since the AVX2 sgemm's wide kernel (session 12; Zen 3, 2
+ * threads, sums of per-node minima over 3 alternating runs): batch 8 ResNet-50 330 ->
+ * 326 ms (layer4's 3x3 9.3 -> 8.2 ms each, U streamed in 2 blocks, not 4; layer1's
+ * 6.7 -> 5.7), ResNet-18 119 -> 109, GoogLeNet 113 -> 111.5; batch 1 unchanged (40.1,
+ * 13.55); 8 MB lost (ResNet-50 batch 8 340). */
 static size_t wino__tb(const kern_conv_t *p) {
   size_t tb = WINO_BUDGET / (wino__xb(p) * ((size_t)p->cin + (size_t)p->cout));
   return tb < WINO_TB_MIN ? WINO_TB_MIN : tb;
