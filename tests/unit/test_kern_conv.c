@@ -46,7 +46,8 @@ static void conv_check(ref_rng_t *rng, const conv_case_t *c) {
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
   int wm = s2 ? 2 : !wino                                                              ? 0
            : (long)oh * ow >= 56 * 56 ||
-                     ((long)oh * ow >= 28 * 28 && c->cin >= 128 && c->cout <= c->cin)
+                     (c->cin >= 96 && ((long)oh * ow >= 28 * 28 ||
+                                       ((long)oh * ow >= 14 * 14 && c->cout > c->cin)))
                ? 4
                : 2; /* kern_winograd.c's choice */
   cr_assert_eq(p.wino_m, wm, "Winograd F(%dx%d), expected F(%dx%d)", p.wino_m, p.wino_m, wm, wm);
@@ -170,7 +171,7 @@ Test(kern_conv, winograd4_random_shapes) {
  * one and two images; at most 8 tiles a row, so blocks of whole images take the
  * two-tile-rows-per-vector transforms (kern_wino4_rows_*), the 31x29 one with a last
  * tile row alone and 29 columns (two registers a row, the second partial). */
-Test(kern_conv, winograd4_wide_layers_from_28x28) {
+Test(kern_conv, winograd4_wide_layers_from_28x28_widening_from_14x14) {
   ref_rng_t rng = {0x28F4ull};
   cnn_blas_single_thread();
   static const conv_case_t cases[] = {
@@ -178,8 +179,11 @@ Test(kern_conv, winograd4_wide_layers_from_28x28) {
       {1, 128, 128, 28, 28, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2},  /* ResNet layer2 */
       {2, 130, 96, 31, 29, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1, 3},   /* ragged, 3 threads */
       {1, 144, 144, 30, 30, 3, 3, 1, 1, 0, 0, 0, 0, 0, 1, 0, 1},  /* unpadded: 28x28 out */
-      {1, 128, 160, 28, 28, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 2},  /* widens: F(2x2) */
+      {1, 128, 160, 28, 28, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 2},  /* widens */
       {1, 128, 128, 26, 26, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 2},  /* 26x26: F(2x2) */
+      {1, 64, 96, 28, 28, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 2},    /* narrow: F(2x2) */
+      {2, 96, 208, 14, 14, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2},   /* 14x14, widens */
+      {1, 112, 112, 14, 14, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 2},  /* 14x14: F(2x2) */
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) conv_check(&rng, &cases[i]);
 }
