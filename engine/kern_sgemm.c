@@ -553,33 +553,39 @@ static inline __attribute__((always_inline)) void sgemm2__transpose8(__m256 t[8]
   }
 }
 
-/* NV half panels (8 rows each: groups at a, a + gs, ...; rows >= mr not stored) x NJ
- * columns of the tall strip. */
+/* NV half panels (8 rows each: groups at a, a + gs, ..., the next panel's at a + ps;
+ * rows >= mr not stored) x NJ columns of the tall strip. NV 4 (two panels) only for NJ
+ * <= 2, whose chains of FMAs are otherwise too few to hide their latency: a 7x7 map's
+ * 49th column on 16 rows took as long per k step as 8 of the wide kernel's columns. */
 static inline __attribute__((always_inline)) void
-sgemm2__tall(const int nv, const int nj, size_t k, const float *a, size_t gs, const float *bs,
-             float *c, size_t ldc, int mr, const float *bias, const float *res, size_t ldr,
-             int flags) {
-  __m256 acc[2][SGEMM2_NR];
-#pragma GCC unroll 2
-  for (int v = 0; v < 2; v++)
+sgemm2__tall(const int nv, const int nj, size_t k, const float *a, size_t gs, size_t ps,
+             const float *bs, float *c, size_t ldc, int mr, const float *bias, const float *res,
+             size_t ldr, int flags) {
+  __m256 acc[4][SGEMM2_NR];
+#pragma GCC unroll 4
+  for (int v = 0; v < 4; v++)
 #pragma GCC unroll 6
     for (int j = 0; j < SGEMM2_NR; j++) acc[v][j] = _mm256_setzero_ps();
 #pragma GCC unroll 4
   for (size_t p = 0; p < k; p++) {
-    __m256 a0 = _mm256_loadu2_m128(a + gs, a);
-    __m256 a1 = nv > 1 ? _mm256_loadu2_m128(a + 3 * gs, a + 2 * gs) : a0;
+    __m256 av[4];
+#pragma GCC unroll 4
+    for (int v = 0; v < nv; v++) {
+      const float *ah = a + (size_t)(v / 2) * ps + (size_t)(v % 2) * 2 * gs;
+      av[v] = _mm256_loadu2_m128(ah + gs, ah);
+    }
 #pragma GCC unroll 6
     for (int j = 0; j < nj; j++) {
       __m256 bj = _mm256_broadcast_ss(bs + j);
-      acc[0][j] = _mm256_fmadd_ps(a0, bj, acc[0][j]);
-      if (nv > 1) acc[1][j] = _mm256_fmadd_ps(a1, bj, acc[1][j]);
+#pragma GCC unroll 4
+      for (int v = 0; v < nv; v++) acc[v][j] = _mm256_fmadd_ps(av[v], bj, acc[v][j]);
     }
     a += SGEMM2_WR;
     bs += SGEMM2_NR;
   }
   const __m256 zero = _mm256_setzero_ps();
   const __m256i cols = kern_simd_lanes8(nj);
-#pragma GCC unroll 2
+#pragma GCC unroll 4
   for (int v = 0; v < nv; v++) {
     __m256 t[8];
 #pragma GCC unroll 8
@@ -599,25 +605,28 @@ sgemm2__tall(const int nv, const int nj, size_t k, const float *a, size_t gs, co
   }
 }
 
-typedef void (*sgemm2_tall_fn)(size_t, const float *, size_t, const float *, float *, size_t, int,
-                               const float *, const float *, size_t, int);
+typedef void (*sgemm2_tall_fn)(size_t, const float *, size_t, size_t, const float *, float *,
+                               size_t, int, const float *, const float *, size_t, int);
 #define SGEMM2_TALL(NV, NJ)                                                                  \
-  static void sgemm2__tall_##NV##_##NJ(size_t k, const float *a, size_t gs, const float *bs,  \
-                                       float *c, size_t ldc, int mr, const float *bias,       \
-                                       const float *res, size_t ldr, int flags) {             \
-    sgemm2__tall(NV, NJ, k, a, gs, bs, c, ldc, mr, bias, res, ldr, flags);                    \
+  static void sgemm2__tall_##NV##_##NJ(size_t k, const float *a, size_t gs, size_t ps,        \
+                                       const float *bs, float *c, size_t ldc, int mr,         \
+                                       const float *bias, const float *res, size_t ldr,       \
+                                       int flags) {                                           \
+    sgemm2__tall(NV, NJ, k, a, gs, ps, bs, c, ldc, mr, bias, res, ldr, flags);                \
   }
 #define SGEMM2_TALL_NV(NV)                                                                   \
   SGEMM2_TALL(NV, 1) SGEMM2_TALL(NV, 2) SGEMM2_TALL(NV, 3) SGEMM2_TALL(NV, 4)                 \
   SGEMM2_TALL(NV, 5) SGEMM2_TALL(NV, 6)
 SGEMM2_TALL_NV(1)
 SGEMM2_TALL_NV(2)
-/* [half panels - 1][columns - 1] */
-static const sgemm2_tall_fn sgemm2__talls[2][SGEMM2_NR] = {
+SGEMM2_TALL(4, 1) SGEMM2_TALL(4, 2)
+/* [half panels: 1, 2, 4 -> 0, 1, 2][columns - 1] */
+static const sgemm2_tall_fn sgemm2__talls[3][SGEMM2_NR] = {
     {sgemm2__tall_1_1, sgemm2__tall_1_2, sgemm2__tall_1_3, sgemm2__tall_1_4, sgemm2__tall_1_5,
      sgemm2__tall_1_6},
     {sgemm2__tall_2_1, sgemm2__tall_2_2, sgemm2__tall_2_3, sgemm2__tall_2_4, sgemm2__tall_2_5,
-     sgemm2__tall_2_6}};
+     sgemm2__tall_2_6},
+    {sgemm2__tall_4_1, sgemm2__tall_4_2}};
 
 /* Rows [m0, m1) (m0 a multiple of 8), the K slice [k0, k0 + k) of A and B's rows 0 .. k
  * from b, all n columns; `flags` and the epilogue pointers as the caller decided for
@@ -625,7 +634,8 @@ static const sgemm2_tall_fn sgemm2__talls[2][SGEMM2_NR] = {
 static void sgemm2__slice(const float *packed, int kfull, int k0, int m0, int m1, int k,
                           const float *b, size_t ldb, const ptrdiff_t *boff, size_t n, float *c,
                           size_t ldc, const float *bias, const float *res, size_t ldr, int flags) {
-  const size_t gs = (size_t)SGEMM2_WR * (size_t)kfull, ks = (size_t)k * SGEMM2_WN;
+  const size_t gs = (size_t)SGEMM2_WR * (size_t)kfull, ps = (size_t)KERN_SGEMM_PANEL * (size_t)kfull;
+  const size_t ks = (size_t)k * SGEMM2_WN;
   size_t rem = n % SGEMM2_WN, nw = rem && rem <= SGEMM2_TAIL_TALL ? n - rem : n;
   int mb = (int)(SGEMM2_A_BUDGET / (size_t)k) / KERN_SGEMM_PANEL * KERN_SGEMM_PANEL;
   if (mb < KERN_SGEMM_PANEL) mb = KERN_SGEMM_PANEL;
@@ -651,13 +661,14 @@ static void sgemm2__slice(const float *packed, int kfull, int k0, int m0, int m1
                bias ? bias + r : NULL, res ? res + (size_t)(r - m0) * ldr + j : NULL, ldr, flags);
       }
       for (int r = b0; tail && r < b1;) {
-        /* a whole panel when r starts one and 16 rows remain, else its half */
-        int rows = r % KERN_SGEMM_PANEL == 0 && b1 - r > 8 ? KERN_SGEMM_PANEL : 8;
+        /* a whole panel when r starts one and 16 rows remain, else its half; two
+         * panels for tails of 1 or 2 columns when more than 16 rows remain */
+        int rows = r % KERN_SGEMM_PANEL ? 8 : b1 - r > 16 && n - nw <= 2 ? 32 : b1 - r > 8 ? 16 : 8;
         const float *a = sgemm__arow(packed, r, kfull) + (size_t)k0 * SGEMM2_WR;
         for (size_t j = nw; j < n; j += SGEMM2_NR) {
           int nj = n - j < SGEMM2_NR ? (int)(n - j) : SGEMM2_NR;
-          sgemm2__talls[rows / 8 - 1][nj - 1](
-              (size_t)k, a, gs, sgemm2__tail + (j - nw) / SGEMM2_NR * SGEMM2_NR * (size_t)k,
+          sgemm2__talls[rows / 16][nj - 1](
+              (size_t)k, a, gs, ps, sgemm2__tail + (j - nw) / SGEMM2_NR * SGEMM2_NR * (size_t)k,
               c + (size_t)(r - m0) * ldc + j, ldc, b1 - r < rows ? b1 - r : rows,
               bias ? bias + r : NULL, res ? res + (size_t)(r - m0) * ldr + j : NULL, ldr, flags);
         }
