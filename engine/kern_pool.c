@@ -109,10 +109,7 @@ static void pool__max_row(const kern_pool_t *p, const float *v, int w, int ow, f
       __m256 m = _mm256_max_ps(_mm256_max_ps(kern_simd_even8(lo, hi), kern_simd_odd8(lo, hi)),
                                kern_simd_even8(lo2, hi2));
       int n = ow - ox < 8 ? ow - ox : 8;
-      if (n == 8)
-        _mm256_storeu_ps(y + ox, m);
-      else
-        _mm256_maskstore_ps(y + ox, kern_simd_lanes8(n), m);
+      kern_simd_store_n8(y + ox, m, n);
     }
   }
 #endif

@@ -452,11 +452,11 @@ static void sgemm2__pack_tall(const float *b, size_t ldb, const ptrdiff_t *boff,
   }
 }
 
-/* 4 rows x 8 NV columns of the strip (the last vector masked by `last` when MASKED);
- * rows >= mr are not stored. */
+/* 4 rows x 8 NV columns of the strip (when MASKED, only wl < 8 lanes of the last
+ * vector are C's); rows >= mr are not stored. */
 static inline __attribute__((always_inline)) void
 sgemm2__wide(const int nv, const int masked, size_t k, const float *a, const float *bs, float *c,
-             size_t ldc, int mr, __m256i last, const float *bias, const float *res, size_t ldr,
+             size_t ldc, int mr, int wl, const float *bias, const float *res, size_t ldr,
              int flags) {
   __m256 acc[SGEMM2_WR][3];
 #pragma GCC unroll 4
@@ -493,6 +493,7 @@ sgemm2__wide(const int nv, const int masked, size_t k, const float *a, const flo
     bs += 8 * nv;
   }
   const __m256 zero = _mm256_setzero_ps();
+  const __m256i last = kern_simd_lanes8(wl);
 #pragma GCC unroll 4
   for (int i = 0; i < SGEMM2_WR; i++) {
     if (i >= mr) break;
@@ -509,20 +510,20 @@ sgemm2__wide(const int nv, const int masked, size_t k, const float *a, const flo
         y = _mm256_add_ps(y, mk ? _mm256_maskload_ps(ri + 8 * j, last) : _mm256_loadu_ps(ri + 8 * j));
       if (flags & SGEMM_RELU) y = _mm256_max_ps(y, zero);
       if (mk)
-        _mm256_maskstore_ps(ci + 8 * j, last, y);
+        kern_simd_store_n8(ci + 8 * j, y, wl);
       else
         _mm256_storeu_ps(ci + 8 * j, y);
     }
   }
 }
 
-typedef void (*sgemm2_wide_fn)(size_t, const float *, const float *, float *, size_t, int, __m256i,
+typedef void (*sgemm2_wide_fn)(size_t, const float *, const float *, float *, size_t, int, int,
                                const float *, const float *, size_t, int);
 #define SGEMM2_WIDE(NV, MASKED)                                                              \
   static void sgemm2__wide_##NV##_##MASKED(size_t k, const float *a, const float *bs, float *c, \
-                                           size_t ldc, int mr, __m256i last, const float *bias, \
+                                           size_t ldc, int mr, int wl, const float *bias,      \
                                            const float *res, size_t ldr, int flags) {          \
-    sgemm2__wide(NV, MASKED, k, a, bs, c, ldc, mr, last, bias, res, ldr, flags);              \
+    sgemm2__wide(NV, MASKED, k, a, bs, c, ldc, mr, wl, bias, res, ldr, flags);                \
   }
 SGEMM2_WIDE(1, 0) SGEMM2_WIDE(2, 0) SGEMM2_WIDE(3, 0)
 SGEMM2_WIDE(1, 1) SGEMM2_WIDE(2, 1) SGEMM2_WIDE(3, 1)
@@ -600,7 +601,7 @@ sgemm2__tall(const int nv, const int nj, size_t k, const float *a, size_t gs, si
       if (flags & SGEMM_ACC) y = _mm256_add_ps(y, _mm256_maskload_ps(ci, cols));
       if (res) y = _mm256_add_ps(y, _mm256_maskload_ps(res + (size_t)row * ldr, cols));
       if (flags & SGEMM_RELU) y = _mm256_max_ps(y, zero);
-      _mm256_maskstore_ps(ci, cols, y);
+      kern_simd_store_n8(ci, y, nj);
     }
   }
 }
@@ -653,11 +654,11 @@ static void sgemm2__slice(const float *packed, int kfull, int k0, int m0, int m1
       for (size_t j = j0; j < je; j += SGEMM2_WN) {
         int w = nw - j < SGEMM2_WN ? (int)(nw - j) : SGEMM2_WN, nv = (w + 7) / 8;
         sgemm2_wide_fn tile = sgemm2__wides[w % 8 != 0][nv - 1];
-        __m256i last = kern_simd_lanes8(w - 8 * (nv - 1));
         const float *strip = sgemm2__strips + (j - j0) / SGEMM2_WN * ks;
         for (int r = b0; r < b1; r += SGEMM2_WR)
           tile((size_t)k, sgemm__arow(packed, r, kfull) + (size_t)k0 * SGEMM2_WR, strip,
-               c + (size_t)(r - m0) * ldc + j, ldc, b1 - r < SGEMM2_WR ? b1 - r : SGEMM2_WR, last,
+               c + (size_t)(r - m0) * ldc + j, ldc, b1 - r < SGEMM2_WR ? b1 - r : SGEMM2_WR,
+               w - 8 * (nv - 1),
                bias ? bias + r : NULL, res ? res + (size_t)(r - m0) * ldr + j : NULL, ldr, flags);
       }
       for (int r = b0; tail && r < b1;) {

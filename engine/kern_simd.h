@@ -43,6 +43,27 @@ static inline __m256 kern_simd_odd8(__m256 lo, __m256 hi) {
 static inline __m256i kern_simd_lanes8(int n) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
+
+/* Stores lanes [0, n) of x at d (n <= 0: none) with plain stores of 4, 2 and 1 floats:
+ * a masked store (vmaskmovps) measured 4.5 ns each on a Zen 3 host against 0.7 for a
+ * plain one, and the Winograd transforms of maps whose rows hold 7 tiles made 16 or 36
+ * of them per vector. Masked loads are as fast as plain ones and stay. */
+static inline void kern_simd_store_n8(float *d, __m256 x, int n) {
+  if (n >= 8) {
+    _mm256_storeu_ps(d, x);
+    return;
+  }
+  __m128 q = _mm256_castps256_ps128(x);
+  if (n >= 4) {
+    _mm_storeu_ps(d, q);
+    q = _mm256_extractf128_ps(x, 1), d += 4, n -= 4;
+  }
+  if (n >= 2) {
+    _mm_storel_pi((__m64 *)(void *)d, q);
+    q = _mm_movehl_ps(q, q), d += 2, n -= 2;
+  }
+  if (n >= 1) _mm_store_ss(d, q);
+}
 #endif
 
 #endif

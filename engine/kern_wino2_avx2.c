@@ -7,7 +7,7 @@
  * of a tile's four patch rows is read as 18 floats from the plane (loads masked to the
  * row where the segment reaches outside it) and split into even and
  * odd positions in registers, twice (from columns 0 and 2): patch columns 0..3 of tile
- * k are then lane k of e, o, e2, o2. B^T d B goes straight into V, stores masked to the
+ * k are then lane k of e, o, e2, o2. B^T d B goes straight into V, stores clipped to the
  * run. Output: A^T m A from the 16 M rows, the even and odd columns of each output row
  * interleaved into 16 consecutive floats, epilogue y = act(y + bias + residual),
  * stores clipped to the row. The portable path these replace went through half rows in
@@ -48,7 +48,6 @@ static void w2__vec8(const wino_job_t *j, const float *plane, int ys, int xs, fl
       w2__split(kern_wino_load8(r, xs + 2, j->w), kern_wino_load8(r, xs + 10, j->w), d[i] + 2);
     }
   }
-  __m256i mk = kern_simd_lanes8(n);
   for (int r = 0; r < 4; r++) {
     __m256 a[4]; /* row r of B^T d: d0 - d2, d1 + d2, d2 - d1, d1 - d3 */
     for (int x = 0; x < 4; x++)
@@ -58,7 +57,7 @@ static void w2__vec8(const wino_job_t *j, const float *plane, int ys, int xs, fl
                       : _mm256_sub_ps(d[1][x], d[3][x]);
     __m256 out[4] = {_mm256_sub_ps(a[0], a[2]), _mm256_add_ps(a[1], a[2]),
                      _mm256_sub_ps(a[2], a[1]), _mm256_sub_ps(a[1], a[3])};
-    for (int x = 0; x < 4; x++) kern_wino_put8(dst + (size_t)(4 * r + x) * nb, out[x], n, mk);
+    for (int x = 0; x < 4; x++) kern_wino_put8(dst + (size_t)(4 * r + x) * nb, out[x], n);
   }
 }
 

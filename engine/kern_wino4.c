@@ -303,12 +303,11 @@ static void w4__vec8(const wino_job_t *j, const float *plane, int ys, int xs, fl
     kern_wino_patch_row8(j, plane, ys + i, xs, c);
     w4__bt8(c, hrow[i]);
   }
-  __m256i mk = kern_simd_lanes8(n);
   for (int x = 0; x < 6; x++) {
     __m256 col[6] = {hrow[0][x], hrow[1][x], hrow[2][x], hrow[3][x], hrow[4][x], hrow[5][x]},
            out[6];
     w4__bt8(col, out);
-    for (int i = 0; i < 6; i++) kern_wino_put8(dst + (size_t)(6 * i + x) * nb, out[i], n, mk);
+    for (int i = 0; i < 6; i++) kern_wino_put8(dst + (size_t)(6 * i + x) * nb, out[i], n);
   }
 }
 

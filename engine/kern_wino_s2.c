@@ -248,11 +248,10 @@ static void s2__vec8(const wino_job_t *j, const float *plane, int ys, int xs, fl
     kern_wino_patch_row8(j, plane, ys + i, xs, c);
     s2__t8(c, hrow[i]);
   }
-  __m256i mk = kern_simd_lanes8(n);
   for (int b = 0; b < 5; b++) {
     __m256 col[5] = {hrow[0][b], hrow[1][b], hrow[2][b], hrow[3][b], hrow[4][b]}, out[5];
     s2__t8(col, out);
-    for (int a = 0; a < 5; a++) kern_wino_put8(dst + (size_t)s2__slot(a, b) * nb, out[a], n, mk);
+    for (int a = 0; a < 5; a++) kern_wino_put8(dst + (size_t)s2__slot(a, b) * nb, out[a], n);
   }
 }
 

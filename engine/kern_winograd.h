@@ -321,7 +321,7 @@ static inline void kern_wino_store8(const wino_job_t *j, __m256 y, __m256 bias, 
   __m256i mk = kern_simd_lanes8(n);
   if (j->residual) y = _mm256_add_ps(y, _mm256_maskload_ps(j->residual + at, mk));
   if (j->p->relu) y = _mm256_max_ps(y, _mm256_setzero_ps());
-  _mm256_maskstore_ps(j->out + at, mk, y);
+  kern_simd_store_n8(j->out + at, y, n);
 }
 
 /* Lanes of columns [x, x + n) of row r that lie inside [0, w), zero elsewhere (n = 4
@@ -388,13 +388,8 @@ static inline void kern_wino_store_pair8(const wino_job_t *j, __m256 e, __m256 o
   kern_wino_store8(j, _mm256_permute2f128_ps(lo, hi, 0x31), bias, o + 8, len - 8);
 }
 
-/* Stores lanes [0, n) of x at d (mk: kern_simd_lanes8(n)). */
-static inline void kern_wino_put8(float *d, __m256 x, int n, __m256i mk) {
-  if (n >= 8)
-    _mm256_storeu_ps(d, x);
-  else
-    _mm256_maskstore_ps(d, mk, x);
-}
+/* Stores lanes [0, n) of x at d. */
+static inline void kern_wino_put8(float *d, __m256 x, int n) { kern_simd_store_n8(d, x, n); }
 
 /* Transform of the patches of up to 8 horizontally adjacent tiles (n valid) of one
  * channel plane whose patches start at row ys, column xs, into dst (position x at
