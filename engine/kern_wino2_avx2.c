@@ -66,40 +66,33 @@ void kern_wino2_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size
   kern_wino_input_vectors8(j, t0, t1, c0, c1, v, 2, w2__vec8);
 }
 
+/* One output vector (kern_wino_out8_fn): M's 16 positions are rows * nb apart. */
+static void w2__out8(const wino_job_t *j, const float *mk, size_t rr, size_t nb, size_t rows,
+                     const size_t *aux, __m256 bias, size_t o, int x0, int ty, int n) {
+  (void)aux;
+  const float *mr = mk + rr * nb;
+  size_t stride = rows * nb;
+  __m256 s[2][4]; /* A^T m: [output row][transform column] */
+  for (int c = 0; c < 4; c++) {
+    __m256 m0 = _mm256_loadu_ps(mr + (size_t)c * stride);
+    __m256 m1 = _mm256_loadu_ps(mr + (size_t)(4 + c) * stride);
+    __m256 m2 = _mm256_loadu_ps(mr + (size_t)(8 + c) * stride);
+    __m256 m3 = _mm256_loadu_ps(mr + (size_t)(12 + c) * stride);
+    s[0][c] = _mm256_add_ps(_mm256_add_ps(m0, m1), m2);
+    s[1][c] = _mm256_sub_ps(_mm256_sub_ps(m1, m2), m3);
+  }
+  int len = 2 * n < j->ow - x0 ? 2 * n : j->ow - x0; /* outputs in the row */
+  for (int i = 0; i < 2 && 2 * ty + i < j->oh; i++) {
+    __m256 e = _mm256_add_ps(_mm256_add_ps(s[i][0], s[i][1]), s[i][2]);
+    __m256 od = _mm256_sub_ps(_mm256_sub_ps(s[i][1], s[i][2]), s[i][3]);
+    kern_wino_store_pair8(j, e, od, bias, o + (size_t)(2 * ty + i) * (size_t)j->ow + (size_t)x0,
+                          len);
+  }
+}
+
 void kern_wino2_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
                        const float *m) {
-  const kern_conv_t *p = j->p;
-  size_t nb = t1 - t0, stride = (size_t)(r1 - r0) * nb, cols = (size_t)j->oh * (size_t)j->ow;
-  for (size_t t = t0; t < t1;) {
-    wino_run_t run = kern_wino_run(j, t, t1);
-    size_t img = run.img;
-    int ty = run.ty, tx = run.tx, cnt = run.cnt;
-    for (int r = r0; r < r1; r++) {
-      const __m256 bias = _mm256_set1_ps(p->bias ? p->bias[r] : 0.0f);
-      for (int k = 0; k < cnt; k += W2_VL) {
-        const float *mr = m + (size_t)(r - r0) * nb + (t - t0) + (size_t)k;
-        __m256 s[2][4]; /* A^T m: [output row][transform column] */
-        for (int c = 0; c < 4; c++) {
-          __m256 m0 = _mm256_loadu_ps(mr + (size_t)c * stride);
-          __m256 m1 = _mm256_loadu_ps(mr + (size_t)(4 + c) * stride);
-          __m256 m2 = _mm256_loadu_ps(mr + (size_t)(8 + c) * stride);
-          __m256 m3 = _mm256_loadu_ps(mr + (size_t)(12 + c) * stride);
-          s[0][c] = _mm256_add_ps(_mm256_add_ps(m0, m1), m2);
-          s[1][c] = _mm256_sub_ps(_mm256_sub_ps(m1, m2), m3);
-        }
-        int n = cnt - k < W2_VL ? cnt - k : W2_VL, x0 = 2 * (tx + k);
-        int len = 2 * n < j->ow - x0 ? 2 * n : j->ow - x0; /* outputs in the row */
-        for (int i = 0; i < 2 && 2 * ty + i < j->oh; i++) {
-          __m256 e = _mm256_add_ps(_mm256_add_ps(s[i][0], s[i][1]), s[i][2]);
-          __m256 od = _mm256_sub_ps(_mm256_sub_ps(s[i][1], s[i][2]), s[i][3]);
-          size_t o = (img * (size_t)p->cout + (size_t)r) * cols +
-                     (size_t)(2 * ty + i) * (size_t)j->ow + (size_t)x0;
-          kern_wino_store_pair8(j, e, od, bias, o, len);
-        }
-      }
-    }
-    t += (size_t)cnt;
-  }
+  kern_wino_output_vectors8(j, r0, r1, t0, t1, m, NULL, 2, w2__out8);
 }
 
 #endif

@@ -260,13 +260,12 @@ void kern_wino4_rows_output(const wino_job_t *j, int r0, int r1, size_t t0, size
 /* AVX2 builds: the same transforms, 8 tiles per vector, on row runs only (no
  * two-tile-row layout). A patch row's six columns for 8 tiles come from two sets of
  * four 128-bit loads (tiles k and k + 4 in one register's halves) and an in-lane 4x4
- * transpose; segments reaching outside the plane are first copied, zero-padded, into a
- * small buffer. Same sums in the same order as the AVX-512 build's. On a 2-vCPU Zen 3
+ * transpose; near the row's ends the loads are masked to it (kern_wino_patch_row8).
+ * Output through kern_wino_output_vectors8, shared with F(2x2) and the stride-2
+ * variant. Same sums in the same order as the AVX-512 build's. On a 2-vCPU Zen 3
  * host, ResNet-50's layer1 3x3 convs (56x56, F(2x2) before) went 1.6-1.8 -> ~1.0 ms at
  * batch 1 on 2 threads. */
 int kern_wino4_supported(void) { return 1; }
-
-enum { W4_VL8 = 8 }; /* tiles per vector */
 
 static inline void w4__bt8(const __m256 x[6], __m256 y[6]) {
   const __m256 h = _mm256_set1_ps(0.5f), c15 = _mm256_set1_ps(1.5f),
@@ -316,44 +315,37 @@ void kern_wino4_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size
   kern_wino_input_vectors8(j, t0, t1, c0, c1, v, 4, w4__vec8);
 }
 
+/* One output vector (kern_wino_out8_fn): M's 36 positions are rows * nb apart. */
+static void w4__out8(const wino_job_t *j, const float *mk, size_t rr, size_t nb, size_t rows,
+                     const size_t *aux, __m256 bias, size_t o, int x0, int ty, int n) {
+  (void)aux;
+  const float *mr = mk + rr * nb;
+  size_t stride = rows * nb;
+  __m256 s[4][6]; /* [output row][transform column] */
+  for (int x = 0; x < 6; x++) {
+    __m256 col[6], out[4];
+    for (int i = 0; i < 6; i++) col[i] = _mm256_loadu_ps(mr + (size_t)(6 * i + x) * stride);
+    w4__at8(col, out);
+    for (int a = 0; a < 4; a++) s[a][x] = out[a];
+  }
+  int len = 4 * n < j->ow - x0 ? 4 * n : j->ow - x0; /* outputs in the row */
+  for (int a = 0; a < 4 && 4 * ty + a < j->oh; a++) {
+    __m256 y[4];
+    w4__at8(s[a], y); /* y[d] lane k: column 4k + d */
+    __m256 t0v = _mm256_unpacklo_ps(y[0], y[1]), t1v = _mm256_unpackhi_ps(y[0], y[1]);
+    __m256 t2v = _mm256_unpacklo_ps(y[2], y[3]), t3v = _mm256_unpackhi_ps(y[2], y[3]);
+    __m256 u0 = _mm256_shuffle_ps(t0v, t2v, 0x44), u1 = _mm256_shuffle_ps(t0v, t2v, 0xEE);
+    __m256 u2 = _mm256_shuffle_ps(t1v, t3v, 0x44), u3 = _mm256_shuffle_ps(t1v, t3v, 0xEE);
+    __m256 q[4] = {_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u2, u3, 0x20),
+                   _mm256_permute2f128_ps(u0, u1, 0x31), _mm256_permute2f128_ps(u2, u3, 0x31)};
+    size_t at = o + (size_t)(4 * ty + a) * (size_t)j->ow + (size_t)x0;
+    for (int g = 0; g < 4; g++) kern_wino_store8(j, q[g], bias, at + (size_t)(8 * g), len - 8 * g);
+  }
+}
+
 void kern_wino4_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
                        const float *m) {
-  const kern_conv_t *p = j->p;
-  size_t nb = t1 - t0, stride = (size_t)(r1 - r0) * nb, cols = (size_t)j->oh * (size_t)j->ow;
-  for (size_t t = t0; t < t1;) {
-    wino_run_t run = kern_wino_run(j, t, t1);
-    size_t img = run.img;
-    int ty = run.ty, tx = run.tx, cnt = run.cnt;
-    for (int r = r0; r < r1; r++) {
-      const __m256 bias = _mm256_set1_ps(p->bias ? p->bias[r] : 0.0f);
-      for (int k = 0; k < cnt; k += W4_VL8) {
-        const float *mr = m + (size_t)(r - r0) * nb + (t - t0) + (size_t)k;
-        __m256 s[4][6]; /* [output row][transform column] */
-        for (int x = 0; x < 6; x++) {
-          __m256 col[6], out[4];
-          for (int i = 0; i < 6; i++) col[i] = _mm256_loadu_ps(mr + (size_t)(6 * i + x) * stride);
-          w4__at8(col, out);
-          for (int a = 0; a < 4; a++) s[a][x] = out[a];
-        }
-        int n = cnt - k < W4_VL8 ? cnt - k : W4_VL8, x0 = 4 * (tx + k);
-        int len = 4 * n < j->ow - x0 ? 4 * n : j->ow - x0; /* outputs in the row */
-        for (int a = 0; a < 4 && 4 * ty + a < j->oh; a++) {
-          __m256 y[4];
-          w4__at8(s[a], y); /* y[d] lane k: column 4k + d */
-          __m256 t0v = _mm256_unpacklo_ps(y[0], y[1]), t1v = _mm256_unpackhi_ps(y[0], y[1]);
-          __m256 t2v = _mm256_unpacklo_ps(y[2], y[3]), t3v = _mm256_unpackhi_ps(y[2], y[3]);
-          __m256 u0 = _mm256_shuffle_ps(t0v, t2v, 0x44), u1 = _mm256_shuffle_ps(t0v, t2v, 0xEE);
-          __m256 u2 = _mm256_shuffle_ps(t1v, t3v, 0x44), u3 = _mm256_shuffle_ps(t1v, t3v, 0xEE);
-          __m256 q[4] = {_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u2, u3, 0x20),
-                         _mm256_permute2f128_ps(u0, u1, 0x31), _mm256_permute2f128_ps(u2, u3, 0x31)};
-          size_t o = (img * (size_t)p->cout + (size_t)r) * cols +
-                     (size_t)(4 * ty + a) * (size_t)j->ow + (size_t)x0;
-          for (int g = 0; g < 4; g++) kern_wino_store8(j, q[g], bias, o + (size_t)(8 * g), len - 8 * g);
-        }
-      }
-    }
-    t += (size_t)run.cnt;
-  }
+  kern_wino_output_vectors8(j, r0, r1, t0, t1, m, NULL, 4, w4__out8);
 }
 
 #else

@@ -230,8 +230,6 @@ void kern_wino_s2_rows_output(const wino_job_t *j, int r0, int r1, size_t t0, si
  * -> 14.8 and 16.1 -> 12.4 ms (per-node medians of minima over alternating runs). */
 int kern_wino_s2_supported(void) { return 1; }
 
-enum { S2_VL8 = 8 }; /* tiles per vector */
-
 static inline void s2__t8(const __m256 d[5], __m256 y[5]) {
   y[0] = _mm256_sub_ps(d[0], d[2]);
   y[1] = d[2];
@@ -260,43 +258,36 @@ void kern_wino_s2_input8(const wino_job_t *j, size_t t0, size_t t1, size_t c0, s
   kern_wino_input_vectors8(j, t0, t1, c0, c1, v, 4, s2__vec8);
 }
 
+/* One output vector (kern_wino_out8_fn): position (a, b)'s M at its slot's base +
+ * rr * step (aux: base[25], then step[25], s2__m_layout). */
+static void s2__out8(const wino_job_t *j, const float *mk, size_t rr, size_t nb, size_t rows,
+                     const size_t *aux, __m256 bias, size_t o, int x0, int ty, int n) {
+  (void)nb, (void)rows;
+  const size_t *base = aux, *step = aux + KERN_WINO_S2_XI;
+  __m256 s[2][5]; /* [output row][transform column] */
+  for (int b = 0; b < 5; b++) {
+    __m256 x[5];
+    for (int a = 0; a < 5; a++) {
+      int sl = s2__slot(a, b);
+      x[a] = _mm256_loadu_ps(mk + base[sl] + rr * step[sl]);
+    }
+    s[0][b] = _mm256_add_ps(_mm256_add_ps(x[0], x[1]), x[3]);
+    s[1][b] = _mm256_add_ps(_mm256_add_ps(x[1], x[2]), x[4]);
+  }
+  int len = 2 * n < j->ow - x0 ? 2 * n : j->ow - x0;
+  for (int i = 0; i < 2 && 2 * ty + i < j->oh; i++) {
+    __m256 e = _mm256_add_ps(_mm256_add_ps(s[i][0], s[i][1]), s[i][3]);
+    __m256 od = _mm256_add_ps(_mm256_add_ps(s[i][1], s[i][2]), s[i][4]);
+    kern_wino_store_pair8(j, e, od, bias, o + (size_t)(2 * ty + i) * (size_t)j->ow + (size_t)x0,
+                          len);
+  }
+}
+
 void kern_wino_s2_output8(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
                           const float *m) {
-  const kern_conv_t *p = j->p;
-  size_t nb = t1 - t0, rows = (size_t)(r1 - r0), cols = (size_t)j->oh * (size_t)j->ow;
-  size_t base[KERN_WINO_S2_XI], step[KERN_WINO_S2_XI], off[5][5];
-  s2__m_layout(rows, nb, base, step);
-  for (size_t t = t0; t < t1;) {
-    wino_run_t run = kern_wino_run(j, t, t1);
-    size_t img = run.img;
-    int ty = run.ty, tx = run.tx, cnt = run.cnt;
-    for (int r = r0; r < r1; r++) {
-      for (int a = 0; a < 5; a++)
-        for (int b = 0; b < 5; b++)
-          off[a][b] = base[s2__slot(a, b)] + (size_t)(r - r0) * step[s2__slot(a, b)];
-      const __m256 bias = _mm256_set1_ps(p->bias ? p->bias[r] : 0.0f);
-      for (int k = 0; k < cnt; k += S2_VL8) {
-        const float *mk = m + (t - t0) + (size_t)k;
-        __m256 s[2][5]; /* [output row][transform column] */
-        for (int b = 0; b < 5; b++) {
-          __m256 x[5];
-          for (int a = 0; a < 5; a++) x[a] = _mm256_loadu_ps(mk + off[a][b]);
-          s[0][b] = _mm256_add_ps(_mm256_add_ps(x[0], x[1]), x[3]);
-          s[1][b] = _mm256_add_ps(_mm256_add_ps(x[1], x[2]), x[4]);
-        }
-        int n = cnt - k < S2_VL8 ? cnt - k : S2_VL8, x0 = 2 * (tx + k);
-        int len = 2 * n < j->ow - x0 ? 2 * n : j->ow - x0;
-        for (int i = 0; i < 2 && 2 * ty + i < j->oh; i++) {
-          __m256 e = _mm256_add_ps(_mm256_add_ps(s[i][0], s[i][1]), s[i][3]);
-          __m256 od = _mm256_add_ps(_mm256_add_ps(s[i][1], s[i][2]), s[i][4]);
-          size_t o = (img * (size_t)p->cout + (size_t)r) * cols +
-                     (size_t)(2 * ty + i) * (size_t)j->ow + (size_t)x0;
-          kern_wino_store_pair8(j, e, od, bias, o, len);
-        }
-      }
-    }
-    t += (size_t)cnt;
-  }
+  size_t layout[2 * KERN_WINO_S2_XI];
+  s2__m_layout((size_t)(r1 - r0), t1 - t0, layout, layout + KERN_WINO_S2_XI);
+  kern_wino_output_vectors8(j, r0, r1, t0, t1, m, layout, 2, s2__out8);
 }
 
 #else

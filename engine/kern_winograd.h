@@ -423,6 +423,36 @@ kern_wino_input_vectors8(const wino_job_t *j, size_t t0, size_t t1, size_t c0, s
   }
 }
 
+/* One output vector: up to 8 horizontally adjacent tiles (n valid) of output channel
+ * r, from M at mk (the vector's first tile; M's row of r is rr = r - r0, of rows rows;
+ * the transform positions' layout is the variant's, aux the stride-2 variant's slot
+ * table), A^T m A plus the epilogue stored into the plane at o, from tile row ty,
+ * output column x0 on. */
+typedef void (*kern_wino_out8_fn)(const wino_job_t *j, const float *mk, size_t rr, size_t nb,
+                                  size_t rows, const size_t *aux, __m256 bias, size_t o, int x0,
+                                  int ty, int n);
+
+/* Output channels [r0, r1) of tiles [t0, t1) from M: the runs of tiles, channel by
+ * channel, 8 tiles a vector, each through vec (inlined with it); `step` outputs per
+ * tile side (2: F(2x2) and the stride-2 variant; 4: F(4x4)). */
+static inline __attribute__((always_inline)) void
+kern_wino_output_vectors8(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
+                          const float *m, const size_t *aux, int step, kern_wino_out8_fn vec) {
+  const kern_conv_t *p = j->p;
+  size_t nb = t1 - t0, rows = (size_t)(r1 - r0), cols = (size_t)j->oh * (size_t)j->ow;
+  for (size_t t = t0; t < t1;) {
+    wino_run_t run = kern_wino_run(j, t, t1);
+    for (int r = r0; r < r1; r++) {
+      const __m256 bias = _mm256_set1_ps(p->bias ? p->bias[r] : 0.0f);
+      size_t o = (run.img * (size_t)p->cout + (size_t)r) * cols;
+      for (int k = 0; k < run.cnt; k += 8)
+        vec(j, m + (t - t0) + (size_t)k, (size_t)(r - r0), nb, rows, aux, bias, o,
+            step * (run.tx + k), run.ty, run.cnt - k < 8 ? run.cnt - k : 8);
+    }
+    t += (size_t)run.cnt;
+  }
+}
+
 /* F(2x2): V for tiles [t0, t1) and channels [c0, c1); output channels [r0, r1) from M. */
 void kern_wino2_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size_t c1,
                       float *v);
