@@ -63,7 +63,7 @@ enum {
   WINO4_MIN_OUT = 56 * 56,  /* F(4x4) from this many outputs per map (kern_wino4.c), */
   WINO4_MIN_OUT_WIDE = 28 * 28, /* or from this many for layers of at least */
   WINO4_WIDE_CIN = 96,          /* this many input channels, */
-  WINO4_MIN_OUT_WIDENING = 14 * 14, /* or this many for such layers with more outputs */
+  WINO4_MIN_OUT_WIDENING = 14 * 14, /* or this many for such layers not narrowing */
   WINO_BUDGET = 1 << 20,    /* V + M floats per thread: 4 MB (see wino__tb) */
   WINO_TB_MIN = 16,         /* never fewer tiles per block */
   WINO_ROWSPLIT_TILES = 64, /* below this many tiles per thread, split output channels */
@@ -155,7 +155,7 @@ static size_t wino__uplane(const kern_conv_t *p) {
 }
 
 /* F(4x4) where it pays and is built: maps of at least WINO4_MIN_OUT outputs, and
- * 28x28 maps whose layers are wide, and 14x14 ones whose wide layers widen. Measured
+ * 28x28 maps whose layers are wide, and 14x14 ones whose wide layers do not narrow. Measured
  * in forwards (per-node minima, alternating builds): ResNet layer2's 128->128 on 28x28
  * 0.51 -> 0.38 ms on one thread (the image-serial prefix of a batch) and 0.262 -> 0.253
  * ms on two; GoogLeNet's 16->32 and 32->96 lose. On the Zen 3 host with the AVX2 wide
@@ -163,13 +163,17 @@ static size_t wino__uplane(const kern_conv_t *p) {
  * and 1.41 -> 1.05 ms at batch 1, 5.5 -> 4.0 and 9.9 -> 7.0 ms at batch 8 (on the Zen 5
  * they had lost 1.5% and 6% at batch 1); its 14x14 96->208 .. 160->320 gain 0.27 ms in
  * all at batch 1 (13.21 -> 12.88 ms) and lose 1.3 ms at batch 8 (106 -> 107): kept, for
- * the latency. ResNet-50's layer3 256->256 on 14x14 gain 0.08 ms each at batch 1 and
- * lose 0.15 at batch 8, for 31 MB more weights: not taken. */
+ * the latency. ResNet-50's layer3 256->256 on 14x14 gained 0.08 ms each at batch 1 and
+ * lost 0.15 at batch 8 (per-node minima, batched), for 26 MB more weights: not taken
+ * then; in session 13, with the sgemm's fused B copy, ResNet-50 batch 1 37.72 -> 37.24
+ * ms (sums of per-node minima, 4 alternating runs), ResNet-18 12.38 -> 12.20, and
+ * ResNet-50 batch 8 (image-serial through layer3) p50 308 -> 304 ms over 6 alternating
+ * runs of 3 s (noise-level): taken. */
 static int wino__pick(const kern_conv_t *p) {
   if (wino__s2(p)) return 2;
   long out = (long)p->map_oh * p->map_ow;
   int wide = p->cin >= WINO4_WIDE_CIN &&
-             (out >= WINO4_MIN_OUT_WIDE || (out >= WINO4_MIN_OUT_WIDENING && p->cout > p->cin));
+             (out >= WINO4_MIN_OUT_WIDE || (out >= WINO4_MIN_OUT_WIDENING && p->cout >= p->cin));
   return kern_wino4_supported() && (out >= WINO4_MIN_OUT || wide) ? 4 : 2;
 }
 

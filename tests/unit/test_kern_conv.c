@@ -47,7 +47,7 @@ static void conv_check(ref_rng_t *rng, const conv_case_t *c) {
   int wm = s2 ? 2 : !wino                                                              ? 0
            : (long)oh * ow >= 56 * 56 ||
                      (c->cin >= 96 && ((long)oh * ow >= 28 * 28 ||
-                                       ((long)oh * ow >= 14 * 14 && c->cout > c->cin)))
+                                       ((long)oh * ow >= 14 * 14 && c->cout >= c->cin)))
                ? 4
                : 2; /* kern_winograd.c's choice */
   cr_assert_eq(p.wino_m, wm, "Winograd F(%dx%d), expected F(%dx%d)", p.wino_m, p.wino_m, wm, wm);
@@ -166,8 +166,9 @@ Test(kern_conv, winograd4_random_shapes) {
   wino_random(&rng, 24, 58, 90, 2, 72, 56);
 }
 
-/* From 28x28 outputs, layers of at least 128 input channels and no more output ones
- * take F(4x4) too (ResNet's layer2); wider outputs keep F(2x2). Row and tile splits,
+/* From 28x28 outputs, layers of at least 96 input channels take F(4x4) too (ResNet's
+ * layer2), and from 14x14 ones those with at least as many outputs as inputs (GoogLeNet's
+ * 4a-4e, ResNet's layer3); narrower layers and maps keep F(2x2). Row and tile splits,
  * one and two images; at most 8 tiles a row, so blocks of whole images take the
  * two-tile-rows-per-vector transforms (kern_wino4_rows_*), the 31x29 one with a last
  * tile row alone and 29 columns (two registers a row, the second partial). */
@@ -183,7 +184,8 @@ Test(kern_conv, winograd4_wide_layers_from_28x28_widening_from_14x14) {
       {1, 128, 128, 26, 26, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 2},  /* 26x26: F(2x2) */
       {1, 64, 96, 28, 28, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 2},    /* narrow: F(2x2) */
       {2, 96, 208, 14, 14, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2},   /* 14x14, widens */
-      {1, 112, 112, 14, 14, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 2},  /* 14x14: F(2x2) */
+      {1, 112, 112, 14, 14, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2},  /* 14x14, as wide */
+      {1, 128, 112, 14, 14, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 2},  /* 14x14 narrows: F(2x2) */
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) conv_check(&rng, &cases[i]);
 }
