@@ -2,7 +2,7 @@
 """peers.py — classifyd's engine against ONNX Runtime and PyTorch, for `make bench-peers`.
 
     peers.py --build build --models build/models --peers build/peers
-             [--archs resnet50,googlenet,resnet18] [--rounds 3] [--seconds 2.5] [--threads 2]
+             [--archs resnet50,googlenet,resnet18] [--rounds 6] [--seconds 1.25] [--threads 2]
 
 Three runners, each a long-lived process that loads its model once and then answers
 "BATCH SECONDS" commands on stdin with every timed latency ("lat MS MS ..."):
@@ -13,7 +13,9 @@ Three runners, each a long-lived process that loads its model once and then answ
 All get the same ONNX architecture and the same input file (8 image-like tensors).
 For each model and batch (1 and 8) there are --rounds rounds; each round measures every
 runner for about --seconds, in an order rotated from round to round so that drift of a
-shared, noisy machine hits all of them alike, after a --settle pause (0.5 s) in which the
+shared, noisy machine hits all of them alike (6 rounds of 1.25 s rather than 3 of 2.5:
+the same time per runner, but the host's slow phases, which last a few seconds, fall on
+a runner's rounds more evenly), after a --settle pause (0.5 s) in which the
 previous runner's worker threads, which may spin-wait after their last run (OpenMP,
 ONNX Runtime's intra-op pool), go idle instead of competing with the next runner. A runner's latencies are pooled over its
 rounds: p50, p99 and images/s = batch / p50. Ratios are ours / ONNX Runtime's: latency
@@ -191,10 +193,10 @@ def main():
     ap.add_argument("--models", default="build/models")
     ap.add_argument("--peers", default="build/peers")
     ap.add_argument("--archs", default="resnet50,googlenet,resnet18")
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--settle", type=float, default=0.5,
                     help="idle seconds before each runner's turn (default 0.5)")
-    ap.add_argument("--seconds", type=float, default=2.5)
+    ap.add_argument("--seconds", type=float, default=1.25)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     args.archs = [a for a in args.archs.split(",") if a]
