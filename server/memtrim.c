@@ -14,11 +14,9 @@
  */
 #include "memtrim.h"
 
-#include <malloc.h>
-
 static void trim_work(uv_work_t *w) {
   (void)w;
-  malloc_trim(0);
+  memtrim_release();
 }
 
 static void trim_after(uv_work_t *w, int status) {

@@ -14,12 +14,12 @@
  */
 #include "modelset.h"
 
-#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cpus.h"
 #include "log.h"
+#include "memtrim.h"
 
 modelset_t *modelset_create(config_t *cfg, unsigned long id) {
   modelset_t *s = calloc(1, sizeof(*s));
@@ -52,7 +52,7 @@ void modelset_unref(modelset_t *s) {
    * over the arenas of the threads that loaded it; give their free pages back,
    * or every reload leaves a few MiB resident (daemon.c sets the mmap threshold
    * for the big buffers). */
-  malloc_trim(0);
+  memtrim_release();
 }
 
 /* Forwards take turns with decodes only when they take every CPU (with CPUs to
