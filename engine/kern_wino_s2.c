@@ -274,13 +274,12 @@ static void s2__out8(const wino_job_t *j, const float *mk, size_t rr, size_t nb,
     s[0][b] = _mm256_add_ps(_mm256_add_ps(x[0], x[1]), x[3]);
     s[1][b] = _mm256_add_ps(_mm256_add_ps(x[1], x[2]), x[4]);
   }
-  int len = 2 * n < j->ow - x0 ? 2 * n : j->ow - x0;
-  for (int i = 0; i < 2 && 2 * ty + i < j->oh; i++) {
-    __m256 e = _mm256_add_ps(_mm256_add_ps(s[i][0], s[i][1]), s[i][3]);
-    __m256 od = _mm256_add_ps(_mm256_add_ps(s[i][1], s[i][2]), s[i][4]);
-    kern_wino_store_pair8(j, e, od, bias, o + (size_t)(2 * ty + i) * (size_t)j->ow + (size_t)x0,
-                          len);
+  __m256 e[2], od[2];
+  for (int i = 0; i < 2; i++) {
+    e[i] = _mm256_add_ps(_mm256_add_ps(s[i][0], s[i][1]), s[i][3]);
+    od[i] = _mm256_add_ps(_mm256_add_ps(s[i][1], s[i][2]), s[i][4]);
   }
+  kern_wino_store_rows2(j, e, od, bias, o, x0, ty, n);
 }
 
 void kern_wino_s2_output8(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,

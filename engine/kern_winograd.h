@@ -378,14 +378,20 @@ kern_wino_patch_row8(const wino_job_t *j, const float *plane, int y, int xs, __m
   c[5] = _mm256_shuffle_ps(t0, t2, 0xEE);
 }
 
-/* One output row of 8 tiles 2 columns wide from its even (e) and odd (od) columns
- * (lane k = tile k): interleaved into 16 consecutive outputs at o, the first len
- * stored, with the epilogue. F(2x2) and the stride-2 variant store this way. */
-static inline void kern_wino_store_pair8(const wino_job_t *j, __m256 e, __m256 od, __m256 bias,
-                                         size_t o, int len) {
-  __m256 lo = _mm256_unpacklo_ps(e, od), hi = _mm256_unpackhi_ps(e, od);
-  kern_wino_store8(j, _mm256_permute2f128_ps(lo, hi, 0x20), bias, o, len);
-  kern_wino_store8(j, _mm256_permute2f128_ps(lo, hi, 0x31), bias, o + 8, len - 8);
+/* The two output rows of n <= 8 tiles 2 x 2 (tile row ty, from output column x0; o the
+ * plane's start) from each row's even (e) and odd (od) columns (lane k = tile k): each
+ * row interleaved into 16 consecutive outputs, those inside the map stored with the
+ * epilogue. F(2x2) and the stride-2 variant store this way. */
+static inline void kern_wino_store_rows2(const wino_job_t *j, const __m256 e[2],
+                                         const __m256 od[2], __m256 bias, size_t o, int x0,
+                                         int ty, int n) {
+  int len = 2 * n < j->ow - x0 ? 2 * n : j->ow - x0; /* outputs in the row */
+  for (int i = 0; i < 2 && 2 * ty + i < j->oh; i++) {
+    size_t oi = o + (size_t)(2 * ty + i) * (size_t)j->ow + (size_t)x0;
+    __m256 lo = _mm256_unpacklo_ps(e[i], od[i]), hi = _mm256_unpackhi_ps(e[i], od[i]);
+    kern_wino_store8(j, _mm256_permute2f128_ps(lo, hi, 0x20), bias, oi, len);
+    kern_wino_store8(j, _mm256_permute2f128_ps(lo, hi, 0x31), bias, oi + 8, len - 8);
+  }
 }
 
 /* Stores lanes [0, n) of x at d. */
