@@ -437,7 +437,9 @@ static void sgemm2__pack_tall(const float *b, size_t ldb, const ptrdiff_t *boff,
 }
 
 /* 4 rows x 8 NV columns of the strip (when MASKED, only wl < 8 lanes of the last
- * vector are C's); rows >= mr are not stored. */
+ * vector are C's); rows >= mr are not stored. With PACK the tile first fills the strip:
+ * it reads B's rows from src (row p at src + p ldb, or src + boff[p]) and stores them
+ * into bs as it goes. */
 static inline __attribute__((always_inline)) void
 sgemm2__wide(const int nv, const int masked, const int pack, size_t k, const float *a, float *bs,
              const float *src, size_t ldb, const ptrdiff_t *boff, float *c, size_t ldc, int mr,
