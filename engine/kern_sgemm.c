@@ -392,6 +392,14 @@ static void sgemm__run(const float *packed, int kfull, int k0, int k1, int m0, i
  * threads, sums of per-node minima over 4 alternating runs): ResNet-50 batch 1 38.5 ->
  * 38.15 ms (38.6 without the prefetch), GoogLeNet 12.03 -> 11.83; one core, batch 8,
  * 1x1 convs of at most 512 outputs 1-4% faster (bench_conv).
+ * A is not prefetched by software: its groups are read in sequence, which the hardware
+ * prefetcher follows, and prefetching them 96 k steps ahead (one prefetch per k step)
+ * cost in the host's contended phases. Session 14, forwards alternating one by one
+ * between the two in one process: ResNet-50 batch 1 p50 53.5 -> 52.0, 53.1 -> 51.3,
+ * 58.7 -> 56.1, 60.5 -> 55.2 ms (p90 61.5 -> 60.1 ... 68.3 -> 60.6), batch 8 414 -> 405
+ * ms, ResNet-18 18.4 -> 17.8, GoogLeNet 13.5 -> 13.6; in a calm spell ResNet-50 42.3 ->
+ * 42.5 (p10 39.8 -> 40.2, p90 63.4 -> 57.1). Prefetching further ahead (192 steps) or
+ * non-temporally was worse than either (p50 59-63 against 48 ms).
  * Tall kernel, for column tails of at most SGEMM2_TAIL_TALL (a 7x7 map's 49 = 2 x 24 +
  * 1, a 14x14 map's 196 = 8 x 24 + 4): vectors run down M, 16 rows (two groups per
  * vector) x 6 columns of B (6 broadcasts) = 12 accumulators, transposed in registers
@@ -416,7 +424,6 @@ enum {
   SGEMM2_KC = 512,             /* rows of B per slice */
   SGEMM2_A_BUDGET = 64 * 1024, /* floats of packed A per M block: 256 KB, in L2 */
   SGEMM2_B_PACKED = 32 * 1024, /* floats of packed wide strips per column chunk: 128 KB */
-  SGEMM2_PF_AHEAD = 4 * 96,    /* prefetch a group's A this many floats (k steps x 4) ahead */
   SGEMM2_PF_ROWS = 8           /* a packing tile prefetches B's rows this many ahead */
 };
 
@@ -483,7 +490,6 @@ sgemm2__wide(const int nv, const int masked, const int pack, size_t k, const flo
       b0 = _mm256_load_ps(bs);
       b1 = nv > 1 ? _mm256_load_ps(bs + 8) : b0, b2 = nv > 2 ? _mm256_load_ps(bs + 16) : b0;
     }
-    _mm_prefetch((const char *)(a + SGEMM2_PF_AHEAD), _MM_HINT_T0);
 #pragma GCC unroll 4
     for (int i = 0; i < SGEMM2_WR; i++) {
       __m256 ai = _mm256_broadcast_ss(a + i);
