@@ -11,7 +11,7 @@
  *    straight into the strided output (ldc = cols);
  *  - row split (few columns per thread, e.g. 7x7 maps at batch 1, and maps of at
  *    most 56 columns at any batch): each thread takes a range of output channels
- *    and all columns. The lowering is then done by every thread (cheap next to the
+ *    (sized by the threads' measured speeds, kern_row_share) and all columns. The lowering is then done by every thread (cheap next to the
  *    GEMM), but each thread streams only its share of W, where a column split would
  *    make every thread stream all of it (ResNet-50's layer4 at batch 8, 60 MB of
  *    weights: 37 -> 32 ms on 2 threads with the Winograd layers split the same way).
@@ -122,11 +122,11 @@ enum {
   CONV_GROUP_C_FLOATS = 1 << 18
 };
 
-/* The most output channels one thread's share of a row split holds (conv__by_rows):
- * tid 0's, which pool_split makes the largest. */
+/* The most output channels one thread's share of a row split can hold (conv__by_rows;
+ * the shares follow the threads' speeds, kern_row_share). */
 static size_t conv__share_rows(const kern_conv_t *p, int nt) {
-  int r0, r1;
-  return kern_row_share(p->cout, CONV_ROW_ALIGN, 0, nt, &r0, &r1) ? (size_t)(r1 - r0) : 1;
+  size_t m = kern_row_share_max(p->cout, CONV_ROW_ALIGN, nt);
+  return m ? m : 1;
 }
 
 /* Images per product for n images of `cols` outputs on nt threads; 0 when the conv
@@ -327,7 +327,8 @@ static void conv__grouped(const conv_job_t *j, int n0, int n1, int r0, int r1, f
 static void conv__by_rows(void *arg, int tid, int nt) {
   const conv_job_t *j = arg;
   int r0, r1;
-  if (!kern_row_share(j->p->cout, CONV_ROW_ALIGN, tid, nt, &r0, &r1)) return;
+  (void)nt;
+  if (!kern_row_share(j->kc, j->p->cout, CONV_ROW_ALIGN, tid, &r0, &r1)) return;
   if (j->group > 0) {
     conv__grouped(j, 0, j->n, r0, r1, j->kc->scratch[tid]);
     return;
@@ -400,4 +401,5 @@ void kern_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *in, in
   j.chunks = (total + j.chunk_vecs - 1) / j.chunk_vecs;
   kern_claim_init(&j.claim, j.chunks, nt);
   pool_run(kc->pool, rows ? conv__by_rows : conv__by_cols, &j);
+  if (rows) kern_row_learn(kc, p->cout, CONV_ROW_ALIGN);
 }

@@ -190,7 +190,8 @@ static void poly__by_cols(void *arg, int tid, int nt) {
 static void poly__by_rows(void *arg, int tid, int nt) {
   const poly_job_t *j = arg;
   int r0, r1;
-  if (!kern_row_share(j->p->cout, POLY_ROW_ALIGN, tid, nt, &r0, &r1)) return;
+  (void)nt;
+  if (!kern_row_share(j->kc, j->p->cout, POLY_ROW_ALIGN, tid, &r0, &r1)) return;
   for (size_t q0 = 0; q0 < j->q; q0 += POLY_BLOCK)
     poly__block(j, r0, r1, q0, q0 + POLY_BLOCK < j->q ? q0 + POLY_BLOCK : j->q, poly__c(j, tid));
 }
@@ -217,6 +218,7 @@ void kern_poly_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *i
     kern_claim_init(&j.claim, j.blocks, nt);
     pool_run(kc->pool, poly__split, &j);
     pool_run(kc->pool, rows ? poly__by_rows : poly__by_cols, &j);
+    if (rows) kern_row_learn(kc, p->cout, POLY_ROW_ALIGN);
   }
 #else
   (void)kc, (void)p, (void)in, (void)n, (void)h, (void)w, (void)out, (void)oh, (void)ow,

@@ -43,14 +43,27 @@ void kern_conv_epi_row(float *c, const float *res, float b, size_t nc, int relu)
 static inline int kern_threads(const kern_ctx_t *kc) { return pool_threads(kc->pool); }
 
 /* Thread tid's share [*r0, *r1) of `rows` output channels, cut at multiples of align
- * (the row splits of kern_conv.c, kern_winograd.c and kern_conv_poly.c). Returns 0
- * when the share is empty. */
-static inline int kern_row_share(int rows, int align, int tid, int nt, int *r0, int *r1) {
+ * (the row splits of kern_conv.c, kern_winograd.c and kern_conv_poly.c), weighted by
+ * the threads' speeds (pool_split_weighted). Returns 0 when the share is empty. */
+static inline int kern_row_share(const kern_ctx_t *kc, int rows, int align, int tid, int *r0,
+                                 int *r1) {
   size_t units = ((size_t)rows + (size_t)align - 1) / (size_t)align, b, e;
-  pool_split(units, tid, nt, &b, &e);
+  pool_split_weighted(kc->pool, units, tid, &b, &e);
   *r0 = (int)(b * (size_t)align);
   *r1 = (int)(e * (size_t)align) < rows ? (int)(e * (size_t)align) : rows;
   return *r0 < *r1;
+}
+
+/* After a pool_run of row shares: the threads' speeds in it update the weights. */
+static inline void kern_row_learn(const kern_ctx_t *kc, int rows, int align) {
+  pool_balance_learn(kc->pool, ((size_t)rows + (size_t)align - 1) / (size_t)align);
+}
+
+/* The most rows kern_row_share can give one of nt threads (for sizing scratch). */
+static inline size_t kern_row_share_max(int rows, int align, int nt) {
+  size_t units = ((size_t)rows + (size_t)align - 1) / (size_t)align;
+  size_t m = pool_split_max(units, nt) * (size_t)align;
+  return m < (size_t)rows ? m : (size_t)rows;
 }
 
 #endif

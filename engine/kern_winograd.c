@@ -551,7 +551,8 @@ static void wino__by_tiles(void *arg, int tid, int nt) {
 static void wino__by_rows(void *arg, int tid, int nt) {
   const wino_job_t *j = arg;
   int r0, r1;
-  if (!kern_row_share(j->p->cout, WINO_ROW_ALIGN, tid, nt, &r0, &r1)) return;
+  (void)nt;
+  if (!kern_row_share(j->kc, j->p->cout, WINO_ROW_ALIGN, tid, &r0, &r1)) return;
   size_t blk = wino__blk(j, j->tiles);
   for (size_t t0 = 0; t0 < j->tiles; t0 += blk)
     wino__block(j, r0, r1, t0, t0 + blk < j->tiles ? t0 + blk : j->tiles,
@@ -609,4 +610,5 @@ void kern_wino_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *i
    * ms slower). ResNet-50 batch 1, 2 threads, medians per phase over 7 minutes of
    * alternating runs: calm 14.80 -> 14.81 ms, slow 16.01 -> 15.68. */
   pool_run(kc->pool, rows ? wino__by_rows : wino__by_tiles, &j);
+  if (rows) kern_row_learn(kc, p->cout, WINO_ROW_ALIGN);
 }

@@ -23,6 +23,22 @@ void pool_destroy(pool_t *p); /* joins the workers; NULL is a no-op */
 int pool_threads(const pool_t *p);
 void pool_run(pool_t *p, pool_task_cb fn, void *arg);
 
+/* Static splits weighted by the threads' speeds. A vCPU of a shared host may run
+ * slower than its sibling for seconds at a time (another guest on its core: the
+ * engine's sgemm measured 20% slower on one of two vCPUs while an FMA loop ran at full
+ * speed on both), and an equal static split then waits for the slow one every layer.
+ * pool_split_weighted cuts `total` items in proportion to per-tid weights (mean 1,
+ * each within [POOL_WEIGHT_MIN, POOL_WEIGHT_MAX]); pool_balance_learn, called by the
+ * thread that ran pool_run after a task split that way, moves the weights toward the
+ * speeds the tids showed (items per second of their run, each on its own thread).
+ * Both read the weights only between tasks, so every tid of a task sees the same split.
+ * pool_split_max is the most items any tid can be given, for sizing scratch. */
+#define POOL_WEIGHT_MIN 0.5f
+#define POOL_WEIGHT_MAX 1.5f
+void pool_split_weighted(const pool_t *p, size_t total, int tid, size_t *begin, size_t *end);
+void pool_balance_learn(pool_t *p, size_t total);
+size_t pool_split_max(size_t total, int n);
+
 /* The share [*begin, *end) of `total` items that thread tid of n handles. */
 static inline void pool_split(size_t total, int tid, int n, size_t *begin, size_t *end) {
   size_t q = total / (size_t)n, r = total % (size_t)n, t = (size_t)tid;

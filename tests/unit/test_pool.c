@@ -3,6 +3,7 @@
 #include <criterion/criterion.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "pool.h"
@@ -91,6 +92,70 @@ Test(pool, split_covers_range, .timeout = 60) {
       }
       cr_assert_eq(next, total);
     }
+}
+
+Test(pool, weighted_split_starts_equal_and_covers_range, .timeout = 60) {
+  for (int n = 1; n <= 4; n++) {
+    pool_t *p;
+    cr_assert_eq(pool_create(n, &p), 0);
+    for (size_t total = 0; total < 40; total++) {
+      size_t next = 0;
+      for (int t = 0; t < n; t++) {
+        size_t b, e, qb, qe;
+        pool_split_weighted(p, total, t, &b, &e);
+        pool_split(total, t, n, &qb, &qe);
+        cr_assert_eq(b, next);
+        cr_assert_eq(e - b, qe - qb, "n %d total %zu tid %d: equal weights, equal shares", n,
+                     total, t);
+        next = e;
+      }
+      cr_assert_eq(next, total);
+    }
+    pool_destroy(p);
+  }
+  size_t b, e;
+  pool_split_weighted(NULL, 7, 0, &b, &e); /* no pool: one thread takes everything */
+  cr_assert(b == 0 && e == 7);
+}
+
+/* Items cost tid 1 twice what they cost tid 0 (a busy wait per item): the learned
+ * weights give tid 0 the larger share, within pool_split_max, still covering all. */
+typedef struct {
+  pool_t *p;
+  size_t total;
+} weighted_job_t;
+
+static void spin_us(double us) {
+  struct timespec a, b;
+  clock_gettime(CLOCK_MONOTONIC, &a);
+  do clock_gettime(CLOCK_MONOTONIC, &b);
+  while ((double)(b.tv_sec - a.tv_sec) * 1e6 + (double)(b.tv_nsec - a.tv_nsec) / 1e3 < us);
+}
+
+static void weighted_task(void *arg, int tid, int n) {
+  (void)n;
+  weighted_job_t *j = arg;
+  size_t b, e;
+  pool_split_weighted(j->p, j->total, tid, &b, &e);
+  spin_us((double)(e - b) * (tid == 1 ? 40.0 : 20.0));
+}
+
+Test(pool, weighted_split_learns_the_faster_thread, .timeout = 60) {
+  pool_t *p;
+  cr_assert_eq(pool_create(2, &p), 0);
+  weighted_job_t j = {p, 64};
+  for (int r = 0; r < 60; r++) {
+    pool_run(p, weighted_task, &j);
+    pool_balance_learn(p, j.total);
+  }
+  size_t b0, e0, b1, e1;
+  pool_split_weighted(p, j.total, 0, &b0, &e0);
+  pool_split_weighted(p, j.total, 1, &b1, &e1);
+  cr_assert(b0 == 0 && e0 == b1 && e1 == j.total);
+  /* 2:1 speeds: 43 of 64 at the balance point; a descheduled run may pull it back a bit */
+  cr_assert_gt(e0 - b0, 36, "tid 0 (twice as fast) got %zu of 64", e0 - b0);
+  cr_assert_leq(e0 - b0, pool_split_max(j.total, 2));
+  pool_destroy(p);
 }
 
 /* kern_claim.h: alone, a thread takes its home range front to back, then the other
