@@ -26,9 +26,9 @@
  * chunks claimed as the threads go, each its own range first (kern_claim.h; one
  * chunk at 1 thread), or by ranges of output channels when there are few tiles per
  * thread or per image (7x7 maps, where U is
- * the larger stream even at batch 8; each thread then transforms all of the input,
- * cheap next to its products, but reads only its share of U; a V shared by the
- * threads was tried and dropped, see kern_wino_conv2d). Blocks
+ * the larger stream even at batch 8; each thread reads only its share of U; when the
+ * tiles make one block their V is transformed once, each thread a share of the
+ * channels, and shared, see kern_wino_conv2d). Blocks
  * hold at most tb tiles, so that V + M stay within WINO_BUDGET floats, and a chunk
  * is cut into equal blocks; kern_wino_scratch_floats returns exactly that need.
  * The F(2x2) input transform reads the plane straight into registers (masked
@@ -486,14 +486,14 @@ static void wino__output(const wino_job_t *j, int r0, int r1, size_t t0, size_t 
 
 #endif
 
-/* Output channels [r0, r1) of tiles [t0, t1). */
-static void wino__block(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
-                        float *scratch) {
+/* Products and output transform for output channels [r0, r1) of tiles [t0, t1), from
+ * their V at v; M (and the output's half rows) in this thread's scratch, after its V. */
+static void wino__products(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
+                           const float *v, float *scratch) {
   const kern_conv_t *p = j->p;
   size_t nb = t1 - t0, cin = (size_t)p->cin, cout = (size_t)p->cout, rows = (size_t)(r1 - r0);
   size_t nxi = (size_t)j->xi;
-  float *v = scratch, *m = v + nxi * cin * j->tb, *buf = m + nxi * cout * j->tb;
-  wino__input(j, t0, t1, 0, cin, v, buf);
+  float *m = scratch + nxi * cin * j->tb, *buf = m + nxi * cout * j->tb;
   if (j->s2) {
     size_t uplane = wino__uplane(p);
     for (int g = 0; g < KERN_WINO_S2_GROUPS; g++) {
@@ -528,6 +528,14 @@ static void wino__block(const wino_job_t *j, int r0, int r1, size_t t0, size_t t
     wino__output(j, r0, r1, t0, t1, m, buf);
 }
 
+/* Output channels [r0, r1) of tiles [t0, t1): V into scratch, then the products. */
+static void wino__block(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
+                        float *scratch) {
+  size_t nxi = (size_t)j->xi, cin = (size_t)j->p->cin, cout = (size_t)j->p->cout;
+  wino__input(j, t0, t1, 0, cin, scratch, scratch + nxi * (cin + cout) * j->tb);
+  wino__products(j, r0, r1, t0, t1, scratch, scratch);
+}
+
 /* Tiles per block for a range of n tiles: as few blocks as the budget allows, equal;
  * on maps of at most 8 tiles a row, whole images where that stays within the budget (so
  * the blocks take the whole-row transforms, wino__layout: a batch of 3 7x7 images is
@@ -553,10 +561,24 @@ static void wino__by_rows(void *arg, int tid, int nt) {
   int r0, r1;
   (void)nt;
   if (!kern_row_share(j->kc, j->p->cout, WINO_ROW_ALIGN, tid, &r0, &r1)) return;
+  if (j->shared_v) { /* one block, its V in tid 0's scratch (wino__share_input) */
+    wino__products(j, r0, r1, 0, j->tiles, j->kc->scratch[0], j->kc->scratch[tid]);
+    return;
+  }
   size_t blk = wino__blk(j, j->tiles);
   for (size_t t0 = 0; t0 < j->tiles; t0 += blk)
     wino__block(j, r0, r1, t0, t0 + blk < j->tiles ? t0 + blk : j->tiles,
                 j->kc->scratch[tid]);
+}
+
+/* The row split's V when the tiles make one block: each thread transforms its share of
+ * the input channels into tid 0's scratch, which every thread's products then read. */
+static void wino__share_input(void *arg, int tid, int nt) {
+  const wino_job_t *j = arg;
+  size_t c0, c1, nxi = (size_t)j->xi, cin = (size_t)j->p->cin, cout = (size_t)j->p->cout;
+  pool_split(cin, tid, nt, &c0, &c1);
+  float *buf = j->kc->scratch[tid] + nxi * (cin + cout) * j->tb;
+  if (c0 < c1) wino__input(j, 0, j->tiles, c0, c1, j->kc->scratch[0], buf);
 }
 
 void kern_wino_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *in, int n, int h,
@@ -600,15 +622,23 @@ void kern_wino_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *i
   }
   j.chunks = (j.tiles + j.chunk - 1) / j.chunk;
   kern_claim_init(&j.claim, j.chunks, nt);
-  /* Row splits transform all of the input on every thread. Sharing one V (each thread
-   * transforming its share of the channels into thread 0's scratch, a second pool_run,
-   * then all reading it) saved 0.02 ms per 28x28 layer (ResNet-50 layer2 at batch 1) on
-   * a calm host, but in the host's slow phases (cache-line round trip between our two
-   * vCPUs ~400 ns, not ~120, as if they shared no cache) it cost more than that twice
-   * over: reading the other core's half, and later, thread 0 rewriting scratch lines
-   * the other core still held (layer3.0's conv2 and conv3, which follow, 0.08 and 0.04
-   * ms slower). ResNet-50 batch 1, 2 threads, medians per phase over 7 minutes of
-   * alternating runs: calm 14.80 -> 14.81 ms, slow 16.01 -> 15.68. */
+  /* A row split of one block shares its V: each thread transforms its share of the
+   * input channels into tid 0's scratch (wino__share_input, a pool_run of its own),
+   * then every thread's products read all of it; several blocks are transformed by
+   * every thread, block by block. On the AVX-512 host of session 12 sharing had saved
+   * 0.02 ms per 28x28 layer in calm phases and cost more than that in slow ones (cache-
+   * line round trip between the vCPUs ~400 ns, not ~120: reading the other core's half,
+   * and thread 0 later rewriting lines the other core still held; ResNet-50 batch 1
+   * medians per phase, shared -> each its own: calm 14.80 -> 14.81 ms, slow 16.01 ->
+   * 15.68), so each thread transformed all of it. On the Zen 3 host (AVX2) the
+   * transform is a larger part: timed inside the blocks, ResNet-50 batch 1 spent 3.7 ms
+   * a thread per forward transforming input against 10.2 in products, 3.0 of them in
+   * the row splits, where both threads did the same work. Shared, in forwards alternating
+   * one by one in one process (session 14, round trip 110 ns): ResNet-50 batch 1 p50
+   * 47.0 -> 46.0 ms (p10 40.9 -> 40.0), GoogLeNet 15.7 -> 15.2, ResNet-18 15.8 ->
+   * 15.2, ResNet-50 batch 8 346.7 -> 346.9. */
+  j.shared_v = rows && wino__blk(&j, j.tiles) >= j.tiles;
+  if (j.shared_v) pool_run(kc->pool, wino__share_input, &j);
   pool_run(kc->pool, rows ? wino__by_rows : wino__by_tiles, &j);
   if (rows) kern_row_learn(kc, p->cout, WINO_ROW_ALIGN);
 }

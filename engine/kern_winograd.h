@@ -29,6 +29,7 @@ typedef struct {
   size_t tiles_img, tiles, tb;
   size_t chunk, chunks;      /* tile split: chunks of `chunk` tiles, */
   kern_claim_t claim;        /* claimed by the threads as they go (kern_claim.h) */
+  int shared_v;              /* row split of one block: V transformed once, shared */
 } wino_job_t;
 
 /* The run of tiles that starts at tile t on one tile row, cut at t1: its image, tile
