@@ -60,7 +60,6 @@ enum { POOL_SPIN = 2000 }; /* ~30-50 us of pause; 0 gives pure condvar waits */
 typedef struct {
   _Alignas(64) atomic_uint gen; /* generation that claimed this tid; own cache line */
   double t0, t1;                /* its last run, seconds (pool_balance_learn) */
-  double speed;                 /* items per second in that run (pool_balance_learn) */
   int home;                     /* that run was on the tid's own thread */
 } pool_slot_t;
 
@@ -287,28 +286,40 @@ size_t pool_split_max(size_t total, int n) {
   return m < total ? m : total;
 }
 
-void pool_balance_learn(pool_t *p, size_t total) {
-  if (!p || p->n == 1 || total < (size_t)p->n * POOL_LEARN_MIN_ITEMS) return;
-  double mean = 0.0;
-  for (int t = 0; t < p->n; t++) {
-    pool_slot_t *sl = &p->slots[t];
-    double dt = sl->t1 - sl->t0;
-    size_t b, e;
-    pool_split_weighted(p, total, t, &b, &e);
-    /* only runs on their own threads, long enough to time, of enough items */
-    if (!sl->home || dt < POOL_LEARN_MIN_SECONDS || e - b < POOL_LEARN_MIN_ITEMS) return;
-    sl->speed = (double)(e - b) / dt;
-    mean += sl->speed;
+int pool_weights_learn(float *weight, int n, const size_t *items, const double *seconds) {
+  double speed[POOL_LEARN_MAX], mean = 0.0;
+  if (n < 2 || n > POOL_LEARN_MAX) return 0;
+  for (int t = 0; t < n; t++) {
+    /* only runs long enough to time, of enough items */
+    if (seconds[t] < POOL_LEARN_MIN_SECONDS || items[t] < POOL_LEARN_MIN_ITEMS) return 0;
+    speed[t] = (double)items[t] / seconds[t];
+    mean += speed[t];
   }
-  mean /= p->n;
+  mean /= n;
   double wsum = 0.0;
-  for (int t = 0; t < p->n; t++) {
-    p->weight[t] += POOL_LEARN_RATE * ((float)(p->slots[t].speed / mean) - p->weight[t]);
-    wsum += p->weight[t];
+  for (int t = 0; t < n; t++) {
+    weight[t] += POOL_LEARN_RATE * ((float)(speed[t] / mean) - weight[t]);
+    wsum += weight[t];
   }
   /* mean 1 again, then within the bounds pool_split_max counts on */
-  for (int t = 0; t < p->n; t++) {
-    float w = (float)(p->weight[t] * p->n / wsum);
-    p->weight[t] = w < POOL_WEIGHT_MIN ? POOL_WEIGHT_MIN : w > POOL_WEIGHT_MAX ? POOL_WEIGHT_MAX : w;
+  for (int t = 0; t < n; t++) {
+    float w = (float)(weight[t] * n / wsum);
+    weight[t] = w < POOL_WEIGHT_MIN ? POOL_WEIGHT_MIN : w > POOL_WEIGHT_MAX ? POOL_WEIGHT_MAX : w;
   }
+  return 1;
+}
+
+void pool_balance_learn(pool_t *p, size_t total) {
+  if (!p || p->n == 1 || p->n > POOL_LEARN_MAX) return;
+  size_t items[POOL_LEARN_MAX];
+  double seconds[POOL_LEARN_MAX];
+  for (int t = 0; t < p->n; t++) {
+    const pool_slot_t *sl = &p->slots[t];
+    size_t b, e;
+    if (!sl->home) return; /* another thread ran it: no speed of its own thread */
+    pool_split_weighted(p, total, t, &b, &e);
+    items[t] = e - b;
+    seconds[t] = sl->t1 - sl->t0;
+  }
+  pool_weights_learn(p->weight, p->n, items, seconds);
 }

@@ -37,6 +37,12 @@ void pool_run(pool_t *p, pool_task_cb fn, void *arg);
 #define POOL_WEIGHT_MAX 1.5f
 void pool_split_weighted(const pool_t *p, size_t total, int tid, size_t *begin, size_t *end);
 void pool_balance_learn(pool_t *p, size_t total);
+/* The rule pool_balance_learn applies, on its own: n tids (2 <= n <= POOL_LEARN_MAX) ran
+ * items[t] items in seconds[t]; each weight moves toward its speed over the mean speed,
+ * then all are scaled to mean 1 and clamped. Returns 0, changing nothing, when a run was
+ * too short to time or had too few items. */
+enum { POOL_LEARN_MAX = 64 };
+int pool_weights_learn(float *weight, int n, const size_t *items, const double *seconds);
 size_t pool_split_max(size_t total, int n);
 
 /* The share [*begin, *end) of `total` items that thread tid of n handles. */
