@@ -14,7 +14,12 @@
  * scratch, split them with scalar code and stored its 16-float vectors with calls to
  * memcpy on maps whose rows hold fewer than 16 tiles (every map from 28x28 down):
  * GoogLeNet at batch 1 on 2 threads, a Zen 3 host, spent 15% of its time there.
- * The same sums in the same order as those transforms.
+ * The same sums in the same order as those transforms. Maps 4 tiles wide (7x7) in blocks
+ * of whole images take two tile rows per vector instead (w2__rows_layout: the vector's
+ * halves from two tile rows' patch rows, its outputs to two output rows), where a row
+ * run filled half of every vector: forwards alternating one by one (session 14),
+ * ResNet-50 batch 1 p50 42.23 -> 41.96 ms (layer4's 3x3 convs), GoogLeNet 15.26 ->
+ * 15.14, ResNet-18 16.26 -> 16.11.
  */
 #include "kern_winograd.h"
 
@@ -61,15 +66,67 @@ static void w2__vec8(const wino_job_t *j, const float *plane, int ys, int xs, fl
   }
 }
 
+/* Eight floats of row y from column x, masked to the plane (zeros outside it). */
+static inline __m256 w2__row8(const wino_job_t *j, const float *plane, int y, int x) {
+  if (y < 0 || y >= j->h) return _mm256_setzero_ps();
+  return kern_wino_load8(plane + (size_t)y * (size_t)j->w, x, j->w);
+}
+
+/* w2__vec8 for tile rows ty and ty + 1 of a map 4 tiles wide (tiles ty * 4 .. + 8, in
+ * V's order): lanes 0-3 from patch rows ys.., lanes 4-7 from ys + 2..; the same sums. */
+static void w2__vec8_rows(const wino_job_t *j, const float *plane, int ys, int xs, float *dst,
+                          size_t nb, int n) {
+  __m256 d[4][4];
+  for (int i = 0; i < 4; i++) {
+    w2__split(w2__row8(j, plane, ys + i, xs), w2__row8(j, plane, ys + 2 + i, xs), d[i]);
+    w2__split(w2__row8(j, plane, ys + i, xs + 2), w2__row8(j, plane, ys + 2 + i, xs + 2),
+              d[i] + 2);
+  }
+  for (int r = 0; r < 4; r++) {
+    __m256 a[4];
+    for (int x = 0; x < 4; x++)
+      a[x] = r == 0   ? _mm256_sub_ps(d[0][x], d[2][x])
+             : r == 1 ? _mm256_add_ps(d[1][x], d[2][x])
+             : r == 2 ? _mm256_sub_ps(d[2][x], d[1][x])
+                      : _mm256_sub_ps(d[1][x], d[3][x]);
+    __m256 out[4] = {_mm256_sub_ps(a[0], a[2]), _mm256_add_ps(a[1], a[2]),
+                     _mm256_sub_ps(a[2], a[1]), _mm256_sub_ps(a[1], a[3])};
+    for (int x = 0; x < 4; x++) kern_wino_put8(dst + (size_t)(4 * r + x) * nb, out[x], n);
+  }
+}
+
+/* Maps 4 tiles wide (7x7, 7-8 wide), blocks of whole images: two tile rows per vector,
+ * where a row run filled half of every vector. */
+static int w2__rows_layout(const wino_job_t *j, size_t t0, size_t t1) {
+  return j->tw == 4 && t0 % j->tiles_img == 0 && t1 % j->tiles_img == 0;
+}
+
 void kern_wino2_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size_t c1,
                       float *v) {
-  kern_wino_input_vectors8(j, t0, t1, c0, c1, v, 2, w2__vec8);
+  if (!w2__rows_layout(j, t0, t1)) {
+    kern_wino_input_vectors8(j, t0, t1, c0, c1, v, 2, w2__vec8);
+    return;
+  }
+  const kern_conv_t *p = j->p;
+  size_t nb = t1 - t0, hw = (size_t)j->h * (size_t)j->w, cin = (size_t)p->cin;
+  int th = (int)(j->tiles_img / 4);
+  for (size_t t = t0; t < t1; t += j->tiles_img)
+    for (size_t ci = c0; ci < c1; ci++) {
+      const float *plane = j->in + (t / j->tiles_img * cin + ci) * hw;
+      for (int ty = 0; ty < th; ty += 2)
+        w2__vec8_rows(j, plane, 2 * ty - p->pad_t, -p->pad_l,
+                      v + ci * (size_t)j->xi * nb + (t - t0) + (size_t)(4 * ty), nb,
+                      th - ty >= 2 ? 8 : 4);
+    }
 }
+
+/* aux value that tells w2__out8 its vector holds two tile rows (w2__rows_layout). */
+static const size_t w2__rows_tag;
+#define W2_ROWS (&w2__rows_tag)
 
 /* One output vector (kern_wino_out8_fn): M's 16 positions are rows * nb apart. */
 static void w2__out8(const wino_job_t *j, const float *mk, size_t rr, size_t nb, size_t rows,
                      const size_t *aux, __m256 bias, size_t o, int x0, int ty, int n) {
-  (void)aux;
   const float *mr = mk + rr * nb;
   size_t stride = rows * nb;
   __m256 s[2][4]; /* A^T m: [output row][transform column] */
@@ -86,12 +143,37 @@ static void w2__out8(const wino_job_t *j, const float *mk, size_t rr, size_t nb,
     e[i] = _mm256_add_ps(_mm256_add_ps(s[i][0], s[i][1]), s[i][2]);
     od[i] = _mm256_sub_ps(_mm256_sub_ps(s[i][1], s[i][2]), s[i][3]);
   }
+  if (aux == W2_ROWS) { /* w2__rows_layout: lanes 4-7 are tile row ty + 1's */
+    int len = 8 < j->ow ? 8 : j->ow;
+    for (int i = 0; i < 2; i++) {
+      __m256 lo = _mm256_unpacklo_ps(e[i], od[i]), hi = _mm256_unpackhi_ps(e[i], od[i]);
+      __m256 row[2] = {_mm256_permute2f128_ps(lo, hi, 0x20), _mm256_permute2f128_ps(lo, hi, 0x31)};
+      for (int g = 0; g < 2 && 4 * g < n; g++)
+        if (2 * (ty + g) + i < j->oh)
+          kern_wino_store8(j, row[g], bias, o + (size_t)(2 * (ty + g) + i) * (size_t)j->ow, len);
+    }
+    return;
+  }
   kern_wino_store_rows2(j, e, od, bias, o, x0, ty, n);
 }
 
 void kern_wino2_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
                        const float *m) {
-  kern_wino_output_vectors8(j, r0, r1, t0, t1, m, NULL, 2, w2__out8);
+  if (!w2__rows_layout(j, t0, t1)) {
+    kern_wino_output_vectors8(j, r0, r1, t0, t1, m, NULL, 2, w2__out8);
+    return;
+  }
+  const kern_conv_t *p = j->p;
+  size_t nb = t1 - t0, rows = (size_t)(r1 - r0), cols = (size_t)j->oh * (size_t)j->ow;
+  int th = (int)(j->tiles_img / 4);
+  for (size_t t = t0; t < t1; t += j->tiles_img)
+    for (int r = r0; r < r1; r++) {
+      const __m256 bias = _mm256_set1_ps(p->bias ? p->bias[r] : 0.0f);
+      size_t o = (t / j->tiles_img * (size_t)p->cout + (size_t)r) * cols;
+      for (int ty = 0; ty < th; ty += 2)
+        w2__out8(j, m + (t - t0) + (size_t)(4 * ty), (size_t)(r - r0), nb, rows, W2_ROWS, bias, o,
+                 0, ty, th - ty >= 2 ? 8 : 4);
+    }
 }
 
 #endif

@@ -257,14 +257,18 @@ void kern_wino4_rows_output(const wino_job_t *j, int r0, int r1, size_t t0, size
 
 #elif KERN_WINO_AVX2
 
-/* AVX2 builds: the same transforms, 8 tiles per vector, on row runs only (no
- * two-tile-row layout). A patch row's six columns for 8 tiles come from two sets of
- * four 128-bit loads (tiles k and k + 4 in one register's halves) and an in-lane 4x4
- * transpose; near the row's ends the loads are masked to it (kern_wino_patch_row8).
- * Output through kern_wino_output_vectors8, shared with F(2x2) and the stride-2
- * variant. Same sums in the same order as the AVX-512 build's. On a 2-vCPU Zen 3
- * host, ResNet-50's layer1 3x3 convs (56x56, F(2x2) before) went 1.6-1.8 -> ~1.0 ms at
- * batch 1 on 2 threads. */
+/* AVX2 builds: the same transforms, 8 tiles per vector, on row runs. A patch row's six
+ * columns for 8 tiles come from two sets of four 128-bit loads (tiles k and k + 4 in one
+ * register's halves) and an in-lane 4x4 transpose; near the row's ends the loads are
+ * masked to it (kern_wino_patch_row8). Output through kern_wino_output_vectors8, shared
+ * with F(2x2) and the stride-2 variant. Same sums in the same order as the AVX-512
+ * build's. On a 2-vCPU Zen 3 host, ResNet-50's layer1 3x3 convs (56x56, F(2x2) before)
+ * went 1.6-1.8 -> ~1.0 ms at batch 1 on 2 threads. Maps 4 tiles wide (14x14) in blocks
+ * of whole images take two tile rows per vector instead (the halves' loads from two
+ * input rows, w4__patch_rows8; the output's halves to two output rows), where a row run
+ * filled half of every vector: forwards alternating one by one (session 14), ResNet-50
+ * batch 1 p50 43.97 -> 43.62 ms (its layer3 3x3 convs), GoogLeNet 15.23 -> 15.00,
+ * ResNet-18 14.56 -> 14.50 (p10 13.10 -> 12.84). */
 int kern_wino4_supported(void) { return 1; }
 
 static inline void w4__bt8(const __m256 x[6], __m256 y[6]) {
@@ -310,9 +314,77 @@ static void w4__vec8(const wino_job_t *j, const float *plane, int ys, int xs, fl
   }
 }
 
+/* Four floats of row r (NULL: outside the plane, zeros) from column x; `inside`: the
+ * caller knows all of them are in the row. */
+static inline __m128 w4__ld4(const float *r, int x, int w, int inside) {
+  if (!r) return _mm_setzero_ps();
+  return inside ? _mm_loadu_ps(r + x) : kern_wino_load4(r, x, w);
+}
+
+/* As kern_wino_patch_row8, for two tile rows of 4 tiles: lanes 0-3 are the patches of
+ * row y's tiles (columns xs + 4k), lanes 4-7 those of row y + 4 (the next tile row). */
+static inline __attribute__((always_inline)) void
+w4__patch_rows8(const wino_job_t *j, const float *plane, int y, int xs, __m256 c[6]) {
+  const float *lo = y >= 0 && y < j->h ? plane + (size_t)y * (size_t)j->w : NULL;
+  const float *hi = y + 4 >= 0 && y + 4 < j->h ? plane + (size_t)(y + 4) * (size_t)j->w : NULL;
+  int in = xs >= 0 && xs + 18 <= j->w, w = j->w; /* a 4-tile patch row spans 18 floats */
+#define W4_LD2(o) _mm256_set_m128(w4__ld4(hi, xs + (o), w, in), w4__ld4(lo, xs + (o), w, in))
+  __m256 a = W4_LD2(0), b = W4_LD2(4), d = W4_LD2(8), e = W4_LD2(12);
+  __m256 t0 = _mm256_unpacklo_ps(a, b), t1 = _mm256_unpackhi_ps(a, b);
+  __m256 t2 = _mm256_unpacklo_ps(d, e), t3 = _mm256_unpackhi_ps(d, e);
+  c[0] = _mm256_shuffle_ps(t0, t2, 0x44);
+  c[1] = _mm256_shuffle_ps(t0, t2, 0xEE);
+  c[2] = _mm256_shuffle_ps(t1, t3, 0x44);
+  c[3] = _mm256_shuffle_ps(t1, t3, 0xEE);
+  a = W4_LD2(4), b = W4_LD2(8), d = W4_LD2(12), e = W4_LD2(14);
+#undef W4_LD2
+  e = _mm256_permute_ps(e, 0x4E); /* columns 16 and 17 of each half in its low pair */
+  t0 = _mm256_unpacklo_ps(a, b), t2 = _mm256_unpacklo_ps(d, e);
+  c[4] = _mm256_shuffle_ps(t0, t2, 0x44);
+  c[5] = _mm256_shuffle_ps(t0, t2, 0xEE);
+}
+
+/* w4__vec8 for tile rows ty and ty + 1 of a map 4 tiles wide (tiles ty * 4 .. + 8, in
+ * V's order): the same sums, every lane used. */
+static void w4__vec8_rows(const wino_job_t *j, const float *plane, int ys, int xs, float *dst,
+                          size_t nb, int n) {
+  __m256 hrow[6][6];
+  for (int i = 0; i < 6; i++) {
+    __m256 c[6];
+    w4__patch_rows8(j, plane, ys + i, xs, c);
+    w4__bt8(c, hrow[i]);
+  }
+  for (int x = 0; x < 6; x++) {
+    __m256 col[6] = {hrow[0][x], hrow[1][x], hrow[2][x], hrow[3][x], hrow[4][x], hrow[5][x]},
+           out[6];
+    w4__bt8(col, out);
+    for (int i = 0; i < 6; i++) kern_wino_put8(dst + (size_t)(6 * i + x) * nb, out[i], n);
+  }
+}
+
+/* Maps 4 tiles wide (14x14 and 13-16 wide ones), blocks of whole images: two tile rows
+ * per vector, where the row runs filled half of every vector. */
+static int w4__rows_layout(const wino_job_t *j, size_t t0, size_t t1) {
+  return j->tw == 4 && t0 % j->tiles_img == 0 && t1 % j->tiles_img == 0;
+}
+
 void kern_wino4_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size_t c1,
                       float *v) {
-  kern_wino_input_vectors8(j, t0, t1, c0, c1, v, 4, w4__vec8);
+  if (!w4__rows_layout(j, t0, t1)) {
+    kern_wino_input_vectors8(j, t0, t1, c0, c1, v, 4, w4__vec8);
+    return;
+  }
+  const kern_conv_t *p = j->p;
+  size_t nb = t1 - t0, hw = (size_t)j->h * (size_t)j->w, cin = (size_t)p->cin;
+  int th = (int)(j->tiles_img / 4);
+  for (size_t t = t0; t < t1; t += j->tiles_img)
+    for (size_t ci = c0; ci < c1; ci++) {
+      const float *plane = j->in + (t / j->tiles_img * cin + ci) * hw;
+      for (int ty = 0; ty < th; ty += 2)
+        w4__vec8_rows(j, plane, 4 * ty - p->pad_t, -p->pad_l,
+                      v + ci * (size_t)j->xi * nb + (t - t0) + (size_t)(4 * ty), nb,
+                      th - ty >= 2 ? 8 : 4);
+    }
 }
 
 /* One output vector (kern_wino_out8_fn): M's 36 positions are rows * nb apart. */
@@ -343,9 +415,56 @@ static void w4__out8(const wino_job_t *j, const float *mk, size_t rr, size_t nb,
   }
 }
 
+/* w4__out8 for two tile rows of 4 tiles (w4__rows_layout): lanes 0-3 are tile row ty's
+ * tiles, lanes 4-7 row ty + 1's (n = 4: only row ty). */
+static void w4__out8_rows(const wino_job_t *j, const float *mk, size_t rr, size_t nb,
+                          size_t rows, __m256 bias, size_t o, int ty, int n) {
+  const float *mr = mk + rr * nb;
+  size_t stride = rows * nb;
+  __m256 s[4][6];
+  for (int x = 0; x < 6; x++) {
+    __m256 col[6], out[4];
+    for (int i = 0; i < 6; i++) col[i] = _mm256_loadu_ps(mr + (size_t)(6 * i + x) * stride);
+    w4__at8(col, out);
+    for (int a = 0; a < 4; a++) s[a][x] = out[a];
+  }
+  int len = 16 < j->ow ? 16 : j->ow; /* outputs in a row of 4 tiles */
+  for (int a = 0; a < 4; a++) {
+    __m256 y[4];
+    w4__at8(s[a], y);
+    __m256 t0v = _mm256_unpacklo_ps(y[0], y[1]), t1v = _mm256_unpackhi_ps(y[0], y[1]);
+    __m256 t2v = _mm256_unpacklo_ps(y[2], y[3]), t3v = _mm256_unpackhi_ps(y[2], y[3]);
+    __m256 u0 = _mm256_shuffle_ps(t0v, t2v, 0x44), u1 = _mm256_shuffle_ps(t0v, t2v, 0xEE);
+    __m256 u2 = _mm256_shuffle_ps(t1v, t3v, 0x44), u3 = _mm256_shuffle_ps(t1v, t3v, 0xEE);
+    __m256 q[4] = {_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u2, u3, 0x20),
+                   _mm256_permute2f128_ps(u0, u1, 0x31), _mm256_permute2f128_ps(u2, u3, 0x31)};
+    for (int g = 0; g < 2 && g * 4 < n; g++) { /* q[2g], q[2g + 1]: tile row ty + g */
+      int oy = 4 * (ty + g) + a;
+      if (oy >= j->oh) continue;
+      size_t at = o + (size_t)oy * (size_t)j->ow;
+      kern_wino_store8(j, q[2 * g], bias, at, len);
+      kern_wino_store8(j, q[2 * g + 1], bias, at + 8, len - 8);
+    }
+  }
+}
+
 void kern_wino4_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
                        const float *m) {
-  kern_wino_output_vectors8(j, r0, r1, t0, t1, m, NULL, 4, w4__out8);
+  if (!w4__rows_layout(j, t0, t1)) {
+    kern_wino_output_vectors8(j, r0, r1, t0, t1, m, NULL, 4, w4__out8);
+    return;
+  }
+  const kern_conv_t *p = j->p;
+  size_t nb = t1 - t0, rows = (size_t)(r1 - r0), cols = (size_t)j->oh * (size_t)j->ow;
+  int th = (int)(j->tiles_img / 4);
+  for (size_t t = t0; t < t1; t += j->tiles_img)
+    for (int r = r0; r < r1; r++) {
+      const __m256 bias = _mm256_set1_ps(p->bias ? p->bias[r] : 0.0f);
+      size_t o = (t / j->tiles_img * (size_t)p->cout + (size_t)r) * cols;
+      for (int ty = 0; ty < th; ty += 2)
+        w4__out8_rows(j, m + (t - t0) + (size_t)(4 * ty), (size_t)(r - r0), nb, rows, bias, o,
+                      ty, th - ty >= 2 ? 8 : 4);
+    }
 }
 
 #else
