@@ -15,7 +15,7 @@
  * memcpy on maps whose rows hold fewer than 16 tiles (every map from 28x28 down):
  * GoogLeNet at batch 1 on 2 threads, a Zen 3 host, spent 15% of its time there.
  * The same sums in the same order as those transforms. Maps 4 tiles wide (7x7) in blocks
- * of whole images take two tile rows per vector instead (w2__rows_layout: the vector's
+ * of whole images take two tile rows per vector instead (kern_wino_rows8: the vector's
  * halves from two tile rows' patch rows, its outputs to two output rows), where a row
  * run filled half of every vector: forwards alternating one by one (session 14),
  * ResNet-50 batch 1 p50 42.23 -> 41.96 ms (layer4's 3x3 convs), GoogLeNet 15.26 ->
@@ -31,6 +31,22 @@ enum { W2_VL = 8, W2_SEG = 2 * W2_VL + 2 }; /* tiles per vector, floats per patc
 static inline void w2__split(__m256 lo, __m256 hi, __m256 d[2]) {
   d[0] = kern_simd_even8(lo, hi);
   d[1] = kern_simd_odd8(lo, hi);
+}
+
+/* B^T d B for the 4x4 patches d[row][column] (lane k: tile k) into V (position x at
+ * dst + x * nb), the first n lanes. */
+static inline void w2__bt_store(__m256 d[4][4], float *dst, size_t nb, int n) {
+  for (int r = 0; r < 4; r++) {
+    __m256 a[4]; /* row r of B^T d: d0 - d2, d1 + d2, d2 - d1, d1 - d3 */
+    for (int x = 0; x < 4; x++)
+      a[x] = r == 0   ? _mm256_sub_ps(d[0][x], d[2][x])
+             : r == 1 ? _mm256_add_ps(d[1][x], d[2][x])
+             : r == 2 ? _mm256_sub_ps(d[2][x], d[1][x])
+                      : _mm256_sub_ps(d[1][x], d[3][x]);
+    __m256 out[4] = {_mm256_sub_ps(a[0], a[2]), _mm256_add_ps(a[1], a[2]),
+                     _mm256_sub_ps(a[2], a[1]), _mm256_sub_ps(a[1], a[3])};
+    for (int x = 0; x < 4; x++) kern_wino_put8(dst + (size_t)(4 * r + x) * nb, out[x], n);
+  }
 }
 
 /* One vector of up to 8 tiles (n valid) of one plane: V position x at dst + x * nb. */
@@ -53,17 +69,7 @@ static void w2__vec8(const wino_job_t *j, const float *plane, int ys, int xs, fl
       w2__split(kern_wino_load8(r, xs + 2, j->w), kern_wino_load8(r, xs + 10, j->w), d[i] + 2);
     }
   }
-  for (int r = 0; r < 4; r++) {
-    __m256 a[4]; /* row r of B^T d: d0 - d2, d1 + d2, d2 - d1, d1 - d3 */
-    for (int x = 0; x < 4; x++)
-      a[x] = r == 0   ? _mm256_sub_ps(d[0][x], d[2][x])
-             : r == 1 ? _mm256_add_ps(d[1][x], d[2][x])
-             : r == 2 ? _mm256_sub_ps(d[2][x], d[1][x])
-                      : _mm256_sub_ps(d[1][x], d[3][x]);
-    __m256 out[4] = {_mm256_sub_ps(a[0], a[2]), _mm256_add_ps(a[1], a[2]),
-                     _mm256_sub_ps(a[2], a[1]), _mm256_sub_ps(a[1], a[3])};
-    for (int x = 0; x < 4; x++) kern_wino_put8(dst + (size_t)(4 * r + x) * nb, out[x], n);
-  }
+  w2__bt_store(d, dst, nb, n);
 }
 
 /* Eight floats of row y from column x, masked to the plane (zeros outside it). */
@@ -82,45 +88,18 @@ static void w2__vec8_rows(const wino_job_t *j, const float *plane, int ys, int x
     w2__split(w2__row8(j, plane, ys + i, xs + 2), w2__row8(j, plane, ys + 2 + i, xs + 2),
               d[i] + 2);
   }
-  for (int r = 0; r < 4; r++) {
-    __m256 a[4];
-    for (int x = 0; x < 4; x++)
-      a[x] = r == 0   ? _mm256_sub_ps(d[0][x], d[2][x])
-             : r == 1 ? _mm256_add_ps(d[1][x], d[2][x])
-             : r == 2 ? _mm256_sub_ps(d[2][x], d[1][x])
-                      : _mm256_sub_ps(d[1][x], d[3][x]);
-    __m256 out[4] = {_mm256_sub_ps(a[0], a[2]), _mm256_add_ps(a[1], a[2]),
-                     _mm256_sub_ps(a[2], a[1]), _mm256_sub_ps(a[1], a[3])};
-    for (int x = 0; x < 4; x++) kern_wino_put8(dst + (size_t)(4 * r + x) * nb, out[x], n);
-  }
-}
-
-/* Maps 4 tiles wide (7x7, 7-8 wide), blocks of whole images: two tile rows per vector,
- * where a row run filled half of every vector. */
-static int w2__rows_layout(const wino_job_t *j, size_t t0, size_t t1) {
-  return j->tw == 4 && t0 % j->tiles_img == 0 && t1 % j->tiles_img == 0;
+  w2__bt_store(d, dst, nb, n);
 }
 
 void kern_wino2_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size_t c1,
                       float *v) {
-  if (!w2__rows_layout(j, t0, t1)) {
+  if (kern_wino_rows8(j, t0, t1))
+    kern_wino_input_rows8(j, t0, t1, c0, c1, v, 2, w2__vec8_rows);
+  else
     kern_wino_input_vectors8(j, t0, t1, c0, c1, v, 2, w2__vec8);
-    return;
-  }
-  const kern_conv_t *p = j->p;
-  size_t nb = t1 - t0, hw = (size_t)j->h * (size_t)j->w, cin = (size_t)p->cin;
-  int th = (int)(j->tiles_img / 4);
-  for (size_t t = t0; t < t1; t += j->tiles_img)
-    for (size_t ci = c0; ci < c1; ci++) {
-      const float *plane = j->in + (t / j->tiles_img * cin + ci) * hw;
-      for (int ty = 0; ty < th; ty += 2)
-        w2__vec8_rows(j, plane, 2 * ty - p->pad_t, -p->pad_l,
-                      v + ci * (size_t)j->xi * nb + (t - t0) + (size_t)(4 * ty), nb,
-                      th - ty >= 2 ? 8 : 4);
-    }
 }
 
-/* aux value that tells w2__out8 its vector holds two tile rows (w2__rows_layout). */
+/* aux value that tells w2__out8 its vector holds two tile rows (kern_wino_rows8). */
 static const size_t w2__rows_tag;
 #define W2_ROWS (&w2__rows_tag)
 
@@ -143,7 +122,7 @@ static void w2__out8(const wino_job_t *j, const float *mk, size_t rr, size_t nb,
     e[i] = _mm256_add_ps(_mm256_add_ps(s[i][0], s[i][1]), s[i][2]);
     od[i] = _mm256_sub_ps(_mm256_sub_ps(s[i][1], s[i][2]), s[i][3]);
   }
-  if (aux == W2_ROWS) { /* w2__rows_layout: lanes 4-7 are tile row ty + 1's */
+  if (aux == W2_ROWS) { /* kern_wino_rows8: lanes 4-7 are tile row ty + 1's */
     int len = 8 < j->ow ? 8 : j->ow;
     for (int i = 0; i < 2; i++) {
       __m256 lo = _mm256_unpacklo_ps(e[i], od[i]), hi = _mm256_unpackhi_ps(e[i], od[i]);
@@ -159,21 +138,10 @@ static void w2__out8(const wino_job_t *j, const float *mk, size_t rr, size_t nb,
 
 void kern_wino2_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
                        const float *m) {
-  if (!w2__rows_layout(j, t0, t1)) {
+  if (kern_wino_rows8(j, t0, t1))
+    kern_wino_output_rows8(j, r0, r1, t0, t1, m, W2_ROWS, w2__out8);
+  else
     kern_wino_output_vectors8(j, r0, r1, t0, t1, m, NULL, 2, w2__out8);
-    return;
-  }
-  const kern_conv_t *p = j->p;
-  size_t nb = t1 - t0, rows = (size_t)(r1 - r0), cols = (size_t)j->oh * (size_t)j->ow;
-  int th = (int)(j->tiles_img / 4);
-  for (size_t t = t0; t < t1; t += j->tiles_img)
-    for (int r = r0; r < r1; r++) {
-      const __m256 bias = _mm256_set1_ps(p->bias ? p->bias[r] : 0.0f);
-      size_t o = (t / j->tiles_img * (size_t)p->cout + (size_t)r) * cols;
-      for (int ty = 0; ty < th; ty += 2)
-        w2__out8(j, m + (t - t0) + (size_t)(4 * ty), (size_t)(r - r0), nb, rows, W2_ROWS, bias, o,
-                 0, ty, th - ty >= 2 ? 8 : 4);
-    }
 }
 
 #endif

@@ -297,13 +297,20 @@ static inline void w4__at8(const __m256 x[6], __m256 y[4]) {
                        x[5]);
 }
 
-/* One vector of up to 8 tiles (n valid) of one plane: V at dst + x * nb. */
-static void w4__vec8(const wino_job_t *j, const float *plane, int ys, int xs, float *dst,
-                     size_t nb, int n) {
+static void w4__patch_rows8(const wino_job_t *j, const float *plane, int y, int xs, __m256 c[6]);
+
+/* One vector of up to 8 tiles (n valid) of one plane: V at dst + x * nb; with `rows`,
+ * tile rows ty and ty + 1 of a map 4 tiles wide (kern_wino_rows8), the same sums. */
+static inline __attribute__((always_inline)) void
+w4__vec8_any(const wino_job_t *j, const float *plane, int ys, int xs, float *dst, size_t nb,
+             int n, int rows) {
   __m256 hrow[6][6];
   for (int i = 0; i < 6; i++) {
     __m256 c[6];
-    kern_wino_patch_row8(j, plane, ys + i, xs, c);
+    if (rows)
+      w4__patch_rows8(j, plane, ys + i, xs, c);
+    else
+      kern_wino_patch_row8(j, plane, ys + i, xs, c);
     w4__bt8(c, hrow[i]);
   }
   for (int x = 0; x < 6; x++) {
@@ -312,6 +319,16 @@ static void w4__vec8(const wino_job_t *j, const float *plane, int ys, int xs, fl
     w4__bt8(col, out);
     for (int i = 0; i < 6; i++) kern_wino_put8(dst + (size_t)(6 * i + x) * nb, out[i], n);
   }
+}
+
+static void w4__vec8(const wino_job_t *j, const float *plane, int ys, int xs, float *dst,
+                     size_t nb, int n) {
+  w4__vec8_any(j, plane, ys, xs, dst, nb, n, 0);
+}
+
+static void w4__vec8_rows(const wino_job_t *j, const float *plane, int ys, int xs, float *dst,
+                          size_t nb, int n) {
+  w4__vec8_any(j, plane, ys, xs, dst, nb, n, 1);
 }
 
 /* Four floats of row r (NULL: outside the plane, zeros) from column x; `inside`: the
@@ -329,68 +346,28 @@ w4__patch_rows8(const wino_job_t *j, const float *plane, int y, int xs, __m256 c
   const float *hi = y + 4 >= 0 && y + 4 < j->h ? plane + (size_t)(y + 4) * (size_t)j->w : NULL;
   int in = xs >= 0 && xs + 18 <= j->w, w = j->w; /* a 4-tile patch row spans 18 floats */
 #define W4_LD2(o) _mm256_set_m128(w4__ld4(hi, xs + (o), w, in), w4__ld4(lo, xs + (o), w, in))
-  __m256 a = W4_LD2(0), b = W4_LD2(4), d = W4_LD2(8), e = W4_LD2(12);
-  __m256 t0 = _mm256_unpacklo_ps(a, b), t1 = _mm256_unpackhi_ps(a, b);
-  __m256 t2 = _mm256_unpacklo_ps(d, e), t3 = _mm256_unpackhi_ps(d, e);
-  c[0] = _mm256_shuffle_ps(t0, t2, 0x44);
-  c[1] = _mm256_shuffle_ps(t0, t2, 0xEE);
-  c[2] = _mm256_shuffle_ps(t1, t3, 0x44);
-  c[3] = _mm256_shuffle_ps(t1, t3, 0xEE);
-  a = W4_LD2(4), b = W4_LD2(8), d = W4_LD2(12), e = W4_LD2(14);
+  __m256 q[8] = {W4_LD2(0), W4_LD2(4), W4_LD2(8),  W4_LD2(12),
+                 W4_LD2(4), W4_LD2(8), W4_LD2(12), W4_LD2(14)};
 #undef W4_LD2
-  e = _mm256_permute_ps(e, 0x4E); /* columns 16 and 17 of each half in its low pair */
-  t0 = _mm256_unpacklo_ps(a, b), t2 = _mm256_unpacklo_ps(d, e);
-  c[4] = _mm256_shuffle_ps(t0, t2, 0x44);
-  c[5] = _mm256_shuffle_ps(t0, t2, 0xEE);
-}
-
-/* w4__vec8 for tile rows ty and ty + 1 of a map 4 tiles wide (tiles ty * 4 .. + 8, in
- * V's order): the same sums, every lane used. */
-static void w4__vec8_rows(const wino_job_t *j, const float *plane, int ys, int xs, float *dst,
-                          size_t nb, int n) {
-  __m256 hrow[6][6];
-  for (int i = 0; i < 6; i++) {
-    __m256 c[6];
-    w4__patch_rows8(j, plane, ys + i, xs, c);
-    w4__bt8(c, hrow[i]);
-  }
-  for (int x = 0; x < 6; x++) {
-    __m256 col[6] = {hrow[0][x], hrow[1][x], hrow[2][x], hrow[3][x], hrow[4][x], hrow[5][x]},
-           out[6];
-    w4__bt8(col, out);
-    for (int i = 0; i < 6; i++) kern_wino_put8(dst + (size_t)(6 * i + x) * nb, out[i], n);
-  }
-}
-
-/* Maps 4 tiles wide (14x14 and 13-16 wide ones), blocks of whole images: two tile rows
- * per vector, where the row runs filled half of every vector. */
-static int w4__rows_layout(const wino_job_t *j, size_t t0, size_t t1) {
-  return j->tw == 4 && t0 % j->tiles_img == 0 && t1 % j->tiles_img == 0;
+  kern_wino_patch_cols8(q, c);
 }
 
 void kern_wino4_input(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size_t c1,
                       float *v) {
-  if (!w4__rows_layout(j, t0, t1)) {
+  if (kern_wino_rows8(j, t0, t1))
+    kern_wino_input_rows8(j, t0, t1, c0, c1, v, 4, w4__vec8_rows);
+  else
     kern_wino_input_vectors8(j, t0, t1, c0, c1, v, 4, w4__vec8);
-    return;
-  }
-  const kern_conv_t *p = j->p;
-  size_t nb = t1 - t0, hw = (size_t)j->h * (size_t)j->w, cin = (size_t)p->cin;
-  int th = (int)(j->tiles_img / 4);
-  for (size_t t = t0; t < t1; t += j->tiles_img)
-    for (size_t ci = c0; ci < c1; ci++) {
-      const float *plane = j->in + (t / j->tiles_img * cin + ci) * hw;
-      for (int ty = 0; ty < th; ty += 2)
-        w4__vec8_rows(j, plane, 4 * ty - p->pad_t, -p->pad_l,
-                      v + ci * (size_t)j->xi * nb + (t - t0) + (size_t)(4 * ty), nb,
-                      th - ty >= 2 ? 8 : 4);
-    }
 }
 
-/* One output vector (kern_wino_out8_fn): M's 36 positions are rows * nb apart. */
-static void w4__out8(const wino_job_t *j, const float *mk, size_t rr, size_t nb, size_t rows,
-                     const size_t *aux, __m256 bias, size_t o, int x0, int ty, int n) {
-  (void)aux;
+/* One output vector: M's 36 positions are rows * nb apart; A^T m A, then each output row
+ * a's 4 columns of 8 tiles transposed into four 8-float runs q[0..3] (tiles 0-1, 2-3,
+ * 4-5, 6-7) and stored with the epilogue. With `two` the vector holds tile rows ty and
+ * ty + 1 of a map 4 tiles wide (kern_wino_rows8; n = 4: only row ty): q[0], q[1] go to
+ * row ty's outputs, q[2], q[3] to row ty + 1's. */
+static inline __attribute__((always_inline)) void
+w4__out8_any(const wino_job_t *j, const float *mk, size_t rr, size_t nb, size_t rows,
+             __m256 bias, size_t o, int x0, int ty, int n, int two) {
   const float *mr = mk + rr * nb;
   size_t stride = rows * nb;
   __m256 s[4][6]; /* [output row][transform column] */
@@ -400,8 +377,9 @@ static void w4__out8(const wino_job_t *j, const float *mk, size_t rr, size_t nb,
     w4__at8(col, out);
     for (int a = 0; a < 4; a++) s[a][x] = out[a];
   }
-  int len = 4 * n < j->ow - x0 ? 4 * n : j->ow - x0; /* outputs in the row */
-  for (int a = 0; a < 4 && 4 * ty + a < j->oh; a++) {
+  /* outputs in the row: of n tiles from x0, or of a row of 4 tiles */
+  int len = two ? (16 < j->ow ? 16 : j->ow) : 4 * n < j->ow - x0 ? 4 * n : j->ow - x0;
+  for (int a = 0; a < 4; a++) {
     __m256 y[4];
     w4__at8(s[a], y); /* y[d] lane k: column 4k + d */
     __m256 t0v = _mm256_unpacklo_ps(y[0], y[1]), t1v = _mm256_unpackhi_ps(y[0], y[1]);
@@ -410,35 +388,13 @@ static void w4__out8(const wino_job_t *j, const float *mk, size_t rr, size_t nb,
     __m256 u2 = _mm256_shuffle_ps(t1v, t3v, 0x44), u3 = _mm256_shuffle_ps(t1v, t3v, 0xEE);
     __m256 q[4] = {_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u2, u3, 0x20),
                    _mm256_permute2f128_ps(u0, u1, 0x31), _mm256_permute2f128_ps(u2, u3, 0x31)};
-    size_t at = o + (size_t)(4 * ty + a) * (size_t)j->ow + (size_t)x0;
-    for (int g = 0; g < 4; g++) kern_wino_store8(j, q[g], bias, at + (size_t)(8 * g), len - 8 * g);
-  }
-}
-
-/* w4__out8 for two tile rows of 4 tiles (w4__rows_layout): lanes 0-3 are tile row ty's
- * tiles, lanes 4-7 row ty + 1's (n = 4: only row ty). */
-static void w4__out8_rows(const wino_job_t *j, const float *mk, size_t rr, size_t nb,
-                          size_t rows, __m256 bias, size_t o, int ty, int n) {
-  const float *mr = mk + rr * nb;
-  size_t stride = rows * nb;
-  __m256 s[4][6];
-  for (int x = 0; x < 6; x++) {
-    __m256 col[6], out[4];
-    for (int i = 0; i < 6; i++) col[i] = _mm256_loadu_ps(mr + (size_t)(6 * i + x) * stride);
-    w4__at8(col, out);
-    for (int a = 0; a < 4; a++) s[a][x] = out[a];
-  }
-  int len = 16 < j->ow ? 16 : j->ow; /* outputs in a row of 4 tiles */
-  for (int a = 0; a < 4; a++) {
-    __m256 y[4];
-    w4__at8(s[a], y);
-    __m256 t0v = _mm256_unpacklo_ps(y[0], y[1]), t1v = _mm256_unpackhi_ps(y[0], y[1]);
-    __m256 t2v = _mm256_unpacklo_ps(y[2], y[3]), t3v = _mm256_unpackhi_ps(y[2], y[3]);
-    __m256 u0 = _mm256_shuffle_ps(t0v, t2v, 0x44), u1 = _mm256_shuffle_ps(t0v, t2v, 0xEE);
-    __m256 u2 = _mm256_shuffle_ps(t1v, t3v, 0x44), u3 = _mm256_shuffle_ps(t1v, t3v, 0xEE);
-    __m256 q[4] = {_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u2, u3, 0x20),
-                   _mm256_permute2f128_ps(u0, u1, 0x31), _mm256_permute2f128_ps(u2, u3, 0x31)};
-    for (int g = 0; g < 2 && g * 4 < n; g++) { /* q[2g], q[2g + 1]: tile row ty + g */
+    if (!two) {
+      if (4 * ty + a >= j->oh) break;
+      size_t at = o + (size_t)(4 * ty + a) * (size_t)j->ow + (size_t)x0;
+      for (int g = 0; g < 4; g++) kern_wino_store8(j, q[g], bias, at + (size_t)(8 * g), len - 8 * g);
+      continue;
+    }
+    for (int g = 0; g < 2 && g * 4 < n; g++) {
       int oy = 4 * (ty + g) + a;
       if (oy >= j->oh) continue;
       size_t at = o + (size_t)oy * (size_t)j->ow;
@@ -448,23 +404,26 @@ static void w4__out8_rows(const wino_job_t *j, const float *mk, size_t rr, size_
   }
 }
 
+/* The output vectors of row runs and of two tile rows (kern_wino_out8_fn). */
+static void w4__out8(const wino_job_t *j, const float *mk, size_t rr, size_t nb, size_t rows,
+                     const size_t *aux, __m256 bias, size_t o, int x0, int ty, int n) {
+  (void)aux;
+  w4__out8_any(j, mk, rr, nb, rows, bias, o, x0, ty, n, 0);
+}
+
+static void w4__out8_rows(const wino_job_t *j, const float *mk, size_t rr, size_t nb,
+                          size_t rows, const size_t *aux, __m256 bias, size_t o, int x0, int ty,
+                          int n) {
+  (void)aux;
+  w4__out8_any(j, mk, rr, nb, rows, bias, o, x0, ty, n, 1);
+}
+
 void kern_wino4_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
                        const float *m) {
-  if (!w4__rows_layout(j, t0, t1)) {
+  if (kern_wino_rows8(j, t0, t1))
+    kern_wino_output_rows8(j, r0, r1, t0, t1, m, NULL, w4__out8_rows);
+  else
     kern_wino_output_vectors8(j, r0, r1, t0, t1, m, NULL, 4, w4__out8);
-    return;
-  }
-  const kern_conv_t *p = j->p;
-  size_t nb = t1 - t0, rows = (size_t)(r1 - r0), cols = (size_t)j->oh * (size_t)j->ow;
-  int th = (int)(j->tiles_img / 4);
-  for (size_t t = t0; t < t1; t += j->tiles_img)
-    for (int r = r0; r < r1; r++) {
-      const __m256 bias = _mm256_set1_ps(p->bias ? p->bias[r] : 0.0f);
-      size_t o = (t / j->tiles_img * (size_t)p->cout + (size_t)r) * cols;
-      for (int ty = 0; ty < th; ty += 2)
-        w4__out8_rows(j, m + (t - t0) + (size_t)(4 * ty), (size_t)(r - r0), nb, rows, bias, o,
-                      ty, th - ty >= 2 ? 8 : 4);
-    }
 }
 
 #else

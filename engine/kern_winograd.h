@@ -349,6 +349,24 @@ static inline __m128 kern_wino_load4(const float *r, int x, int w) {
  * a zero-padded buffer, as first written, was taken by every vector of maps up to 32
  * wide and cost as much as the transform). */
 enum { KERN_WINO_SEG8 = 34 }; /* floats a patch row of 8 tiles spans */
+
+/* The six patch columns c[x] (lane k: column 4k + x of its half's segment) from eight
+ * loads whose 128-bit halves hold a half's floats at offsets 0, 4, 8, 12 (q[0..3]) and
+ * 4, 8, 12, 14 (q[4..7]): an in-lane 4x4 transpose, and for columns 4 and 5 the first
+ * two of the patches 4 floats on. */
+static inline __attribute__((always_inline)) void kern_wino_patch_cols8(const __m256 q[8],
+                                                                       __m256 c[6]) {
+  __m256 t0 = _mm256_unpacklo_ps(q[0], q[1]), t1 = _mm256_unpackhi_ps(q[0], q[1]);
+  __m256 t2 = _mm256_unpacklo_ps(q[2], q[3]), t3 = _mm256_unpackhi_ps(q[2], q[3]);
+  c[0] = _mm256_shuffle_ps(t0, t2, 0x44);
+  c[1] = _mm256_shuffle_ps(t0, t2, 0xEE);
+  c[2] = _mm256_shuffle_ps(t1, t3, 0x44);
+  c[3] = _mm256_shuffle_ps(t1, t3, 0xEE);
+  __m256 e = _mm256_permute_ps(q[7], 0x4E); /* offsets 16, 17 of each half in its low pair */
+  t0 = _mm256_unpacklo_ps(q[4], q[5]), t2 = _mm256_unpacklo_ps(q[6], e);
+  c[4] = _mm256_shuffle_ps(t0, t2, 0x44);
+  c[5] = _mm256_shuffle_ps(t0, t2, 0xEE);
+}
 static inline __attribute__((always_inline)) void
 kern_wino_patch_row8(const wino_job_t *j, const float *plane, int y, int xs, __m256 c[6]) {
   if (y < 0 || y >= j->h) {
@@ -356,27 +374,15 @@ kern_wino_patch_row8(const wino_job_t *j, const float *plane, int y, int xs, __m
     return;
   }
   const float *r = plane + (size_t)y * (size_t)j->w, *s = r + xs;
-  __m256 a, b, d, e;
   int inside = xs >= 0 && xs + KERN_WINO_SEG8 <= j->w;
 #define KERN_WINO_LD2(hi, lo)                                                                \
   (inside ? _mm256_loadu2_m128(s + (hi), s + (lo))                                          \
           : _mm256_set_m128(kern_wino_load4(r, xs + (hi), j->w), kern_wino_load4(r, xs + (lo), j->w)))
-  a = KERN_WINO_LD2(16, 0), b = KERN_WINO_LD2(20, 4), d = KERN_WINO_LD2(24, 8);
-  e = KERN_WINO_LD2(28, 12);
-  __m256 t0 = _mm256_unpacklo_ps(a, b), t1 = _mm256_unpackhi_ps(a, b);
-  __m256 t2 = _mm256_unpacklo_ps(d, e), t3 = _mm256_unpackhi_ps(d, e);
-  c[0] = _mm256_shuffle_ps(t0, t2, 0x44);
-  c[1] = _mm256_shuffle_ps(t0, t2, 0xEE);
-  c[2] = _mm256_shuffle_ps(t1, t3, 0x44);
-  c[3] = _mm256_shuffle_ps(t1, t3, 0xEE);
-  /* columns 4 and 5: the first two of the patches 4 floats on (only their low pairs) */
-  a = KERN_WINO_LD2(20, 4), b = KERN_WINO_LD2(24, 8), d = KERN_WINO_LD2(28, 12);
-  e = KERN_WINO_LD2(30, 14);
+  __m256 q[8] = {KERN_WINO_LD2(16, 0),  KERN_WINO_LD2(20, 4),  KERN_WINO_LD2(24, 8),
+                 KERN_WINO_LD2(28, 12), KERN_WINO_LD2(20, 4),  KERN_WINO_LD2(24, 8),
+                 KERN_WINO_LD2(28, 12), KERN_WINO_LD2(30, 14)};
 #undef KERN_WINO_LD2
-  e = _mm256_permute_ps(e, 0x4E); /* s + 32, s + 33 (and s + 16, 17) in the low pair */
-  t0 = _mm256_unpacklo_ps(a, b), t2 = _mm256_unpacklo_ps(d, e);
-  c[4] = _mm256_shuffle_ps(t0, t2, 0x44);
-  c[5] = _mm256_shuffle_ps(t0, t2, 0xEE);
+  kern_wino_patch_cols8(q, c);
 }
 
 /* The two output rows of n <= 8 tiles 2 x 2 (tile row ty, from output column x0; o the
@@ -458,6 +464,47 @@ kern_wino_output_vectors8(const wino_job_t *j, int r0, int r1, size_t t0, size_t
     }
     t += (size_t)run.cnt;
   }
+}
+
+/* Maps 4 tiles wide in blocks of whole images: the transforms' vectors may hold two
+ * tile rows (tiles 4 ty .. 4 ty + 8, consecutive in V and M), where row runs would fill
+ * half of every vector (F(4x4) on 14x14, F(2x2) on 7x7). */
+static inline int kern_wino_rows8(const wino_job_t *j, size_t t0, size_t t1) {
+  return j->tw == 4 && t0 % j->tiles_img == 0 && t1 % j->tiles_img == 0;
+}
+
+/* kern_wino_input_vectors8 in that layout: vec takes tile rows ty and ty + 1 (patch rows
+ * from step * ty - pad_t), n = 8, or 4 for a last single row. */
+static inline __attribute__((always_inline)) void
+kern_wino_input_rows8(const wino_job_t *j, size_t t0, size_t t1, size_t c0, size_t c1,
+                      float *v, int step, kern_wino_vec8_fn vec) {
+  const kern_conv_t *p = j->p;
+  size_t nb = t1 - t0, hw = (size_t)j->h * (size_t)j->w, cin = (size_t)p->cin;
+  int th = (int)(j->tiles_img / 4);
+  for (size_t t = t0; t < t1; t += j->tiles_img)
+    for (size_t ci = c0; ci < c1; ci++) {
+      const float *plane = j->in + (t / j->tiles_img * cin + ci) * hw;
+      for (int ty = 0; ty < th; ty += 2)
+        vec(j, plane, step * ty - p->pad_t, -p->pad_l,
+            v + ci * (size_t)j->xi * nb + (t - t0) + (size_t)(4 * ty), nb, th - ty >= 2 ? 8 : 4);
+    }
+}
+
+/* kern_wino_output_vectors8 in that layout: vec gets tile rows ty and ty + 1 (x0 = 0). */
+static inline __attribute__((always_inline)) void
+kern_wino_output_rows8(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1,
+                       const float *m, const size_t *aux, kern_wino_out8_fn vec) {
+  const kern_conv_t *p = j->p;
+  size_t nb = t1 - t0, rows = (size_t)(r1 - r0), cols = (size_t)j->oh * (size_t)j->ow;
+  int th = (int)(j->tiles_img / 4);
+  for (size_t t = t0; t < t1; t += j->tiles_img)
+    for (int r = r0; r < r1; r++) {
+      const __m256 bias = _mm256_set1_ps(p->bias ? p->bias[r] : 0.0f);
+      size_t o = (t / j->tiles_img * (size_t)p->cout + (size_t)r) * cols;
+      for (int ty = 0; ty < th; ty += 2)
+        vec(j, m + (t - t0) + (size_t)(4 * ty), (size_t)(r - r0), nb, rows, aux, bias, o, 0, ty,
+            th - ty >= 2 ? 8 : 4);
+    }
 }
 
 /* F(2x2): V for tiles [t0, t1) and channels [c0, c1); output channels [r0, r1) from M. */
