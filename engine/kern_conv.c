@@ -11,8 +11,9 @@
  *    straight into the strided output (ldc = cols);
  *  - row split (few columns per thread, e.g. 7x7 maps at batch 1, and maps of at
  *    most 56 columns at any batch): each thread takes a range of output channels
- *    (sized by the threads' measured speeds, kern_row_share) and all columns. The lowering is then done by every thread (cheap next to the
- *    GEMM), but each thread streams only its share of W, where a column split would
+ *    (sized by the threads' measured speeds, kern_row_share) and all columns. The
+ *    lowering is then done by every thread (cheap next to the GEMM), but each thread
+ *    streams only its share of W, where a column split would
  *    make every thread stream all of it (ResNet-50's layer4 at batch 8, 60 MB of
  *    weights: 37 -> 32 ms on 2 threads with the Winograd layers split the same way).
  *  - 3x3 stride-2 convs with padding 1 onto more than 100 outputs that the stride-2
