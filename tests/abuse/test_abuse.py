@@ -530,7 +530,7 @@ def test_disconnects(img):
     # the release build reaches 10-14. The peak is what is checked, not the last sample.
     deadline = time.time() + 10
     depth = peak = 0
-    while time.time() < deadline and peak < 8:
+    while time.time() < deadline and peak < 4:  # then close at once: still queued
         depth = d.metrics().get("classifyd_queue_depth", 0)
         peak = max(peak, depth)
         time.sleep(0.02)
