@@ -30,9 +30,12 @@ static void gemm_check(ref_rng_t *rng, int ta, int tb, int m, int n, int k, int 
 
 Test(kern_gemm, transposes_and_c_broadcasts) {
   ref_rng_t rng = {11};
-  static const int dims[][3] = {{1, 1000, 64}, {37, 5, 19}, {8, 100, 33}, {64, 64, 1}, {3, 2, 7}, {1, 7, 45}};
+  /* m <= 8 with B transposed: the classifier-head dots (four weight rows at a time,
+   * then single columns; k over several vector steps and a tail) */
+  static const int dims[][3] = {{1, 1000, 64}, {37, 5, 19}, {8, 100, 33}, {64, 64, 1},
+                                {3, 2, 7},     {1, 7, 45},  {5, 38, 259}};
   cnn_blas_single_thread();
-  for (int d = 0; d < 6; d++)
+  for (int d = 0; d < (int)(sizeof dims / sizeof dims[0]); d++)
     for (int tr = 0; tr < 4; tr++)
       for (int cs = 0; cs < 5; cs++) {
         int m = dims[d][0], n = dims[d][1], k = dims[d][2];
