@@ -2,7 +2,8 @@
 """peers.py — classifyd's engine against ONNX Runtime and PyTorch, for `make bench-peers`.
 
     peers.py --build build --models build/models --peers build/peers
-             [--archs resnet50,googlenet,resnet18] [--rounds 6] [--seconds 1.25] [--threads 2]
+             [--archs resnet50,googlenet,resnet18] [--rounds 6] [--rounds8 12]
+             [--seconds 1.25] [--threads 2]
 
 Three runners, each a long-lived process that loads its model once and then answers
 "BATCH SECONDS" commands on stdin with every timed latency ("lat MS MS ..."):
@@ -11,7 +12,11 @@ Three runners, each a long-lived process that loads its model once and then answ
   pytorch    torch_runner() below: models/export.py's build_model(arch, seed=1), i.e. the
              very weights of build/models/ARCH.onnx, torch.set_num_threads(--threads)
 All get the same ONNX architecture and the same input file (8 image-like tensors).
-For each model and batch (1 and 8) there are --rounds rounds; each round measures every
+For each model and batch there are --rounds rounds at batch 1 and --rounds8 at batch 8
+(twice as many by default: a round of ~1.25 s holds only about three ResNet-50 batches,
+so with 6 rounds each runner had 21-22 of them, and a contended spell of a few seconds
+falling on one runner's rounds more than another's moved the ratio by up to 0.2);
+each round measures every
 runner for about --seconds, in an order rotated from round to round so that drift of a
 shared, noisy machine hits all of them alike (6 rounds of 1.25 s rather than 3 of 2.5:
 the same time per runner, but the host's slow phases, which last a few seconds, fall on
@@ -139,7 +144,7 @@ def bench_arch(args, arch, input_path, results):
     try:
         for batch in BATCHES:
             lat = {r.name: [] for r in runners}
-            for rnd in range(args.rounds):
+            for rnd in range(args.rounds if batch == 1 else args.rounds8):
                 k = rnd % len(runners)
                 for r in runners[k:] + runners[:k]:
                     time.sleep(args.settle)
@@ -156,8 +161,8 @@ def bench_arch(args, arch, input_path, results):
 
 def report(args, results, elapsed):
     names = ("classifyd", "onnxrt", "pytorch")
-    print(f"{args.threads} threads each; {args.rounds} alternating rounds of ~{args.seconds:g} s "
-          f"per runner, model and batch; load average at end "
+    print(f"{args.threads} threads each; {args.rounds} alternating rounds (batch 1) and "
+          f"{args.rounds8} (batch 8) of ~{args.seconds:g} s per runner and model; load average at end "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; {elapsed:.0f} s in all\n")
     print("| model | batch | classifyd p50 / p99 ms | ONNX Runtime p50 / p99 ms "
           "| PyTorch p50 / p99 ms | img/s ours / ORT / torch | ours vs ORT |")
@@ -193,16 +198,17 @@ def main():
     ap.add_argument("--models", default="build/models")
     ap.add_argument("--peers", default="build/peers")
     ap.add_argument("--archs", default="resnet50,googlenet,resnet18")
-    ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--rounds", type=int, default=6, help="rounds at batch 1 (default 6)")
+    ap.add_argument("--rounds8", type=int, default=12, help="rounds at batch 8 (default 12)")
     ap.add_argument("--settle", type=float, default=0.5,
                     help="idle seconds before each runner's turn (default 0.5)")
     ap.add_argument("--seconds", type=float, default=1.25)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     args.archs = [a for a in args.archs.split(",") if a]
-    if not (1 <= args.rounds <= 20 and 0 < args.seconds <= 60 and 1 <= args.threads <= 64
-            and 0 <= args.settle <= 10):
-        ap.error("rounds 1..20, seconds (0, 60], threads 1..64, settle 0..10")
+    if not (1 <= args.rounds <= 20 and 1 <= args.rounds8 <= 40 and 0 < args.seconds <= 60
+            and 1 <= args.threads <= 64 and 0 <= args.settle <= 10):
+        ap.error("rounds 1..20, rounds8 1..40, seconds (0, 60], threads 1..64, settle 0..10")
     os.makedirs(args.peers, exist_ok=True)
     input_path = os.path.join(args.peers, "input_b8.f32")
     make_input(input_path)
