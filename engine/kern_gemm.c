@@ -94,7 +94,7 @@ static void gemm__dot4(const float *x, const float *w, int k, float out[4]) {
       const float *wq = w + (size_t)q * (size_t)k + i;
       gemm_vf b0, b1;
       memcpy(&b0, wq, sizeof b0), memcpy(&b1, wq + GEMM_VL, sizeof b1);
-      for (int f = 0; f < 2 * GEMM_VL; f += 16) /* one prefetch per cache line */
+      for (int f = 0; f < 2 * GEMM_VL; f += 16) /* a line a prefetch (SSE: half a line) */
         __builtin_prefetch(wq + GEMM_DOT_AHEAD + f);
       s[q][0] += a0 * b0, s[q][1] += a1 * b1;
     }

@@ -346,8 +346,7 @@ w4__patch_rows8(const wino_job_t *j, const float *plane, int y, int xs, __m256 c
   const float *hi = y + 4 >= 0 && y + 4 < j->h ? plane + (size_t)(y + 4) * (size_t)j->w : NULL;
   int in = xs >= 0 && xs + 18 <= j->w, w = j->w; /* a 4-tile patch row spans 18 floats */
 #define W4_LD2(o) _mm256_set_m128(w4__ld4(hi, xs + (o), w, in), w4__ld4(lo, xs + (o), w, in))
-  __m256 q[8] = {W4_LD2(0), W4_LD2(4), W4_LD2(8),  W4_LD2(12),
-                 W4_LD2(4), W4_LD2(8), W4_LD2(12), W4_LD2(14)};
+  __m256 q[5] = {W4_LD2(0), W4_LD2(4), W4_LD2(8), W4_LD2(12), W4_LD2(14)};
 #undef W4_LD2
   kern_wino_patch_cols8(q, c);
 }

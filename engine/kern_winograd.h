@@ -350,11 +350,11 @@ static inline __m128 kern_wino_load4(const float *r, int x, int w) {
  * wide and cost as much as the transform). */
 enum { KERN_WINO_SEG8 = 34 }; /* floats a patch row of 8 tiles spans */
 
-/* The six patch columns c[x] (lane k: column 4k + x of its half's segment) from eight
+/* The six patch columns c[x] (lane k: column 4k + x of its half's segment) from five
  * loads whose 128-bit halves hold a half's floats at offsets 0, 4, 8, 12 (q[0..3]) and
- * 4, 8, 12, 14 (q[4..7]): an in-lane 4x4 transpose, and for columns 4 and 5 the first
- * two of the patches 4 floats on. */
-static inline __attribute__((always_inline)) void kern_wino_patch_cols8(const __m256 q[8],
+ * 14 (q[4]): an in-lane 4x4 transpose, and for columns 4 and 5 the first two of the
+ * patches 4 floats on (q[1..3] and q[4]). */
+static inline __attribute__((always_inline)) void kern_wino_patch_cols8(const __m256 q[5],
                                                                        __m256 c[6]) {
   __m256 t0 = _mm256_unpacklo_ps(q[0], q[1]), t1 = _mm256_unpackhi_ps(q[0], q[1]);
   __m256 t2 = _mm256_unpacklo_ps(q[2], q[3]), t3 = _mm256_unpackhi_ps(q[2], q[3]);
@@ -362,8 +362,8 @@ static inline __attribute__((always_inline)) void kern_wino_patch_cols8(const __
   c[1] = _mm256_shuffle_ps(t0, t2, 0xEE);
   c[2] = _mm256_shuffle_ps(t1, t3, 0x44);
   c[3] = _mm256_shuffle_ps(t1, t3, 0xEE);
-  __m256 e = _mm256_permute_ps(q[7], 0x4E); /* offsets 16, 17 of each half in its low pair */
-  t0 = _mm256_unpacklo_ps(q[4], q[5]), t2 = _mm256_unpacklo_ps(q[6], e);
+  __m256 e = _mm256_permute_ps(q[4], 0x4E); /* offsets 16, 17 of each half in its low pair */
+  t0 = _mm256_unpacklo_ps(q[1], q[2]), t2 = _mm256_unpacklo_ps(q[3], e);
   c[4] = _mm256_shuffle_ps(t0, t2, 0x44);
   c[5] = _mm256_shuffle_ps(t0, t2, 0xEE);
 }
@@ -378,8 +378,7 @@ kern_wino_patch_row8(const wino_job_t *j, const float *plane, int y, int xs, __m
 #define KERN_WINO_LD2(hi, lo)                                                                \
   (inside ? _mm256_loadu2_m128(s + (hi), s + (lo))                                          \
           : _mm256_set_m128(kern_wino_load4(r, xs + (hi), j->w), kern_wino_load4(r, xs + (lo), j->w)))
-  __m256 q[8] = {KERN_WINO_LD2(16, 0),  KERN_WINO_LD2(20, 4),  KERN_WINO_LD2(24, 8),
-                 KERN_WINO_LD2(28, 12), KERN_WINO_LD2(20, 4),  KERN_WINO_LD2(24, 8),
+  __m256 q[5] = {KERN_WINO_LD2(16, 0), KERN_WINO_LD2(20, 4), KERN_WINO_LD2(24, 8),
                  KERN_WINO_LD2(28, 12), KERN_WINO_LD2(30, 14)};
 #undef KERN_WINO_LD2
   kern_wino_patch_cols8(q, c);
