@@ -29,7 +29,7 @@
  * the larger stream even at batch 8; each thread reads only its share of U; when the
  * tiles make one block their V is transformed once, each thread a share of the
  * channels, and shared, see kern_wino_conv2d). Blocks
- * hold at most tb tiles, so that V + M stay within WINO_BUDGET floats, and a chunk
+ * hold at most tb tiles, so that V + M stay within a budget (wino__tb), and a chunk
  * is cut into equal blocks; kern_wino_scratch_floats returns exactly that need.
  * The F(2x2) input transform reads the plane straight into registers (masked
  * loads, even/odd permutes); the output goes through a few half rows of scratch.
@@ -64,7 +64,9 @@ enum {
   WINO4_MIN_OUT_WIDE = 28 * 28, /* or from this many for layers of at least */
   WINO4_WIDE_CIN = 96,          /* this many input channels, */
   WINO4_MIN_OUT_WIDENING = 14 * 14, /* or this many for such layers not narrowing */
-  WINO_BUDGET = 1 << 20,    /* V + M floats per thread: 4 MB (see wino__tb) */
+  WINO_BUDGET = 1 << 20,    /* V + M floats per thread: 4 MB (see wino__tb), */
+  WINO_BUDGET_SMALL_U = 1 << 18, /* 1 MB for layers whose U has at most */
+  WINO_SMALL_U = 300000,         /* this many floats (1.2 MB) */
   WINO_TB_MIN = 16,         /* never fewer tiles per block */
   WINO_ROWSPLIT_TILES = 64, /* below this many tiles per thread, split output channels */
   WINO_ROW_ALIGN = 16,
@@ -111,9 +113,24 @@ static size_t wino__xb(const kern_conv_t *p) { return wino__s2(p) ? WINO_XI : wi
  * threads, sums of per-node minima over 3 alternating runs): batch 8 ResNet-50 330 ->
  * 326 ms (layer4's 3x3 9.3 -> 8.2 ms each, U streamed in 2 blocks, not 4; layer1's
  * 6.7 -> 5.7), ResNet-18 119 -> 109, GoogLeNet 113 -> 111.5; batch 1 unchanged (40.1,
- * 13.55); 8 MB lost (ResNet-50 batch 8 340). */
+ * 13.55); 8 MB lost (ResNet-50 batch 8 340).
+ * Those were minima, taken in calm spells. Layers with a small U (at most WINO_SMALL_U
+ * floats: ResNet's 64-channel 56x56 layers, its stride-2 128-channel one) take 1 MB
+ * instead: streaming such a U once per smaller block is cheap, while a 4 MB block's V
+ * and M live in the L3 that the host's other guests share, and their misses there
+ * made those layers the most contention-sensitive of the forward (median 40-50% over
+ * minimum, 1x1 convs 15-20%). Session 16, Zen 3, forwards alternating one by one in
+ * one process (p50 over 45 s at batch 1, 90 s at batch 8): ResNet-50 batch 1 44.98
+ * -> 44.59, 46.88 -> 46.39 ms (layer1's three 3x3 convs medians 2.55 -> 2.40 ms, the
+ * 56x56 3x3/2 1.69 -> 1.53; minima unchanged); batch 8 367 -> 360, 383 -> 375, 356 ->
+ * 353 ms; GoogLeNet batch 1 15.72 -> 15.70; ResNet-18 batch 1 15.86 -> 16.00 (its
+ * 64-channel layers chain 3x3 convs on 0.8 MB maps and gain nothing). 512 KB was no
+ * better; nor was 1 MB for layer2's 28x28 F(4x4) (U 590k floats: medians 2.15 -> 2.48
+ * ms), which keeps 4 MB. */
 static size_t wino__tb(const kern_conv_t *p) {
-  size_t tb = WINO_BUDGET / (wino__xb(p) * ((size_t)p->cin + (size_t)p->cout));
+  size_t u = wino__uplanes(p) * (size_t)p->cin * (size_t)p->cout;
+  size_t budget = u <= WINO_SMALL_U ? WINO_BUDGET_SMALL_U : WINO_BUDGET;
+  size_t tb = budget / (wino__xb(p) * ((size_t)p->cin + (size_t)p->cout));
   return tb < WINO_TB_MIN ? WINO_TB_MIN : tb;
 }
 
