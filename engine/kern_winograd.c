@@ -115,7 +115,8 @@ static size_t wino__xb(const kern_conv_t *p) { return wino__s2(p) ? WINO_XI : wi
  * 6.7 -> 5.7), ResNet-18 119 -> 109, GoogLeNet 113 -> 111.5; batch 1 unchanged (40.1,
  * 13.55); 8 MB lost (ResNet-50 batch 8 340).
  * Those were minima, taken in calm spells. Layers with a small U (at most WINO_SMALL_U
- * floats: ResNet's 64-channel 56x56 layers, its stride-2 128-channel one) take 1 MB
+ * floats: ResNet's 64-channel 56x56 layers, its stride-2 128-channel one, GoogLeNet's
+ * narrow branches) take 1 MB
  * instead: streaming such a U once per smaller block is cheap, while a 4 MB block's V
  * and M live in the L3 that the host's other guests share, and their misses there
  * made those layers the most contention-sensitive of the forward (median 40-50% over
@@ -123,8 +124,9 @@ static size_t wino__xb(const kern_conv_t *p) { return wino__s2(p) ? WINO_XI : wi
  * one process (p50 over 45 s at batch 1, 90 s at batch 8): ResNet-50 batch 1 44.98
  * -> 44.59, 46.88 -> 46.39 ms (layer1's three 3x3 convs medians 2.55 -> 2.40 ms, the
  * 56x56 3x3/2 1.69 -> 1.53; minima unchanged); batch 8 367 -> 360, 383 -> 375, 356 ->
- * 353 ms; GoogLeNet batch 1 15.72 -> 15.70; ResNet-18 batch 1 15.86 -> 16.00 (its
- * 64-channel layers chain 3x3 convs on 0.8 MB maps and gain nothing). 512 KB was no
+ * 353 ms; GoogLeNet batch 1 15.72 -> 15.70, batch 8 121.4 -> 119.8; ResNet-18 batch 8
+ * 122.0 -> 120.4, batch 1 15.86 -> 16.00 (its 64-channel layers chain 3x3 convs on
+ * 0.8 MB maps and gain nothing there). 512 KB was no
  * better; nor was 1 MB for layer2's 28x28 F(4x4) (U 590k floats: medians 2.15 -> 2.48
  * ms), which keeps 4 MB. */
 static size_t wino__tb(const kern_conv_t *p) {
