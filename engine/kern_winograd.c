@@ -99,6 +99,15 @@ static size_t wino__xi(const kern_conv_t *p) {
 /* Weight planes: one per position, but 16 for the stride-2 variant. */
 static size_t wino__uplanes(const kern_conv_t *p) { return wino__s2(p) ? 16 : wino__xi(p); }
 
+/* Size of one xi's U as the products read it: packed panels, or the plain matrix. */
+static size_t wino__uplane(const kern_conv_t *p) {
+  return kern_sgemm_available() ? kern_sgemm_packed_floats(p->cout, p->cin)
+                                : (size_t)p->cin * (size_t)p->cout;
+}
+
+/* Floats of the whole U (kern_wino_prepare allocates it). */
+static size_t wino__ufloats(const kern_conv_t *p) { return wino__uplanes(p) * wino__uplane(p); }
+
 /* Positions the budget is counted in: the stride-2 variant's 25 count as 16, so its
  * blocks hold as many tiles as F(2x2)'s. A 14x14 output's 49 tiles of 256 + 256
  * channels are then one block, transformed once per thread by a row split (ResNet-50's
@@ -116,22 +125,20 @@ static size_t wino__xb(const kern_conv_t *p) { return wino__s2(p) ? WINO_XI : wi
  * 13.55); 8 MB lost (ResNet-50 batch 8 340).
  * Those were minima, taken in calm spells. Layers with a small U (at most WINO_SMALL_U
  * floats: ResNet's 64-channel 56x56 layers, its stride-2 128-channel one, GoogLeNet's
- * narrow branches) take 1 MB
- * instead: streaming such a U once per smaller block is cheap, while a 4 MB block's V
- * and M live in the L3 that the host's other guests share, and their misses there
- * made those layers the most contention-sensitive of the forward (median 40-50% over
- * minimum, 1x1 convs 15-20%). Session 16, Zen 3, forwards alternating one by one in
- * one process (p50 over 45 s at batch 1, 90 s at batch 8): ResNet-50 batch 1 44.98
- * -> 44.59, 46.88 -> 46.39 ms (layer1's three 3x3 convs medians 2.55 -> 2.40 ms, the
- * 56x56 3x3/2 1.69 -> 1.53; minima unchanged); batch 8 367 -> 360, 383 -> 375, 356 ->
- * 353 ms; GoogLeNet batch 1 15.72 -> 15.70, batch 8 121.4 -> 119.8; ResNet-18 batch 8
- * 122.0 -> 120.4, batch 1 15.86 -> 16.00 (its 64-channel layers chain 3x3 convs on
- * 0.8 MB maps and gain nothing there). 512 KB was no
- * better; nor was 1 MB for layer2's 28x28 F(4x4) (U 590k floats: medians 2.15 -> 2.48
- * ms), which keeps 4 MB. */
+ * narrow branches) take 1 MB instead: streaming such a U once per smaller block is
+ * cheap, while a 4 MB block's V and M live in the L3 that the host's other guests
+ * share, and their misses there made those layers the most contention-sensitive of
+ * the forward (median 40-50% over minimum, 1x1 convs 15-20%). Session 16, Zen 3,
+ * forwards alternating one by one in one process (p50 over 45 s at batch 1, 90 s at
+ * batch 8): ResNet-50 batch 1 44.98 -> 44.59, 46.88 -> 46.39 ms (layer1's three 3x3
+ * convs medians 2.55 -> 2.40 ms, the 56x56 3x3/2 1.69 -> 1.53; minima unchanged);
+ * batch 8 367 -> 360, 383 -> 375, 356 -> 353 ms; GoogLeNet batch 1 15.72 -> 15.70,
+ * batch 8 121.4 -> 119.8; ResNet-18 batch 8 122.0 -> 120.4, batch 1 15.86 -> 16.00
+ * (its 64-channel layers chain 3x3 convs on 0.8 MB maps and gain nothing there).
+ * 512 KB was no better; nor was 1 MB for layer2's 28x28 F(4x4) (U 590k floats:
+ * medians 2.15 -> 2.48 ms), which keeps 4 MB. */
 static size_t wino__tb(const kern_conv_t *p) {
-  size_t u = wino__uplanes(p) * (size_t)p->cin * (size_t)p->cout;
-  size_t budget = u <= WINO_SMALL_U ? WINO_BUDGET_SMALL_U : WINO_BUDGET;
+  size_t budget = wino__ufloats(p) <= WINO_SMALL_U ? WINO_BUDGET_SMALL_U : WINO_BUDGET;
   size_t tb = budget / (wino__xb(p) * ((size_t)p->cin + (size_t)p->cout));
   return tb < WINO_TB_MIN ? WINO_TB_MIN : tb;
 }
@@ -167,12 +174,6 @@ void kern_wino_weights(const kern_conv_t *p, const double (*gm)[3], int n, float
 /* F(2x2)'s G: points 0, 1, -1 and infinity. */
 static const double wino2_g[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
 
-/* Size of one xi's U as the products read it: packed panels, or the plain matrix. */
-static size_t wino__uplane(const kern_conv_t *p) {
-  return kern_sgemm_available() ? kern_sgemm_packed_floats(p->cout, p->cin)
-                                : (size_t)p->cin * (size_t)p->cout;
-}
-
 /* F(4x4) where it pays and is built: maps of at least WINO4_MIN_OUT outputs, and
  * 28x28 maps whose layers are wide, and 14x14 ones whose wide layers do not narrow. Measured
  * in forwards (per-node minima, alternating builds): ResNet layer2's 128->128 on 28x28
@@ -201,7 +202,7 @@ int kern_wino_prepare(kern_conv_t *p) {
   size_t plane = (size_t)p->cin * (size_t)p->cout, uplane = wino__uplane(p);
   size_t nxi = wino__uplanes(p);
   float *u = NULL, *tmp = NULL;
-  if (!(u = cnn_mem_alloc(nxi * uplane * sizeof *u))) return CNN_ENOMEM;
+  if (!(u = cnn_mem_alloc(wino__ufloats(p) * sizeof *u))) return CNN_ENOMEM;
   if (!kern_sgemm_available()) {
     kern_wino_weights(p, wino2_g, 4, u);
     p->packed = u;

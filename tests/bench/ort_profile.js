@@ -3,8 +3,8 @@
 //   NODE_PATH=build/peers/node_modules node tests/bench/ort_profile.js MODEL.onnx \
 //       [BATCH [RUNS [THREADS]]]          (defaults 1, 60, 2)
 //
-// Builds the session as peer_ort.js does (graphOptimizationLevel 'all', so ONNX Runtime's
-// NCHWc convolutions with their fused activations), runs RUNS forwards on the first BATCH
+// Builds the session as peer_ort.js does (ort_session.js: graphOptimizationLevel 'all', so
+// ONNX Runtime's NCHWc convolutions with their fused activations), runs RUNS forwards on the first BATCH
 // images of build/peers/input_b8.f32 with ONNX Runtime's profiler on, and prints each
 // node's fastest and median kernel time over the runs (from the profiler's JSON trace,
 // which it deletes), slowest first. Node names are ONNX Runtime's: a fused Conv + Relu is
@@ -14,8 +14,7 @@
 const fs = require('fs');
 const path = require('path');
 const ort = require('onnxruntime-node');
-
-const IMG = 3 * 224 * 224;
+const {readImages, sessionOptions} = require('./ort_session');
 
 async function main() {
   const [model, b = '1', r = '60', t = '2'] = process.argv.slice(2);
@@ -24,13 +23,10 @@ async function main() {
     throw new Error('usage: ort_profile.js MODEL.onnx [BATCH 1-8 [RUNS [THREADS]]]');
   }
   const input = path.join(__dirname, '..', '..', 'build', 'peers', 'input_b8.f32');
-  const buf = fs.readFileSync(input);
-  if (buf.length < batch * IMG * 4) throw new Error(`${input}: fewer than ${batch} images`);
-  const data = new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + batch * IMG * 4));
+  const data = readImages(input, batch);
   const prefix = path.join(fs.mkdtempSync('/tmp/ort_profile-'), 'trace');
-  const session = await ort.InferenceSession.create(model, {
-    intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: 'all',
-    executionMode: 'sequential', enableProfiling: true, profileFilePrefix: prefix});
+  const session = await ort.InferenceSession.create(
+      model, sessionOptions(threads, {enableProfiling: true, profileFilePrefix: prefix}));
   const feeds = {[session.inputNames[0]]: new ort.Tensor('float32', data, [batch, 3, 224, 224])};
   for (let i = 0; i < runs; i++) await session.run(feeds);
   session.endProfiling();

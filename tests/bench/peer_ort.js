@@ -7,11 +7,9 @@
 // then at least 2 timed runs and about SECONDS) or "err MESSAGE".
 // INPUT.f32 holds 8 float32 images of 3x224x224; batch B uses the first B.
 'use strict';
-const fs = require('fs');
 const readline = require('readline');
 const ort = require('onnxruntime-node');
-
-const IMG = 3 * 224 * 224;
+const {IMG, readImages, sessionOptions} = require('./ort_session');
 
 async function measure(session, data, batch, seconds) {
   const feeds = {};
@@ -31,12 +29,8 @@ async function measure(session, data, batch, seconds) {
 
 async function main() {
   const [model, input, threads] = process.argv.slice(2);
-  const buf = fs.readFileSync(input);
-  if (buf.length < 8 * IMG * 4) throw new Error(`${input}: fewer than 8 images`);
-  const data = new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + 8 * IMG * 4));
-  const session = await ort.InferenceSession.create(model, {
-    intraOpNumThreads: parseInt(threads, 10) || 2, interOpNumThreads: 1,
-    graphOptimizationLevel: 'all', executionMode: 'sequential'});
+  const data = readImages(input, 8);
+  const session = await ort.InferenceSession.create(model, sessionOptions(parseInt(threads, 10) || 2));
   console.log('ready');
   const rl = readline.createInterface({input: process.stdin});
   for await (const line of rl) {
