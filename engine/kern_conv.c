@@ -11,11 +11,15 @@
  *    straight into the strided output (ldc = cols);
  *  - row split (few columns per thread, e.g. 7x7 maps at batch 1, and maps of at
  *    most 56 columns at any batch): each thread takes a range of output channels
- *    (sized by the threads' measured speeds, kern_row_share) and all columns. The
- *    lowering is then done by every thread (cheap next to the GEMM), but each thread
- *    streams only its share of W, where a column split would
+ *    (sized by the threads' measured speeds, kern_row_share) and all columns. Each
+ *    thread streams only its share of W, where a column split would
  *    make every thread stream all of it (ResNet-50's layer4 at batch 8, 60 MB of
  *    weights: 37 -> 32 ms on 2 threads with the Winograd layers split the same way).
+ *    When the lowering fits tid 0's scratch it is done once, each thread lowering a
+ *    share of the input channels there (conv__share_lower, a pool_run of its own),
+ *    rather than by every thread (session 17, Zen 3, ResNet-50 batch 1 on 2 threads,
+ *    forwards alternating in one process: layer4.0's 3x3/2 median 2.10 -> 1.95 ms, the
+ *    1x1/2 shortcuts onto 14x14 1.46 -> 1.41, onto 7x7 1.62 -> 1.59);
  *  - 3x3 stride-2 convs with padding 1 onto more than 100 outputs that the stride-2
  *    Winograd variant does not take (below 14x14, or fewer than 8 channels) read
  *    the input's phase planes in place, one product of K = 9 cin with no lowering
@@ -74,6 +78,7 @@ typedef struct {
   int direct;
   int split_rows; /* kern_im2col takes tmp after the lowered block (kern_im2col_tmp_floats) */
   int group, group_cin;                /* conv__grouped: images per product, channels per K slice */
+  int shared;                          /* row split: the whole lowering in tid 0's scratch */
   size_t vecs_img, chunk_vecs, chunks; /* column split: chunks of chunk_vecs 16-col vectors */
   kern_claim_t claim;                  /* column split: claimed by the threads as they go */
   atomic_size_t next_chunk;            /* conv__by_images: groups claimed in order */
@@ -243,6 +248,9 @@ static void conv__block_run(const conv_job_t *j, int img, int r0, int r1, size_t
   if (j->direct) {
     b = in + c0;
     ldb = j->cols;
+  } else if (j->shared) { /* image 0's lowering, all columns (conv__share_lower) */
+    b = j->kc->scratch[0] + c0;
+    ldb = j->cols;
   } else {
     kern_im2col(p, in, j->h, j->w, j->ow, c0, c1, scratch,
                 j->split_rows ? scratch + j->kdim * j->block_max : NULL);
@@ -302,14 +310,19 @@ static void conv__grouped(const conv_job_t *j, int n0, int n1, int r0, int r1, f
   size_t cols = j->cols, rows = (size_t)(r1 - r0);
   int khw = p->kh * p->kw;
   float *blk = scratch, *prod = scratch + (size_t)j->group_cin * (size_t)khw * (size_t)j->group * cols;
+  if (j->shared) /* every image's lowering, all of K, in tid 0's scratch (conv__share_lower) */
+    prod = scratch + j->kdim * (size_t)j->n * cols;
   for (int i0 = n0; i0 < n1; i0 += j->group) {
     int gn = n1 - i0 < j->group ? n1 - i0 : j->group;
     size_t nc = (size_t)gn * cols;
     for (int ci0 = 0; ci0 < p->cin; ci0 += j->group_cin) {
       int ci1 = p->cin - ci0 < j->group_cin ? p->cin : ci0 + j->group_cin;
-      for (int q = 0; q < gn; q++) /* kernels wider than 1 only: always lowered */
-        kern_im2col_part(p, j->in + (size_t)(i0 + q) * j->in_img, j->h, j->w, j->ow, 0, cols,
-                         ci0, ci1, blk + (size_t)q * cols, nc);
+      if (j->shared)
+        blk = j->kc->scratch[0] + (size_t)ci0 * (size_t)khw * nc;
+      else
+        for (int q = 0; q < gn; q++) /* kernels wider than 1 only: always lowered */
+          kern_im2col_part(p, j->in + (size_t)(i0 + q) * j->in_img, j->h, j->w, j->ow, 0, cols,
+                           ci0, ci1, blk + (size_t)q * cols, nc);
       kern_sgemm_epi_t e = {.accumulate = ci0 > 0};
       kern_sgemm_run_k(p->gemm_a, (int)j->kdim, ci0 * khw, ci1 * khw, r0, r1, blk, nc, nc, prod,
                        nc, &e);
@@ -323,6 +336,35 @@ static void conv__grouped(const conv_job_t *j, int n0, int n1, int r0, int r1, f
                           p->bias ? p->bias[r0 + (int)r] : 0.0f, cols, p->relu);
       }
   }
+}
+
+/* The row split's lowering, done once: each thread lowers its share of the input
+ * channels, for every image side by side (row stride n x cols), into tid 0's scratch,
+ * which every thread's products then read (conv__block_run, conv__grouped). */
+static void conv__share_lower(void *arg, int tid, int nt) {
+  const conv_job_t *j = arg;
+  const kern_conv_t *p = j->p;
+  size_t c0, c1, nc = (size_t)j->n * j->cols, khw = (size_t)(p->kh * p->kw);
+  pool_split((size_t)p->cin, tid, nt, &c0, &c1);
+  for (int q = 0; q < j->n && c0 < c1; q++)
+    kern_im2col_part(p, j->in + (size_t)q * j->in_img, j->h, j->w, j->ow, 0, j->cols, (int)c0,
+                     (int)c1, j->kc->scratch[0] + c0 * khw * nc + (size_t)q * j->cols, nc);
+}
+
+/* Whether a row split lowers once for all threads (conv__share_lower): when every image's
+ * columns make one product (grouped: one group; otherwise batch 1 in one block) and the
+ * whole lowering, with tid 0's product of a grouped conv after it, fits its scratch.
+ * The K slices and their order stay as they were, so results do not change. */
+static int conv__shares(const conv_job_t *j, int nt) {
+  if (nt < 2 || j->direct || j->split_rows || !j->kc->scratch) return 0;
+  size_t nc = (size_t)j->n * j->cols, need = j->kdim * nc;
+  if (j->group > 0) {
+    if (j->group < j->n) return 0;
+    need += conv__share_rows(j->p, nt) * nc;
+  } else if (j->n != 1 || conv__block_end(0, j->cols, j->block) != j->cols) {
+    return 0;
+  }
+  return need <= j->kc->scratch_floats;
 }
 
 static void conv__by_rows(void *arg, int tid, int nt) {
@@ -401,6 +443,8 @@ void kern_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *in, in
   if (j.chunk_vecs >= 3) j.chunk_vecs = (j.chunk_vecs + 2) / 3 * 3;
   j.chunks = (total + j.chunk_vecs - 1) / j.chunk_vecs;
   kern_claim_init(&j.claim, j.chunks, nt);
+  j.shared = rows && conv__shares(&j, nt);
+  if (j.shared) pool_run(kc->pool, conv__share_lower, &j);
   pool_run(kc->pool, rows ? conv__by_rows : conv__by_cols, &j);
   if (rows) kern_row_learn(kc, p->cout, CONV_ROW_ALIGN);
 }

@@ -15,7 +15,10 @@
  *
  * Stride-2 runs of at most 16 outputs (maps of 14x14 and 7x7) take one masked load
  * pair and one permute, the padding masked off, with no per-run loops (ResNet-50's
- * layer4.0 3x3/2 conv at batch 8, one thread: 8.74-8.92 -> 8.53 ms).
+ * layer4.0 3x3/2 conv at batch 8, one thread: 8.74-8.92 -> 8.53 ms); AVX2 builds one
+ * pair per 8 outputs (session 17, Zen 3, ResNet-50 batch 1 on 2 threads, forwards
+ * alternating in one process: that conv's median 2.37 -> 2.13 ms, minimum 1.74 ->
+ * 1.64; the 1x1/2 shortcuts onto 7x7 1.67 -> 1.62).
  *
  * At stride 2 with kernels 5 or more wide (the 7x7 stems) each input row the block
  * needs is first split once into its even and odd positions, with zero margins,
@@ -99,13 +102,35 @@ static inline float *im2col__short_s2(const float *row, int w, int ix0, int n, f
   _mm512_mask_storeu_ps(dst, out, kern_simd_even(a, b));
   return dst + n;
 }
+#elif defined(__AVX2__)
+/* The AVX2 counterpart, 8 outputs (15 input positions) per masked load pair, for runs
+ * of at most 16 outputs: the scalar loop took a run of 7 (7x7 outputs) one float at a
+ * time, and ResNet-50's layer4.0 3x3/2 at batch 1 on 2 threads spent a quarter of its
+ * time lowering (perf, bench_conv). */
+static inline float *im2col__short_s2(const float *row, int w, int ix0, int n, float *dst) {
+  for (int done = 0; done < n; done += 8, ix0 += 16) {
+    int m = n - done < 8 ? n - done : 8;
+    __m256 v = _mm256_setzero_ps();
+    if (row) {
+      int lo = ix0 < 0 ? -ix0 : 0, hi = w - ix0; /* lanes [lo, hi) are inside the row */
+      if (hi > 2 * m - 1) hi = 2 * m - 1;
+      uintptr_t src = (uintptr_t)row + (uintptr_t)((intptr_t)ix0 * (intptr_t)sizeof(float));
+      __m256i m0 = _mm256_andnot_si256(kern_simd_lanes8(lo), kern_simd_lanes8(hi));
+      __m256i m1 = _mm256_andnot_si256(kern_simd_lanes8(lo - 8), kern_simd_lanes8(hi - 8));
+      v = kern_simd_even8(_mm256_maskload_ps((const float *)src, m0),
+                          _mm256_maskload_ps((const float *)(src + 8 * sizeof(float)), m1));
+    }
+    kern_simd_store_n8(dst + done, v, m);
+  }
+  return dst + n;
+}
 #endif
 
 /* Output row oy, columns [x0, x1), tap (ky, kx) whose valid x range is [lo, hi). */
 static float *im2col__run(const im2col_geom_t *g, const float *plane, int oy, int x0, int x1,
                           int ky, int kx, int lo, int hi, float *dst) {
   int iy = oy * g->p->stride_h - g->p->pad_t + ky;
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || defined(__AVX2__)
   if (g->p->stride_w == 2 && x1 - x0 <= 16)
     return im2col__short_s2(iy < 0 || iy >= g->h ? NULL : plane + (ptrdiff_t)iy * g->w, g->w,
                             2 * x0 + kx - g->p->pad_l, x1 - x0, dst);
