@@ -53,6 +53,7 @@
 #include "cnn.h"
 #include "kern_claim.h"
 #include "kern_internal.h"
+#include "kern_rows.h"
 #include "mem.h"
 #include "kern_sgemm.h"
 
@@ -79,6 +80,7 @@ typedef struct {
   int split_rows; /* kern_im2col takes tmp after the lowered block (kern_im2col_tmp_floats) */
   int group, group_cin;                /* conv__grouped: images per product, channels per K slice */
   int shared;                          /* row split: the whole lowering in tid 0's scratch */
+  kern_rows_t rows;                    /* row split: the shares and their tails */
   size_t vecs_img, chunk_vecs, chunks; /* column split: chunks of chunk_vecs 16-col vectors */
   kern_claim_t claim;                  /* column split: claimed by the threads as they go */
   atomic_size_t next_chunk;            /* conv__by_images: groups claimed in order */
@@ -368,19 +370,19 @@ static int conv__shares(const conv_job_t *j, int nt) {
 }
 
 static void conv__by_rows(void *arg, int tid, int nt) {
-  const conv_job_t *j = arg;
-  int r0, r1;
+  conv_job_t *j = arg;
   (void)nt;
-  if (!kern_row_share(j->kc, j->p->cout, CONV_ROW_ALIGN, tid, &r0, &r1)) return;
-  if (j->group > 0) {
-    conv__grouped(j, 0, j->n, r0, r1, j->kc->scratch[tid]);
-    return;
-  }
-  for (int img = 0; img < j->n; img++)
-    for (size_t c0 = 0, c1; c0 < j->cols; c0 = c1) {
-      c1 = conv__block_end(c0, j->cols, j->block);
-      conv__block_run(j, img, r0, r1, c0, c1, j->kc->scratch ? j->kc->scratch[tid] : NULL);
+  for (int it = 0, r0, r1; kern_rows_next(&j->rows, j->kc, tid, &it, &r0, &r1);) {
+    if (j->group > 0) {
+      conv__grouped(j, 0, j->n, r0, r1, j->kc->scratch[tid]);
+      continue;
     }
+    for (int img = 0; img < j->n; img++)
+      for (size_t c0 = 0, c1; c0 < j->cols; c0 = c1) {
+        c1 = conv__block_end(c0, j->cols, j->block);
+        conv__block_run(j, img, r0, r1, c0, c1, j->kc->scratch ? j->kc->scratch[tid] : NULL);
+      }
+  }
 }
 
 /* Whole images per thread, all output channels, claimed CONV_IMG_CLAIM at a time. The
@@ -445,6 +447,7 @@ void kern_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *in, in
   kern_claim_init(&j.claim, j.chunks, nt);
   j.shared = rows && conv__shares(&j, nt);
   if (j.shared) pool_run(kc->pool, conv__share_lower, &j);
+  if (rows) kern_rows_init(&j.rows, kc, p->cout, CONV_ROW_ALIGN, 1);
   pool_run(kc->pool, rows ? conv__by_rows : conv__by_cols, &j);
-  if (rows) kern_row_learn(kc, p->cout, CONV_ROW_ALIGN);
+  if (rows) kern_rows_learn(&j.rows, kc);
 }

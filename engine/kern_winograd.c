@@ -52,6 +52,7 @@
 #include "cnn.h"
 #include "kern_claim.h"
 #include "kern_internal.h"
+#include "kern_rows.h"
 #include "mem.h"
 #include "kern_sgemm.h"
 #include "kern_winograd.h"
@@ -577,18 +578,18 @@ static void wino__by_tiles(void *arg, int tid, int nt) {
 }
 
 static void wino__by_rows(void *arg, int tid, int nt) {
-  const wino_job_t *j = arg;
-  int r0, r1;
+  wino_job_t *j = arg;
   (void)nt;
-  if (!kern_row_share(j->kc, j->p->cout, WINO_ROW_ALIGN, tid, &r0, &r1)) return;
-  if (j->shared_v) { /* one block, its V in tid 0's scratch (wino__share_input) */
-    wino__products(j, r0, r1, 0, j->tiles, j->kc->scratch[0], j->kc->scratch[tid]);
-    return;
+  for (int it = 0, r0, r1; kern_rows_next(&j->rows, j->kc, tid, &it, &r0, &r1);) {
+    if (j->shared_v) { /* one block, its V in tid 0's scratch (wino__share_input) */
+      wino__products(j, r0, r1, 0, j->tiles, j->kc->scratch[0], j->kc->scratch[tid]);
+      continue;
+    }
+    size_t blk = wino__blk(j, j->tiles);
+    for (size_t t0 = 0; t0 < j->tiles; t0 += blk)
+      wino__block(j, r0, r1, t0, t0 + blk < j->tiles ? t0 + blk : j->tiles,
+                  j->kc->scratch[tid]);
   }
-  size_t blk = wino__blk(j, j->tiles);
-  for (size_t t0 = 0; t0 < j->tiles; t0 += blk)
-    wino__block(j, r0, r1, t0, t0 + blk < j->tiles ? t0 + blk : j->tiles,
-                j->kc->scratch[tid]);
 }
 
 /* The row split's V when the tiles make one block: each thread transforms its share of
@@ -659,6 +660,8 @@ void kern_wino_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *i
    * 15.2, ResNet-50 batch 8 346.7 -> 346.9. */
   j.shared_v = rows && wino__blk(&j, j.tiles) >= j.tiles;
   if (j.shared_v) pool_run(kc->pool, wino__share_input, &j);
+  /* tails only when V is shared: otherwise each piece would transform it again */
+  if (rows) kern_rows_init(&j.rows, kc, p->cout, WINO_ROW_ALIGN, j.shared_v);
   pool_run(kc->pool, rows ? wino__by_rows : wino__by_tiles, &j);
-  if (rows) kern_row_learn(kc, p->cout, WINO_ROW_ALIGN);
+  if (rows) kern_rows_learn(&j.rows, kc);
 }

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "kern_claim.h"
+#include "kern_rows.h"
 #include "kern_simd.h"
 #include "kernels.h"
 
@@ -30,6 +31,7 @@ typedef struct {
   size_t chunk, chunks;      /* tile split: chunks of `chunk` tiles, */
   kern_claim_t claim;        /* claimed by the threads as they go (kern_claim.h) */
   int shared_v;              /* row split of one block: V transformed once, shared */
+  kern_rows_t rows;          /* row split: the shares and their tails (kern_rows.h) */
 } wino_job_t;
 
 /* The run of tiles that starts at tile t on one tile row, cut at t1: its image, tile

@@ -23,7 +23,8 @@ the same time per runner, but the host's slow phases, which last a few seconds, 
 a runner's rounds more evenly), after a --settle pause (0.5 s) in which the
 previous runner's worker threads, which may spin-wait after their last run (OpenMP,
 ONNX Runtime's intra-op pool), go idle instead of competing with the next runner. A runner's latencies are pooled over its
-rounds: p50, p99 and images/s = batch / p50. Ratios are ours / ONNX Runtime's: latency
+rounds: p50, p99 and images/s = batch / p50 (on stderr also the minimum, p10 and each
+round's p50, which show the host's contended spells). Ratios are ours / ONNX Runtime's: latency
 at batch 1 (lower is better), throughput at batch 8 (higher is better). The issue-5
 targets are checked and printed as MET / NOT MET. Exit status 0 whether or not the
 targets are met (it is a measurement); 1 if a runner fails.
@@ -144,15 +145,20 @@ def bench_arch(args, arch, input_path, results):
     try:
         for batch in BATCHES:
             lat = {r.name: [] for r in runners}
+            per_round = {r.name: [] for r in runners}
             for rnd in range(args.rounds if batch == 1 else args.rounds8):
                 k = rnd % len(runners)
                 for r in runners[k:] + runners[:k]:
                     time.sleep(args.settle)
-                    lat[r.name] += r.measure(batch, args.seconds)
+                    got = r.measure(batch, args.seconds)
+                    lat[r.name] += got
+                    per_round[r.name].append(pct(got, 0.5))
             for name, v in lat.items():
                 p50 = pct(v, 0.5)
                 results[(arch, batch, name)] = (p50, pct(v, 0.99), batch * 1e3 / p50, len(v))
-                print(f"  {arch} b{batch} {name}: p50 {p50:.1f} ms over {len(v)} runs",
+                rounds = " ".join(f"{x:.0f}" for x in per_round[name])
+                print(f"  {arch} b{batch} {name}: p50 {p50:.1f} ms over {len(v)} runs "
+                      f"(min {min(v):.1f}, p10 {pct(v, 0.1):.1f}; round p50s {rounds})",
                       file=sys.stderr, flush=True)
     finally:
         for r in runners:
