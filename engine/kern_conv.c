@@ -372,15 +372,17 @@ static int conv__shares(const conv_job_t *j, int nt) {
 static void conv__by_rows(void *arg, int tid, int nt) {
   conv_job_t *j = arg;
   (void)nt;
-  for (int it = 0, r0, r1; kern_rows_next(&j->rows, j->kc, tid, &it, &r0, &r1);) {
+  kern_piece_t pc;
+  for (int it = 0; kern_rows_next(&j->rows, j->kc, tid, &it, &pc);) {
     if (j->group > 0) {
-      conv__grouped(j, 0, j->n, r0, r1, j->kc->scratch[tid]);
+      conv__grouped(j, 0, j->n, pc.r0, pc.r1, j->kc->scratch[tid]);
       continue;
     }
-    for (int img = 0; img < j->n; img++)
+    for (int img = pc.i0; img < pc.i1; img++)
       for (size_t c0 = 0, c1; c0 < j->cols; c0 = c1) {
         c1 = conv__block_end(c0, j->cols, j->block);
-        conv__block_run(j, img, r0, r1, c0, c1, j->kc->scratch ? j->kc->scratch[tid] : NULL);
+        conv__block_run(j, img, pc.r0, pc.r1, c0, c1,
+                        j->kc->scratch ? j->kc->scratch[tid] : NULL);
       }
   }
 }
@@ -447,7 +449,7 @@ void kern_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *in, in
   kern_claim_init(&j.claim, j.chunks, nt);
   j.shared = rows && conv__shares(&j, nt);
   if (j.shared) pool_run(kc->pool, conv__share_lower, &j);
-  if (rows) kern_rows_init(&j.rows, kc, p->cout, CONV_ROW_ALIGN, 1);
+  if (rows) kern_rows_init(&j.rows, kc, p->cout, CONV_ROW_ALIGN, j.group > 0 ? 1 : n, 1);
   pool_run(kc->pool, rows ? conv__by_rows : conv__by_cols, &j);
   if (rows) kern_rows_learn(&j.rows, kc);
 }

@@ -580,14 +580,15 @@ static void wino__by_tiles(void *arg, int tid, int nt) {
 static void wino__by_rows(void *arg, int tid, int nt) {
   wino_job_t *j = arg;
   (void)nt;
-  for (int it = 0, r0, r1; kern_rows_next(&j->rows, j->kc, tid, &it, &r0, &r1);) {
+  kern_piece_t pc;
+  for (int it = 0; kern_rows_next(&j->rows, j->kc, tid, &it, &pc);) {
     if (j->shared_v) { /* one block, its V in tid 0's scratch (wino__share_input) */
-      wino__products(j, r0, r1, 0, j->tiles, j->kc->scratch[0], j->kc->scratch[tid]);
+      wino__products(j, pc.r0, pc.r1, 0, j->tiles, j->kc->scratch[0], j->kc->scratch[tid]);
       continue;
     }
     size_t blk = wino__blk(j, j->tiles);
     for (size_t t0 = 0; t0 < j->tiles; t0 += blk)
-      wino__block(j, r0, r1, t0, t0 + blk < j->tiles ? t0 + blk : j->tiles,
+      wino__block(j, pc.r0, pc.r1, t0, t0 + blk < j->tiles ? t0 + blk : j->tiles,
                   j->kc->scratch[tid]);
   }
 }
@@ -661,7 +662,7 @@ void kern_wino_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *i
   j.shared_v = rows && wino__blk(&j, j.tiles) >= j.tiles;
   if (j.shared_v) pool_run(kc->pool, wino__share_input, &j);
   /* tails only when V is shared: otherwise each piece would transform it again */
-  if (rows) kern_rows_init(&j.rows, kc, p->cout, WINO_ROW_ALIGN, j.shared_v);
+  if (rows) kern_rows_init(&j.rows, kc, p->cout, WINO_ROW_ALIGN, 1, j.shared_v);
   pool_run(kc->pool, rows ? wino__by_rows : wino__by_tiles, &j);
   if (rows) kern_rows_learn(&j.rows, kc);
 }

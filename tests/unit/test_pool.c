@@ -239,31 +239,39 @@ Test(pool, claim_every_chunk_once_across_threads, .timeout = 60) {
     }
 }
 
-/* kern_rows.h: the pieces of the threads' shares cover the rows exactly once, whoever
- * takes them; a share of at least 512 rows has its two tails; a thread that takes
- * another share's piece marks the task as not to be learned from. */
+/* kern_rows.h: the pieces of the threads' shares cover every (row, image) exactly once,
+ * whoever takes them; a share of at least 512 rows, or of 3 images or more, has its two
+ * tails; a thread that takes another share's piece marks the task as not to be learned
+ * from. */
 #include "kern_rows.h"
 
 /* Claims all pieces, the threads taking turns (only_tid < 0) or thread only_tid alone. */
-static void rows_cover(const kern_ctx_t *kc, int rows, int align, int only_tid) {
+static void rows_cover(const kern_ctx_t *kc, int rows, int align, int images, int only_tid) {
   kern_rows_t s;
-  kern_rows_init(&s, kc, rows, align, 1);
-  static int hits[4096];
+  kern_rows_init(&s, kc, rows, align, images, 1);
+  static int hits[8][4096];
   memset(hits, 0, sizeof hits);
   int nt = kern_threads(kc), pieces = 0, it[4] = {0}, live = nt;
   while (live > 0) {
     live = 0;
     for (int t = 0; t < nt; t++) {
-      int tid = only_tid >= 0 ? only_tid : t, r0, r1;
-      if (!kern_rows_next(&s, kc, tid, &it[tid], &r0, &r1)) continue;
-      cr_assert(r0 < r1 && r0 % align == 0 && r1 <= rows, "piece [%d, %d)", r0, r1);
-      for (int r = r0; r < r1; r++) hits[r]++;
+      int tid = only_tid >= 0 ? only_tid : t;
+      kern_piece_t pc;
+      if (!kern_rows_next(&s, kc, tid, &it[tid], &pc)) continue;
+      cr_assert(pc.r0 < pc.r1 && pc.r0 % align == 0 && pc.r1 <= rows && pc.i0 >= 0 &&
+                    pc.i0 < pc.i1 && pc.i1 <= images,
+                "piece [%d, %d) x [%d, %d)", pc.r0, pc.r1, pc.i0, pc.i1);
+      for (int i = pc.i0; i < pc.i1; i++)
+        for (int r = pc.r0; r < pc.r1; r++) hits[i][r]++;
       pieces++, live++;
     }
   }
-  for (int r = 0; r < rows; r++) cr_assert_eq(hits[r], 1, "rows %d row %d", rows, r);
+  for (int i = 0; i < images; i++)
+    for (int r = 0; r < rows; r++)
+      cr_assert_eq(hits[i][r], 1, "rows %d images %d: row %d image %d", rows, images, r, i);
   int r0, r1, share = kern_row_share(kc, rows, align, 0, &r0, &r1) ? r1 - r0 : 0;
-  if (share >= 512) cr_assert_geq(pieces, 3, "rows %d: %d pieces", rows, pieces); /* tid 0 cut */
+  if (share >= 512 || (share > 0 && images >= 3)) /* tid 0's share cut */
+    cr_assert_geq(pieces, 3, "rows %d images %d: %d pieces", rows, images, pieces);
   if (only_tid >= 0) cr_assert_eq(atomic_load(&s.moved), share < rows, "rows %d", rows);
   if (only_tid < 0 && rows % (nt * align) == 0) cr_assert_eq(atomic_load(&s.moved), 0, "rows %d", rows);
 }
@@ -274,10 +282,11 @@ Test(pool, row_pieces_cover_rows_once, .timeout = 60) {
     cr_assert_eq(pool_create(threads, &p), 0);
     kern_ctx_t kc = {.pool = p};
     int sizes[] = {16, 64, 256, 1000, 1024, 2048, 4000};
-    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
-      rows_cover(&kc, sizes[i], 16, -1);
-      rows_cover(&kc, sizes[i], 16, 0);
-    }
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++)
+      for (int images = 1; images <= 8; images += images < 3 ? 1 : 5) {
+        rows_cover(&kc, sizes[i], 16, images, -1);
+        rows_cover(&kc, sizes[i], 16, images, 0);
+      }
     pool_destroy(p);
   }
 }
