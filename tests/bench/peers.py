@@ -2,7 +2,7 @@
 """peers.py — classifyd's engine against ONNX Runtime and PyTorch, for `make bench-peers`.
 
     peers.py --build build --models build/models --peers build/peers
-             [--archs resnet50,googlenet,resnet18] [--rounds 6] [--rounds8 12]
+             [--archs resnet50,googlenet,resnet18] [--rounds 12] [--rounds8 12]
              [--seconds 1.25] [--threads 2]
 
 Three runners, each a long-lived process that loads its model once and then answers
@@ -13,9 +13,12 @@ Three runners, each a long-lived process that loads its model once and then answ
              very weights of build/models/ARCH.onnx, torch.set_num_threads(--threads)
 All get the same ONNX architecture and the same input file (8 image-like tensors).
 For each model and batch there are --rounds rounds at batch 1 and --rounds8 at batch 8
-(twice as many by default: a round of ~1.25 s holds only about three ResNet-50 batches,
-so with 6 rounds each runner had 21-22 of them, and a contended spell of a few seconds
-falling on one runner's rounds more than another's moved the ratio by up to 0.2);
+(12 each by default. At batch 8 first: a round of ~1.25 s holds only about three ResNet-50
+batches, so with 6 rounds each runner had 21-22 of them, and a contended spell of a few
+seconds falling on one runner's rounds more than another's moved the ratio by up to 0.2.
+At batch 1 since session 17, for the same reason: one round in a spell, ours at 88 ms
+p50 where its other five ran 47-62 and ONNX Runtime's six 53-63, put ResNet-50's pooled
+ratio at 0.91, while two of the other rounds ran at 0.75-0.81);
 each round measures every
 runner for about --seconds, in an order rotated from round to round so that drift of a
 shared, noisy machine hits all of them alike (6 rounds of 1.25 s rather than 3 of 2.5:
@@ -204,7 +207,7 @@ def main():
     ap.add_argument("--models", default="build/models")
     ap.add_argument("--peers", default="build/peers")
     ap.add_argument("--archs", default="resnet50,googlenet,resnet18")
-    ap.add_argument("--rounds", type=int, default=6, help="rounds at batch 1 (default 6)")
+    ap.add_argument("--rounds", type=int, default=12, help="rounds at batch 1 (default 12)")
     ap.add_argument("--rounds8", type=int, default=12, help="rounds at batch 8 (default 12)")
     ap.add_argument("--settle", type=float, default=0.5,
                     help="idle seconds before each runner's turn (default 0.5)")
