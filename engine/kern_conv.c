@@ -449,7 +449,10 @@ void kern_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *in, in
   kern_claim_init(&j.claim, j.chunks, nt);
   j.shared = rows && conv__shares(&j, nt);
   if (j.shared) pool_run(kc->pool, conv__share_lower, &j);
-  if (rows) kern_rows_init(&j.rows, kc, p->cout, CONV_ROW_ALIGN, j.group > 0 ? 1 : n, 1);
+  /* a grouped conv's row tails would each lower all of K again unless it is shared */
+  if (rows)
+    kern_rows_init(&j.rows, kc, p->cout, CONV_ROW_ALIGN, j.group > 0 ? 1 : n,
+                   j.group == 0 || j.shared);
   pool_run(kc->pool, rows ? conv__by_rows : conv__by_cols, &j);
   if (rows) kern_rows_learn(&j.rows, kc);
 }

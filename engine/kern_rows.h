@@ -67,6 +67,7 @@ typedef struct {
 static inline void kern_rows_init(kern_rows_t *s, const kern_ctx_t *kc, int rows, int align,
                                   int images, int tails) {
   int nt = kern_threads(kc);
+  if (nt < 2) tails = 0; /* nobody to take them over */
   s->rows = rows, s->align = align, s->images = images;
   s->whole = nt > KERN_CLAIM_RANGES;
   atomic_init(&s->moved, 0);
