@@ -42,6 +42,7 @@
 
 enum {
   KERN_ROWS_PIECES = 3,  /* per share: the body and two tails */
+  KERN_ROWS_IMAGE_TAILS = 3, /* from this many images the tails are images */
   KERN_ROWS_TAIL_DIV = 8, /* each tail about this fraction of the share, */
   KERN_ROWS_TAIL_MIN = 4  /* of at least this many alignment units */
 };
@@ -63,7 +64,8 @@ typedef struct {
  * `images`, cut into pieces; with `tails` 0 one piece per share. A caller that walks
  * images one by one passes their number: from 3 images on, the tails are the last two
  * images of the share (no more packing than before: each image is a product of its
- * own anyway); otherwise, and for callers passing 1, the tails are rows. */
+ * own anyway); otherwise the tails are rows. Callers that run every image in one
+ * product (a grouped conv, Winograd) pass 1 and ignore the pieces' i0, i1. */
 static inline void kern_rows_init(kern_rows_t *s, const kern_ctx_t *kc, int rows, int align,
                                   int images, int tails) {
   int nt = kern_threads(kc);
@@ -78,7 +80,7 @@ static inline void kern_rows_init(kern_rows_t *s, const kern_ctx_t *kc, int rows
     if (!kern_row_share(kc, rows, align, t, &a, &b)) a = b = 0;
     for (int i = 0; i < KERN_ROWS_PIECES; i++) pc[i] = (kern_piece_t){a, b, 0, 0};
     pc[0].i1 = images;
-    if (tails && images >= KERN_ROWS_PIECES) { /* images n - 2 and n - 1 */
+    if (tails && images >= KERN_ROWS_IMAGE_TAILS) { /* images n - 2 and n - 1 */
       pc[0].i1 = images - 2;
       pc[1].i0 = images - 2, pc[1].i1 = images - 1;
       pc[2].i0 = images - 1, pc[2].i1 = images;

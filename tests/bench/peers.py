@@ -21,7 +21,7 @@ p50 where its other five ran 47-62 and ONNX Runtime's six 53-63, put ResNet-50's
 ratio at 0.91, while two of the other rounds ran at 0.75-0.81);
 each round measures every
 runner for about --seconds, in an order rotated from round to round so that drift of a
-shared, noisy machine hits all of them alike (6 rounds of 1.25 s rather than 3 of 2.5:
+shared, noisy machine hits all of them alike (rounds of 1.25 s rather than of 2.5 s:
 the same time per runner, but the host's slow phases, which last a few seconds, fall on
 a runner's rounds more evenly), after a --settle pause (0.5 s) in which the
 previous runner's worker threads, which may spin-wait after their last run (OpenMP,
