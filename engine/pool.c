@@ -17,13 +17,24 @@
  * arbitrary. A slot is claimed only from an older generation to g by compare-and-swap,
  * so a worker that woke for an old task can never claim a tid of a newer one.
  *
- * Waiting: a worker first polls `gen` for a short, bounded time (POOL_SPIN pause
- * iterations, a few tens of microseconds) because inside a forward pass the next
- * task follows within microseconds and a futex wake-up costs about as much as a
- * small kernel; after that it sleeps on the `wake` condition variable, so an idle
- * pool burns no CPU. The caller waits for `remaining` the same way. `sleepers` is
- * read and written under `mu`, and so are the gen bump and the zero-remaining
- * signal, so no wake-up can be lost.
+ * Waiting: a worker first polls `gen` for a short, bounded time (pool__spin: POOL_SPIN
+ * pause iterations, ~50 us, then POOL_YIELD_SPIN more with a sched_yield every
+ * POOL_YIELD_EVERY, ~1.5 ms in all when nothing else wants the CPU) because inside a
+ * forward pass the next task follows within microseconds and a futex wake-up costs
+ * about as much as a small kernel; after that it sleeps on the `wake` condition
+ * variable, so an idle pool burns no CPU. The caller waits for `done` the same way.
+ * `sleepers` is read and written under `mu`, and so are the gen bump and the
+ * all-done signal, so no wake-up can be lost.
+ * Why the yielding stretch: under KVM a thread that sleeps halts its vCPU, and the
+ * host may give the core away; a thread that waits more than ~50 us for the other
+ * one (which the host has descheduled for a while, or which holds the last chunk of
+ * a layer) then also pays the wake-up when the work arrives. Session 18 (Zen 3, 2
+ * vCPUs), forwards alternating one by one in one process with the wait at ~50 us of
+ * pause only / ~1.5 ms with yields: ResNet-50 batch 1 p50 48.28 / 46.65 ms (p90 58.09
+ * / 54.67), batch 8 376.3 / 373.1, GoogLeNet batch 1 17.23 / 16.57; 1 ms of pause
+ * alone did as well at batch 1 (46.72), 250 us half as much, 12 us lost (47.23).
+ * The yields keep the stretch from starving other runnable threads on the CPU (the
+ * daemon's decoders, or more pool threads than CPUs).
  *
  * Speed weights (pool.h, pool_split_weighted): each tid's run is timed (two clock reads
  * per tid and task) and noted as run on its own thread or not; after a task of
@@ -42,6 +53,7 @@
 #include "pool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
@@ -55,7 +67,11 @@
 #define POOL_PAUSE() ((void)0)
 #endif
 
-enum { POOL_SPIN = 2000 }; /* ~30-50 us of pause; 0 gives pure condvar waits */
+enum {
+  POOL_SPIN = 2000,        /* pause iterations first: ~50 us on Zen 3 (25 ns each) */
+  POOL_YIELD_SPIN = 40000, /* then this many more, */
+  POOL_YIELD_EVERY = 64    /* every 64th a sched_yield (0.6 us when nothing else runs) */
+};
 
 typedef struct {
   _Alignas(64) atomic_uint gen; /* generation that claimed this tid; own cache line */
@@ -87,13 +103,28 @@ struct pool {
   atomic_int quit;
 };
 
-/* Spin briefly, then sleep until gen != seen. Returns the new generation. */
-static unsigned pool__await_gen(struct pool *p, unsigned seen) {
-  for (int i = 0; i < POOL_SPIN; i++) {
-    unsigned g = atomic_load_explicit(&p->gen, memory_order_acquire);
-    if (g != seen) return g;
-    POOL_PAUSE();
+static int pool__gen_moved(struct pool *p, unsigned seen) {
+  return atomic_load_explicit(&p->gen, memory_order_acquire) != seen;
+}
+static int pool__all_done(struct pool *p, unsigned unused) {
+  (void)unused;
+  return atomic_load_explicit(&p->done, memory_order_acquire) == p->n;
+}
+
+/* Polls ready(p, arg) until it holds (returns 1) or the spin budget is spent (0). */
+static inline __attribute__((always_inline)) int
+pool__spin(struct pool *p, int (*ready)(struct pool *, unsigned), unsigned arg) {
+  for (int i = 0; i < POOL_SPIN + POOL_YIELD_SPIN; i++) {
+    if (ready(p, arg)) return 1;
+    if (i >= POOL_SPIN && i % POOL_YIELD_EVERY == 0) sched_yield();
+    else POOL_PAUSE();
   }
+  return 0;
+}
+
+/* Spin a while, then sleep until gen != seen. Returns the new generation. */
+static unsigned pool__await_gen(struct pool *p, unsigned seen) {
+  if (pool__spin(p, pool__gen_moved, seen)) return atomic_load_explicit(&p->gen, memory_order_acquire);
   pthread_mutex_lock(&p->mu);
   p->sleepers++;
   while (atomic_load_explicit(&p->gen, memory_order_acquire) == seen)
@@ -223,10 +254,7 @@ void pool_destroy(pool_t *p) {
 int pool_threads(const pool_t *p) { return p ? p->n : 1; }
 
 static void pool__await_done(struct pool *p) {
-  for (int i = 0; i < POOL_SPIN; i++) {
-    if (atomic_load_explicit(&p->done, memory_order_acquire) == p->n) return;
-    POOL_PAUSE();
-  }
+  if (pool__spin(p, pool__all_done, 0)) return;
   pthread_mutex_lock(&p->mu);
   p->waiting = 1;
   while (atomic_load_explicit(&p->done, memory_order_acquire) != p->n)
