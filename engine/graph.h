@@ -42,6 +42,8 @@
 #define GRAPH_MAX_VALUES 32768
 #define GRAPH_MAX_CLASSES (1 << 20)
 #define GRAPH_MAX_PLAN_FLOATS ((int64_t)1 << 28)
+/* The image-serial prefix of a batch runs in at most this many stages (graph_plan.c). */
+#define GRAPH_SERIAL_STAGES 4
 
 typedef enum { DT_FLOAT = 1, DT_INT64 = 7 } graph_dtype_t;
 
@@ -61,6 +63,7 @@ typedef struct {
   int last_use;                   /* last node index reading it (INT32_MAX: graph output) */
   int64_t offset;                 /* plan: arena offset of the root, floats per image */
   int64_t soffset;                /* serial plan: offset in a thread's serial arena, or -1 */
+  int64_t toffset;                /* serial stages: offset in an image's stage slot, or -1 */
   int param;                      /* initializer counted as a model parameter */
 } graph_value_t;
 
@@ -128,6 +131,9 @@ struct cnn_model {
   int64_t plan_floats;    /* arena size per image, floats */
   int serial_end;         /* nodes [0, serial_end) may run image by image (0: none) */
   int64_t serial_floats;  /* their serial arena, floats (one image, per thread) */
+  int serial_stages;      /* the prefix in stages (1..GRAPH_SERIAL_STAGES): stage s is */
+  int serial_cut[GRAPH_SERIAL_STAGES + 1]; /* nodes [cut[s], cut[s + 1]) */
+  int64_t stage_floats;   /* per image: the values crossing a stage boundary */
   char *dir;              /* folder external data must stay in, or NULL */
   /* info storage */
   char *name, *arch, *path;

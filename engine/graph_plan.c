@@ -17,6 +17,10 @@
  * the weights fit in the last-level cache. Its values that later nodes
  * read ("crossing") keep their batch slots in the main arena; the others live in a
  * per-thread serial arena of one image, planned the same way (soffset).
+ * The prefix is cut into up to GRAPH_SERIAL_STAGES stages of about equal MACs, at
+ * nodes where one value alone crosses (plan_stages), so that ctx.c can hand the last
+ * images' stages to whichever thread is free. Values that a later stage reads live
+ * in a stage slot of one image (toffset), planned the same way.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -123,10 +127,56 @@ static int64_t serial_all_bytes(void) {
   return l3 / 8 * 7;
 }
 
+/* Node i's output, when it needs storage of its own (a root, not a constant). */
+static const graph_value_t *root_out(const cnn_model_t *m, int i) {
+  const graph_node_t *n = &m->nodes[i];
+  if (n->dead || m->vals[n->out].alias_of >= 0) return NULL;
+  return &m->vals[n->out];
+}
+
+/* Values written before node b, read at or after it, and dead before node cut:
+ * how many (their floats per image in *floats). */
+static int crossing(const cnn_model_t *m, int b, int cut, int64_t *floats) {
+  int count = 0;
+  *floats = 0;
+  for (int i = 0; i < b; i++) {
+    const graph_value_t *v = root_out(m, i);
+    if (v && v->last_use >= b && v->last_use < cut) count++, *floats += graph_numel(v);
+  }
+  return count;
+}
+
+/* Stage boundaries of the prefix [0, cut): near each multiple of 1/stages of its
+ * MACs, the node within half a stage of it where one value alone crosses (a block's
+ * output, in ResNets and GoogLeNet); a multiple without one gets no boundary. */
+static void plan_stages(cnn_model_t *m, int cut, int stages) {
+  int64_t total = 0, *before = calloc((size_t)cut + 1, sizeof *before);
+  m->serial_stages = 1;
+  m->serial_cut[0] = 0;
+  if (!before) stages = 1; /* stages are an optimization: none without memory */
+  for (int i = 0; before && i < cut; i++) {
+    before[i] = total;
+    if (!m->nodes[i].dead) total += m->nodes[i].macs;
+  }
+  for (int s = 1; s < stages; s++) {
+    int64_t target = total / stages * s, best_gap = total / stages / 2 + 1, floats;
+    int best = -1;
+    for (int b = m->serial_cut[m->serial_stages - 1] + 1; b < cut; b++) {
+      int64_t gap = before[b] > target ? before[b] - target : target - before[b];
+      if (gap < best_gap && crossing(m, b, cut, &floats) == 1) best = b, best_gap = gap;
+    }
+    if (best > 0) m->serial_cut[m->serial_stages++] = best;
+  }
+  m->serial_cut[m->serial_stages] = cut;
+  free(before);
+}
+
 int graph_plan_serial(cnn_model_t *m, cnn_error_t *err) {
   m->serial_end = 0;
   m->serial_floats = 0;
-  for (int i = 0; i < m->nvals; i++) m->vals[i].soffset = -1;
+  m->serial_stages = 0;
+  m->stage_floats = 0;
+  for (int i = 0; i < m->nvals; i++) m->vals[i].soffset = m->vals[i].toffset = -1;
   int cut = m->nnodes;
   int all = m->info.params * (int64_t)sizeof(float) <= serial_all_bytes();
   for (int i = 0; i < m->nnodes && !all; i++) {
@@ -139,25 +189,33 @@ int graph_plan_serial(cnn_model_t *m, cnn_error_t *err) {
       break;
     }
   }
-  slot_t *s = calloc((size_t)cut + 1, sizeof *s);
+  plan_stages(m, cut, GRAPH_SERIAL_STAGES);
+  /* s[0, count): values one stage alone reads, for the serial arena; t[0, tcount):
+   * values a later stage reads, for the stage slot (an image's stages run in node
+   * order, so the two plans overlap values by node intervals as the main plan does) */
+  slot_t *s = calloc((size_t)cut + 1, sizeof *s), *t = calloc((size_t)cut + 1, sizeof *t);
   int64_t *off = calloc((size_t)cut + 1, sizeof *off);
-  if (!s || !off) {
-    free(s), free(off);
+  if (!s || !t || !off) {
+    free(s), free(t), free(off);
     return cnn_error_set(err, CNN_ENOMEM, "out of memory planning activations");
   }
-  int count = 0;
-  for (int i = 0; i < cut; i++) {
-    const graph_node_t *n = &m->nodes[i];
-    if (n->dead || m->vals[n->out].alias_of >= 0) continue;
-    graph_value_t *v = &m->vals[n->out];
+  int count = 0, tcount = 0;
+  for (int i = 0, st = 1; i < cut; i++) {
+    const graph_value_t *v = root_out(m, i);
+    while (st < m->serial_stages && m->serial_cut[st] <= i) st++;
+    if (!v) continue;
     int64_t end = v->last_use < i ? i : v->last_use;
+    slot_t slot = {m->nodes[i].out, (graph_numel(v) + 15) / 16 * 16, i, end};
     if (end >= cut) continue; /* crossing: keeps its batch slot in the main arena */
-    s[count++] = (slot_t){n->out, (graph_numel(v) + 15) / 16 * 16, i, end};
+    if (st < m->serial_stages && end >= m->serial_cut[st]) t[tcount++] = slot;
+    else s[count++] = slot;
   }
   m->serial_floats = place_all(s, count, off);
   for (int i = 0; i < count; i++) m->vals[s[i].v].soffset = off[i];
+  m->stage_floats = place_all(t, tcount, off);
+  for (int i = 0; i < tcount; i++) m->vals[t[i].v].toffset = off[i];
   m->serial_end = count > 0 ? cut : 0;
-  free(s);
-  free(off);
+  if (!m->serial_end) m->serial_stages = 0, m->stage_floats = 0;
+  free(s), free(t), free(off);
   return 0;
 }

@@ -2,8 +2,9 @@
  * test_forward_batch.c — a batch gives every image exactly the scores it gets alone.
  *
  * cnn_forward runs a batch's early layers image by image, each thread taking whole
- * images, with leftover images spread over all threads (ctx.c, graph_plan_serial),
- * then the rest batched. Every output row must still equal, bit for bit, the same
+ * images, its last one stage by stage (claimed by whichever thread is free), with
+ * leftover images spread over all threads (ctx.c, graph_plan_serial), then the rest
+ * batched. Every output row must still equal, bit for bit, the same
  * image's batch-1 forward (with the engine's own sgemm, whose sums do not depend on
  * the batch; builds without AVX-512 multiply with OpenBLAS, whose blocking changes
  * with the matrix size, so there 1e-5 of the largest score): for batches that divide
@@ -18,6 +19,7 @@
 #include <string.h>
 
 #include "cnn.h"
+#include "graph.h"
 #include "kern_sgemm.h"
 #include "ref.h"
 
@@ -65,5 +67,31 @@ Test(forward_batch, rows_match_single_image_forwards) {
     cnn_ctx_destroy(c);
   }
   free(x), free(one), free(got);
+  cnn_model_destroy(m);
+}
+
+/* The prefix's stages: cut in node order, each boundary crossed by one value alone,
+ * which lives in the stage slot; no value is in both the stage slot and the serial
+ * arena. */
+Test(forward_batch, stages_cut_where_one_value_crosses) {
+  cnn_model_t *m = ref_load_test_model("resnet18.onnx");
+  int st = m->serial_stages, end = m->serial_end;
+  cr_assert(end > 0 && st >= 2 && st <= GRAPH_SERIAL_STAGES, "%d stages, prefix %d", st, end);
+  cr_assert(m->serial_cut[0] == 0 && m->serial_cut[st] == end);
+  for (int s = 1; s <= st; s++) cr_assert_lt(m->serial_cut[s - 1], m->serial_cut[s]);
+  for (int s = 1; s < st; s++) {
+    int b = m->serial_cut[s], crossing = 0;
+    for (int i = 0; i < b; i++) {
+      const graph_node_t *n = &m->nodes[i];
+      const graph_value_t *v = &m->vals[n->out];
+      if (n->dead || v->alias_of >= 0 || v->last_use < b || v->last_use >= end) continue;
+      crossing++;
+      cr_assert_geq(v->toffset, 0, "value crossing stage %d's start has no stage slot", s);
+    }
+    cr_assert_eq(crossing, 1, "stage %d starts at node %d with %d values crossing", s, b, crossing);
+  }
+  for (int v = 0; v < m->nvals; v++)
+    cr_assert(m->vals[v].toffset < 0 || m->vals[v].soffset < 0, "value %d in both arenas", v);
+  cr_assert_gt(m->stage_floats, 0);
   cnn_model_destroy(m);
 }
