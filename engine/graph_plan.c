@@ -134,41 +134,35 @@ static const graph_value_t *root_out(const cnn_model_t *m, int i) {
   return &m->vals[n->out];
 }
 
-/* Values written before node b, read at or after it, and dead before node cut:
- * how many (their floats per image in *floats). */
-static int crossing(const cnn_model_t *m, int b, int cut, int64_t *floats) {
-  int count = 0;
-  *floats = 0;
-  for (int i = 0; i < b; i++) {
-    const graph_value_t *v = root_out(m, i);
-    if (v && v->last_use >= b && v->last_use < cut) count++, *floats += graph_numel(v);
-  }
-  return count;
-}
-
 /* Stage boundaries of the prefix [0, cut): near each multiple of 1/stages of its
- * MACs, the node within half a stage of it where one value alone crosses (a block's
- * output, in ResNets and GoogLeNet); a multiple without one gets no boundary. */
+ * MACs, the node within half a stage of it where one value alone crosses (written
+ * before it, read at or after it, dead before cut: a block's output, in ResNets and
+ * GoogLeNet); a multiple without one gets no boundary. Linear in the nodes, so a
+ * hostile graph cannot make loading slow. */
 static void plan_stages(cnn_model_t *m, int cut, int stages) {
   int64_t total = 0, *before = calloc((size_t)cut + 1, sizeof *before);
+  int *cross = calloc((size_t)cut + 2, sizeof *cross); /* crossing values per node */
   m->serial_stages = 1;
   m->serial_cut[0] = 0;
-  if (!before) stages = 1; /* stages are an optimization: none without memory */
-  for (int i = 0; before && i < cut; i++) {
+  if (!before || !cross) stages = 1; /* stages are an optimization: none without memory */
+  for (int i = 0; stages > 1 && i < cut; i++) {
     before[i] = total;
     if (!m->nodes[i].dead) total += m->nodes[i].macs;
+    const graph_value_t *v = root_out(m, i);
+    if (v && v->last_use > i && v->last_use < cut) cross[i + 1]++, cross[v->last_use + 1]--;
   }
+  for (int i = 1; stages > 1 && i < cut; i++) cross[i] += cross[i - 1];
   for (int s = 1; s < stages; s++) {
-    int64_t target = total / stages * s, best_gap = total / stages / 2 + 1, floats;
+    int64_t target = total / stages * s, best_gap = total / stages / 2 + 1;
     int best = -1;
     for (int b = m->serial_cut[m->serial_stages - 1] + 1; b < cut; b++) {
       int64_t gap = before[b] > target ? before[b] - target : target - before[b];
-      if (gap < best_gap && crossing(m, b, cut, &floats) == 1) best = b, best_gap = gap;
+      if (gap < best_gap && cross[b] == 1) best = b, best_gap = gap;
     }
     if (best > 0) m->serial_cut[m->serial_stages++] = best;
   }
   m->serial_cut[m->serial_stages] = cut;
-  free(before);
+  free(before), free(cross);
 }
 
 int graph_plan_serial(cnn_model_t *m, cnn_error_t *err) {
