@@ -9,27 +9,27 @@
  * (the model is read-only). Nodes run in file order; dead (fused) nodes and alias
  * ops (Reshape, Flatten, ...) cost nothing.
  *
- * Batches run the model's image-serial prefix (graph_plan_serial) image by image:
- * each thread claims whole images and runs the prefix's nodes on one image with
- * its own pool-less kernel context, scratch and serial arena, so the threads never
- * synchronize inside the prefix and an image's large early activations stay in
- * cache. The last image of each thread goes stage by stage (the plan's stages, about
- * a quarter of the prefix each), claimed in order, so the thread done first takes
- * over the other's remaining stages instead of idling for up to a whole image's
- * prefix. Session 18 (Zen 3, 2 threads, batch 8, forwards alternating one by one
- * between two contexts, 4 stages / none): ResNet-50 p50 387.1 / 394.9, 364.8 / 368.2,
- * 366.8 / 370.2 ms, ResNet-18 124.9 / 128.1, GoogLeNet 116.9 / 121.6. Every image
- * stage by stage gained less (ResNet-50 382.2 / 386.7, 394.8 / 396.1): an image's
- * values then leave the cache between its stages. 8 stages against 4: even (377.3 /
- * 378.9). The order matters: an image's stages form a chain, and taken stage-major
- * both chains advance together and end together (a thread ahead on both waits for a
- * stage, yielding now and then). Each thread taking its own image's stages first and
- * the other's when free was even with no stages (371.8 / 369.7, 375.7 / 378.3 ms;
- * GoogLeNet 128.7 / 128.0): the faster thread then only takes over the slower one's
- * chain, which still runs one stage at a time. Images left over when the batch does not divide among the threads run the
- * prefix one at a time on all threads. The rest of the graph then runs on the whole
- * batch, as every node of a single image does. Profiling turns the prefix schedule
- * off, so that each node's time covers the whole batch.
+ * Batches run the model's image-serial prefix (graph_plan_serial) image by image: each
+ * thread claims whole images and runs the prefix's nodes on one image with its own
+ * pool-less kernel context, scratch and serial arena, so the threads never synchronize
+ * inside the prefix and an image's large early activations stay in cache. The last image
+ * of each thread goes stage by stage (the plan's stages, about a quarter of the prefix
+ * each), claimed in order, so the thread done first takes over the other's remaining
+ * stages instead of idling for up to a whole image's prefix. Session 18 (Zen 3, 2
+ * threads, batch 8, forwards alternating one by one between two contexts, 4 stages /
+ * none): ResNet-50 p50 387.1 / 394.9, 364.8 / 368.2, 366.8 / 370.2 ms, ResNet-18 124.9 /
+ * 128.1, GoogLeNet 116.9 / 121.6. Every image stage by stage gained less (ResNet-50
+ * 382.2 / 386.7, 394.8 / 396.1): an image's values then leave the cache between its
+ * stages. 8 stages against 4: even (377.3 / 378.9). The order matters: an image's stages
+ * form a chain, and taken stage-major both chains advance together and end together (a
+ * thread ahead on both waits for a stage, yielding now and then). Each thread taking its
+ * own image's stages first and the other's when free was even with no stages (371.8 /
+ * 369.7, 375.7 / 378.3 ms; GoogLeNet 128.7 / 128.0): the faster thread then only takes
+ * over the slower one's chain, which still runs one stage at a time. Images left over
+ * when the batch does not divide among the threads run the prefix one at a time on all
+ * threads. The rest of the graph then runs on the whole batch, as every node of a single
+ * image does. Profiling turns the prefix schedule off, so that each node's time covers
+ * the whole batch.
  */
 #include <sched.h>
 #include <stdatomic.h>
@@ -60,7 +60,7 @@ struct cnn_ctx {
   pool_t *pool;
   kern_ctx_t kc;
   float *serial_mem; /* threads x serial_floats: each thread's one-image arena, */
-  float *stage_mem;  /* 2 threads x stage_floats: values crossing a stage boundary, */
+  float *stage_mem;  /* (2 x threads) x stage_floats: values crossing a stage boundary, */
   atomic_int *staged; /* threads x serial_stages: a staged image's stage s done, */
   float **sptr;      /* threads x nvals value pointers, */
   kern_ctx_t *skc;   /* and kernel context (no pool, its own scratch); NULL: no prefix */
