@@ -31,7 +31,6 @@
  * image does. Profiling turns the prefix schedule off, so that each node's time covers
  * the whole batch.
  */
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,13 +41,6 @@
 #include "ctx_run.h"
 #include "mem.h"
 #include "graph.h"
-
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define SERIAL_PAUSE() _mm_pause()
-#else
-#define SERIAL_PAUSE() ((void)0)
-#endif
 
 struct cnn_ctx {
   const cnn_model_t *m;
@@ -284,11 +276,10 @@ static void serial_worker(void *arg, int tid, int nt) {
     }
     int staged = img - j->whole, slot = staged >= 0 ? c->threads + staged : tid;
     atomic_int *done = c->staged + (size_t)(staged >= 0 ? staged : 0) * (size_t)m->serial_stages;
-    for (int spins = 1; staged >= 0 && s0 > 0 &&
-                        !atomic_load_explicit(&done[s0 - 1], memory_order_acquire);
+    for (unsigned spins = 1; staged >= 0 && s0 > 0 &&
+                             !atomic_load_explicit(&done[s0 - 1], memory_order_acquire);
          spins++)
-      if (spins % 64 == 0) sched_yield(); /* a stage at most: let the daemon's decoders in */
-      else SERIAL_PAUSE();
+      pool_relax(spins); /* a stage at most, yielding: the daemon's decoders share the CPUs */
     serial_bind(c, j->input, img, c->serial_mem + (size_t)tid * (size_t)m->serial_floats, slot,
                 ptr);
     serial_nodes(c, &env, m->serial_cut[s0], m->serial_cut[s1]);

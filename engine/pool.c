@@ -111,13 +111,18 @@ static int pool__all_done(struct pool *p, unsigned unused) {
   return atomic_load_explicit(&p->done, memory_order_acquire) == p->n;
 }
 
+void pool_relax(unsigned step) {
+  if (step % POOL_YIELD_EVERY == 0) sched_yield();
+  else POOL_PAUSE();
+}
+
 /* Polls ready(p, arg) until it holds (returns 1) or the spin budget is spent (0). */
 static inline __attribute__((always_inline)) int
 pool__spin(struct pool *p, int (*ready)(struct pool *, unsigned), unsigned arg) {
   for (int i = 0; i < POOL_SPIN + POOL_YIELD_SPIN; i++) {
     if (ready(p, arg)) return 1;
-    if (i >= POOL_SPIN && i % POOL_YIELD_EVERY == 0) sched_yield();
-    else POOL_PAUSE();
+    if (i < POOL_SPIN) POOL_PAUSE();
+    else pool_relax((unsigned)(i - POOL_SPIN + 1));
   }
   return 0;
 }

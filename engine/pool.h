@@ -45,6 +45,11 @@ enum { POOL_LEARN_MAX = 64 };
 int pool_weights_learn(float *weight, int n, const size_t *items, const double *seconds);
 size_t pool_split_max(size_t total, int n);
 
+/* One step of a busy wait: a CPU pause, or on every 64th step a sched_yield, so that
+ * other runnable threads still get the CPU. For waits that
+ * may last milliseconds but should not halt the vCPU (pool.c's waits, ctx.c's stages). */
+void pool_relax(unsigned step);
+
 /* The share [*begin, *end) of `total` items that thread tid of n handles. */
 static inline void pool_split(size_t total, int tid, int n, size_t *begin, size_t *end) {
   size_t q = total / (size_t)n, r = total % (size_t)n, t = (size_t)tid;
