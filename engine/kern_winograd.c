@@ -26,9 +26,9 @@
  * chunks claimed as the threads go, each its own range first (kern_claim.h; one
  * chunk at 1 thread), or by ranges of output channels when there are few tiles per
  * thread or per image (7x7 maps, where U is
- * the larger stream even at batch 8; each thread reads only its share of U; when the
- * tiles make one block their V is transformed once, each thread a share of the
- * channels, and shared, see kern_wino_conv2d). Blocks
+ * the larger stream even at batch 8; each thread reads only its share of U; in builds
+ * without AVX-512, when the tiles make one block their V is transformed once, each
+ * thread a share of the channels, and shared, see kern_wino_conv2d). Blocks
  * hold at most tb tiles, so that V + M stay within a budget (wino__tb), and a chunk
  * is cut into equal blocks; kern_wino_scratch_floats returns exactly that need.
  * The F(2x2) input transform reads the plane straight into registers (masked
@@ -75,7 +75,12 @@ enum {
   WINO_CHUNK_MIN = 48,        /* of at least this many tiles */
   WINO_CH_MIN = 8, /* below this many channels the products are too thin to gain */
   WINO_VL = 16,    /* tiles per vector in the transforms */
-  WINO_S2_MIN_OUT = 14 * 14 /* the stride-2 variant from this many outputs per map */
+  WINO_S2_MIN_OUT = 14 * 14, /* the stride-2 variant from this many outputs per map */
+#if defined(__AVX512F__)
+  WINO_SHARE_V = 0 /* a row split's threads each transform all of V (kern_wino_conv2d) */
+#else
+  WINO_SHARE_V = 1 /* a row split of one block shares its V (kern_wino_conv2d) */
+#endif
 };
 
 
@@ -658,8 +663,19 @@ void kern_wino_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *i
    * the row splits, where both threads did the same work. Shared, in forwards alternating
    * one by one in one process (session 14, round trip 110 ns): ResNet-50 batch 1 p50
    * 47.0 -> 46.0 ms (p10 40.9 -> 40.0), GoogLeNet 15.7 -> 15.2, ResNet-18 15.8 ->
-   * 15.2, ResNet-50 batch 8 346.7 -> 346.9. */
-  j.shared_v = rows && wino__blk(&j, j.tiles) >= j.tiles;
+   * 15.2, ResNet-50 batch 8 346.7 -> 346.9. So builds without AVX-512 share V, and
+   * AVX-512 builds, whose transforms cost less, do not: on the Zen 4 host of session 19
+   * the slow phases are the ones where the host has put the two vCPUs on different CCDs
+   * (the other core's freshly written 800 KB read at ~22 GB/s, against ~72 in calm
+   * phases), and they come and go every few seconds. ResNet-50 batch 1 on 2 threads,
+   * forwards alternating one by one in one process, phases told apart by that read
+   * before each batch of forwards; shared -> each its own, p50 (mean): slow 41.31 ->
+   * 40.06 (40.69 -> 39.75), 43.87 -> 42.95 (44.80 -> 43.98), 42.53 -> 40.97 (42.20 ->
+   * 40.79) ms; calm 35.19 -> 35.77 (35.89 -> 36.13), 38.82 -> 39.57 (42.18 -> 41.92),
+   * 36.09 -> 36.55 (39.10 -> 39.23). ResNet-18 calm 12.28 -> 12.20, slow 15.45 ->
+   * 13.58; GoogLeNet calm 10.93 -> 10.88. Prefetching the other thread's half of a
+   * shared V before the products gained nothing (slow 42.53 -> 42.20). */
+  j.shared_v = WINO_SHARE_V && rows && wino__blk(&j, j.tiles) >= j.tiles;
   if (j.shared_v) pool_run(kc->pool, wino__share_input, &j);
   /* tails only when V is shared: otherwise each piece would transform it again */
   if (rows) kern_rows_init(&j.rows, kc, p->cout, WINO_ROW_ALIGN, 1, j.shared_v);
