@@ -10,7 +10,9 @@
  * is queued and returns 0 once empty.
  *
  * queue_expect() tells the queue how many jobs are on their way to it (*held
- * counts jobs being decoded for it, queued, or just taken): a batch short of
+ * counts jobs being decoded for it, queued, or just taken): the window then runs
+ * from the oldest job's admission (job->t_admit, when set and earlier than its
+ * push), and a batch short of
  * `max` when its window ends then also waits for those still being decoded, up to
  * `wait_us` past the window's end (or past the call, when the oldest job was
  * queued long before it). When decoding waits for the engine's lull (lull.h), the next

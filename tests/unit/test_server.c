@@ -378,6 +378,33 @@ Test(queue, expect_stops_waiting_when_decodes_fail) {
   queue_deinit(&q);
 }
 
+Test(queue, expect_window_counts_from_admission) {
+  queue_t q;
+  job_t j = {0}, k = {0};
+  job_t *out[8];
+  atomic_int held = 1; /* this job alone: nothing else is being decoded */
+  cr_assert_eq(queue_init(&q, 8), 0);
+  queue_expect(&q, &held, 100000);
+  j.t_admit = job_now_ns();
+  usleep(250000); /* its decode */
+  queue_push(&q, &j);
+  cr_assert_eq(queue_pop_batch(&q, out, 8, 300000), 1); /* 300 ms from admission */
+  double ms = ms_since(j.t_queued);
+  cr_assert_geq(ms, 30.0, "the window ended %.1f ms after the push, before 300 ms from admission", ms);
+  cr_assert_lt(ms, 200.0, "waited %.1f ms after the push: the decode should count toward the window", ms);
+  /* without queue_expect the window still runs from the push */
+  queue_t q2;
+  cr_assert_eq(queue_init(&q2, 8), 0);
+  k.t_admit = job_now_ns();
+  usleep(250000);
+  queue_push(&q2, &k);
+  cr_assert_eq(queue_pop_batch(&q2, out, 8, 300000), 1);
+  ms = ms_since(k.t_queued);
+  cr_assert_geq(ms, 299.0, "without queue_expect a lone job waits the window from its push (%.1f ms)", ms);
+  queue_deinit(&q2);
+  queue_deinit(&q);
+}
+
 Test(queue, expect_wait_is_bounded) {
   queue_t q;
   job_t j;
