@@ -61,7 +61,7 @@ Test(json_out, grows_and_formats_numbers) {
 
 Test(queue, fifo_bound_and_close) {
   queue_t q;
-  job_t jobs[4];
+  job_t jobs[4] = {0};
   job_t *out[4];
   cr_assert_eq(queue_init(&q, 3), 0);
   for (int i = 0; i < 3; i++) cr_assert_eq(queue_push(&q, &jobs[i]), 0);
@@ -93,7 +93,7 @@ static void *produce(void *arg) {
 
 Test(queue, batch_window_collects_late_arrivals) {
   queue_t q;
-  job_t jobs[4];
+  job_t jobs[4] = {0};
   job_t *out[8];
   cr_assert_eq(queue_init(&q, 8), 0);
   producer_t p = {&q, jobs, 4};
@@ -250,7 +250,7 @@ static double ms_since(uint64_t t0) { return (double)(job_now_ns() - t0) / 1e6; 
 
 Test(queue, full_batch_returns_at_once) {
   queue_t q;
-  job_t jobs[8];
+  job_t jobs[8] = {0};
   job_t *out[8];
   cr_assert_eq(queue_init(&q, 8), 0);
   for (int i = 0; i < 8; i++) queue_push(&q, &jobs[i]);
@@ -262,7 +262,7 @@ Test(queue, full_batch_returns_at_once) {
 
 Test(queue, window_returns_when_max_is_reached) {
   queue_t q;
-  job_t jobs[4];
+  job_t jobs[4] = {0};
   job_t *out[4];
   cr_assert_eq(queue_init(&q, 8), 0);
   producer_t p = {&q, jobs, 4};
@@ -279,7 +279,7 @@ Test(queue, window_returns_when_max_is_reached) {
 
 Test(queue, lone_job_waits_the_window_and_no_longer) {
   queue_t q;
-  job_t j;
+  job_t j = {0};
   job_t *out[8];
   cr_assert_eq(queue_init(&q, 8), 0);
   queue_push(&q, &j);
@@ -293,7 +293,7 @@ Test(queue, lone_job_waits_the_window_and_no_longer) {
 
 Test(queue, window_counts_from_the_oldest_job) {
   queue_t q;
-  job_t j;
+  job_t j = {0};
   job_t *out[8];
   cr_assert_eq(queue_init(&q, 8), 0);
   queue_push(&q, &j);
@@ -307,7 +307,7 @@ Test(queue, window_counts_from_the_oldest_job) {
 
 Test(queue, close_ends_the_window) {
   queue_t q;
-  job_t j;
+  job_t j = {0};
   job_t *out[8];
   cr_assert_eq(queue_init(&q, 8), 0);
   queue_push(&q, &j);
@@ -340,7 +340,7 @@ static void *push_late(void *arg) {
 
 Test(queue, expect_waits_past_the_window_for_images_being_decoded) {
   queue_t q;
-  job_t jobs[4];
+  job_t jobs[4] = {0};
   job_t *out[8];
   atomic_int held = 4; /* one queued, three still decoding */
   cr_assert_eq(queue_init(&q, 8), 0);
@@ -360,7 +360,7 @@ Test(queue, expect_waits_past_the_window_for_images_being_decoded) {
 
 Test(queue, expect_stops_waiting_when_decodes_fail) {
   queue_t q;
-  job_t jobs[4];
+  job_t jobs[4] = {0};
   job_t *out[8];
   atomic_int held = 4;
   cr_assert_eq(queue_init(&q, 8), 0);
@@ -407,7 +407,7 @@ Test(queue, expect_window_counts_from_admission) {
 
 Test(queue, expect_wait_is_bounded) {
   queue_t q;
-  job_t j;
+  job_t j = {0};
   job_t *out[8];
   atomic_int held = 4; /* three never come and never fail */
   cr_assert_eq(queue_init(&q, 8), 0);
