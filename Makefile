@@ -14,6 +14,8 @@
 #   make test-diff / test-cli / test-integration / test-systemd  one suite of make test
 #   make bench-http the daemon end to end (wrk, open loop) vs the engine; start-up, memory
 #   make bench-peers the engine against ONNX Runtime (npm, into build/peers) and PyTorch
+#   make bench-phase the host's phases (cross-core reads, CPU speed, memory, steal) beside
+#                   ResNet-50 batch-1 forwards, window by window (PHASE_WINDOWS, default 30)
 #   make models     download official weights (checked) and export ONNX; offline: see models/
 #   make check-asan the unit tests under AddressSanitizer + UBSan only
 #   make test-abuse abusive clients and resource limits (release and ASan daemons)
@@ -292,6 +294,15 @@ bench-peers: $(BUILD)/bench/bench_engine test-models
 	  npm install --prefix $(PEERS_DIR) --ignore-scripts --no-audit --no-fund \
 	    onnxruntime-node@$(ORT_VERSION)
 	$(PYTHON) tests/bench/peers.py --build $(BUILD) --models $(TEST_MODELS_DIR) --peers $(PEERS_DIR)
+
+# What the host is doing while the engine runs: per window of about a second, a cross-
+# core read, each CPU's speed, memory bandwidth and steal time, beside batch-1 forwards;
+# then the forwards of the windows with slow cross-core reads against the others.
+PHASE_WINDOWS ?= 30
+.PHONY: bench-phase
+bench-phase: $(BUILD)/bench/bench_phase $(TEST_MODELS_DIR)/resnet50.onnx
+	$(BUILD)/bench/bench_phase --model $(TEST_MODELS_DIR)/resnet50.onnx --threads 2 \
+	  --windows $(PHASE_WINDOWS)
 
 bench-decode: $(BUILD)/bench/bench_decode
 	$(BUILD)/bench/bench_decode ../shared/data
