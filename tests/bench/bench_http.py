@@ -13,7 +13,9 @@ Measures, for one model (default resnet50) served alone on loopback:
      completions seen on /metrics, polled every 20 ms; see BatchWatcher); mean batch size;
   4. 70% of that load from an open-loop generator (asyncio, fixed arrival rate, latency
      counted from each request's scheduled time, so a slow answer cannot hide the queue
-     behind it), p50/p90/p99;
+     behind it), p50/p90/p99, and where the slowest 1% spent their time (queue wait,
+     forward time and batch size from each answer's timing_ms, against the median ones:
+     forwards slower per image than usual mean the machine slowed down under the daemon);
   5. resident memory while serving (VmRSS sampled every 100 ms, and /metrics) against the
      model's weights + planned activation arena (GET /models: weight_bytes, arena_bytes).
 Prints MET / NOT MET per target of issue 5 (UNSTABLE for a miss while the engine's own
@@ -121,7 +123,8 @@ def run_wrk(url, image, conns, seconds):
 
 
 async def one_request(host, port, req, pool, sem, sched):
-    """One POST on a pooled keep-alive connection; returns (status, ms since scheduled)."""
+    """One POST on a pooled keep-alive connection; returns (status, ms since scheduled,
+    the answer's server-side timing: (queue, inference ms, batch size) or None)."""
     async with sem:
         conn = pool.pop() if pool else await asyncio.open_connection(host, port)
         reader, writer = conn
@@ -130,13 +133,44 @@ async def one_request(host, port, req, pool, sem, sched):
         head = await reader.readuntil(b"\r\n\r\n")
         status = int(head.split(b" ", 2)[1])
         m = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head)
-        await reader.readexactly(int(m.group(1)) if m else 0)
+        body = await reader.readexactly(int(m.group(1)) if m else 0)
         done = time.monotonic()
         if re.search(rb"(?i)\r\nconnection:\s*close", head):
             writer.close()
         else:
             pool.append(conn)
-        return status, (done - sched) * 1e3
+        return status, (done - sched) * 1e3, server_timing(body) if status == 200 else None
+
+
+def server_timing(body):
+    """(queue ms, inference ms, batch size) from a /classify answer, or None."""
+    try:
+        a = json.loads(body)
+        return a["timing_ms"]["queue"], a["timing_ms"]["inference"], a["batch_size"]
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def tail_breakdown(res, share=0.01):
+    """Where the slowest `share` of the answered requests spent their time, against the
+    median request: mean queue wait, forward time and batch size, from the answers'
+    timing_ms. A tail of long forwards (per image slower than usual) is the machine
+    slowing down under the daemon; a tail of queue wait behind usual forwards is not."""
+    ok = sorted((r for r in res if r[0] == 200 and r[2]), key=lambda r: r[1])
+    if not ok:
+        return ""
+    k = max(1, int(round(len(ok) * share)))
+
+    def describe(rows):
+        q = statistics.mean(r[2][0] for r in rows)
+        inf = statistics.mean(r[2][1] for r in rows)
+        b = statistics.mean(r[2][2] for r in rows)
+        per = statistics.mean(r[2][1] / r[2][2] for r in rows)
+        return f"queue {q:.0f} ms, forward {inf:.0f} ms at batch {b:.1f} ({per:.1f} ms/image)"
+
+    mid = ok[len(ok) // 2 - 2:len(ok) // 2 + 3]
+    return (f"slowest {k} ({share * 100:.0f}%): {describe(ok[-k:])}; "
+            f"median ones: {describe(mid)}")
 
 
 async def open_loop(host, port, path, body, rate, seconds, max_conns=64):
@@ -285,8 +319,8 @@ def serve_and_load(a, model, image, between):
                                        body, max(r["rate"], 0.1), a.seconds))
         sampler.stop_ev.set()
         sampler.join()
-        r["open"] = {"sent": n, "ok": sum(1 for s, _ in res if s == 200),
-                     "lat": [ms for s, ms in res if s == 200]}
+        r["open"] = {"sent": n, "ok": sum(1 for s, *_ in res if s == 200),
+                     "lat": [ms for s, ms, _ in res if s == 200], "tail": tail_breakdown(res)}
         r["rss_peak"] = sampler.peak
         r["rss_metrics"] = metrics(d.url).get("process_resident_memory_bytes", 0)
         r["hwm"] = status_kb(d.proc.pid, "VmHWM") * 1024
@@ -315,6 +349,8 @@ def report(a, eng, start, r):
           f"non-2xx {mx['non2xx']}, socket errors {mx['errors']}")
     print(f"70% load   (open loop, {r['rate']:.2f} req/s, {a.seconds}s): {op['ok']}/{op['sent']} "
           f"answered 200, p50 {p50:.0f} ms, p90 {p90:.0f} ms, p99 {p99:.0f} ms")
+    if op["tail"]:
+        print(f"           {op['tail']}")
     print(f"start-up   (process start to /readyz 200, warm cache): "
           + ", ".join(f"{t * 1e3:.0f}" for t in start) + f" ms; median {st * 1e3:.0f} ms")
     print(f"memory     weights {r['weights'] / mib:.1f} MiB + arena {r['arena'] / mib:.1f} MiB = "
