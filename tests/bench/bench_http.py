@@ -146,9 +146,10 @@ def server_timing(body):
     """(queue ms, inference ms, batch size) from a /classify answer, or None."""
     try:
         a = json.loads(body)
-        return a["timing_ms"]["queue"], a["timing_ms"]["inference"], a["batch_size"]
+        t = (float(a["timing_ms"]["queue"]), float(a["timing_ms"]["inference"]), int(a["batch_size"]))
     except (ValueError, KeyError, TypeError):
         return None
+    return t if t[2] >= 1 else None
 
 
 def tail_breakdown(res, share=0.01):
@@ -168,7 +169,7 @@ def tail_breakdown(res, share=0.01):
         per = statistics.mean(r[2][1] / r[2][2] for r in rows)
         return f"queue {q:.0f} ms, forward {inf:.0f} ms at batch {b:.1f} ({per:.1f} ms/image)"
 
-    mid = ok[len(ok) // 2 - 2:len(ok) // 2 + 3]
+    mid = ok[max(0, len(ok) // 2 - 2):len(ok) // 2 + 3]  # the five around the median
     return (f"slowest {k} ({share * 100:.0f}%): {describe(ok[-k:])}; "
             f"median ones: {describe(mid)}")
 

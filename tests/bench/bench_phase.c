@@ -13,8 +13,8 @@
  *      buffer (timed). The first is as fast as the second while the two vCPUs share a
  *      last-level cache, and 2-3x slower while the host has put them on different ones
  *      (a Zen 4 host: ~11 us against ~32 us for 800 KB, switching every few seconds);
- *   2. each CPU's speed on a fixed chain of multiply-adds, both CPUs at once, relative
- *      to the fastest time seen on any window (1.00 = the best seen; another VM on the
+ *   2. each CPU's time for a fixed chain of multiply-adds, both CPUs at once, and at
+ *      the end each CPU's slowest window against the best time seen (another VM on the
  *      core's SMT sibling, or a lower clock, shows here);
  *   3. one thread's read bandwidth from memory (PHASE_DRAM_BYTES, beyond the caches),
  *      which the host's other tenants share;
