@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_time.h"
 #include "cnn.h"
 #include "kernels.h"
 
@@ -50,23 +51,6 @@ static const shape_t shapes[] = {
 };
 enum { NSHAPES = sizeof shapes / sizeof shapes[0], MAXB = 8 };
 
-static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-/* This thread's CPU time: at 1 thread, preemption on a shared machine adds nothing. */
-static double cpu_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int cmp_d(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
 
 static float *rnd(size_t n) {
   float *v = aligned_alloc(64, (n * sizeof *v + 63) / 64 * 64);
@@ -119,11 +103,11 @@ static double time_conv(const shape_t *s, int n, int threads, int reps) {
       for (size_t i = 0; i < (size_t)n * s->cin * s->h * s->h; i += 16) sink += in[i];
       for (size_t i = 0; i < (size_t)n * s->cout * o * o; i += 16) out[i] = 0, sink += res ? res[i] : 0;
     }
-    double t0 = threads == 1 ? cpu_ms() : now_ms();
+    double t0 = threads == 1 ? bench_cpu_ms() : bench_wall_ms(); /* one thread: its CPU time, which preemption does not inflate */
     kern_conv2d(&kc, &p, in, n, s->h, s->h, out, o, o, res);
-    if (r >= 0) t[r] = (threads == 1 ? cpu_ms() : now_ms()) - t0;
+    if (r >= 0) t[r] = (threads == 1 ? bench_cpu_ms() : bench_wall_ms()) - t0;
   }
-  qsort(t, (size_t)reps, sizeof *t, cmp_d);
+  qsort(t, (size_t)reps, sizeof *t, bench_cmp_double);
   pool_destroy(kc.pool);
   for (int i = 0; i < threads; i++) free(scr[i]);
   kern_conv_release(&p);
@@ -137,12 +121,12 @@ static double time_sgemm(const shape_t *s, int n, int reps) {
   float *a = rnd((size_t)m * k), *b = rnd((size_t)k * cols), *c = rnd((size_t)m * cols);
   double t[64];
   for (int r = -2; r < reps; r++) {
-    double t0 = now_ms();
+    double t0 = bench_wall_ms();
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, cols, k, 1, a, k, b, cols, 0, c,
                 cols);
-    if (r >= 0) t[r] = now_ms() - t0;
+    if (r >= 0) t[r] = bench_wall_ms() - t0;
   }
-  qsort(t, (size_t)reps, sizeof *t, cmp_d);
+  qsort(t, (size_t)reps, sizeof *t, bench_cmp_double);
   free(a), free(b), free(c);
   return t[0];
 }

@@ -20,20 +20,9 @@
 #include <time.h>
 #include <turbojpeg.h>
 
+#include "bench_time.h"
 #include "cnn.h"
 
-/* Thread CPU time: on a shared, noisy machine this measures our work, not
- * the time other processes held the core. */
-static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
 
 /* Median ms of `reps` runs; full = 1 decodes without DCT scaling. */
 static double time_one(const unsigned char *data, size_t len, int reps, int full) {
@@ -43,7 +32,7 @@ static double time_one(const unsigned char *data, size_t len, int reps, int full
   cnn_preprocess_default(&pp);
   reps = reps > 64 ? 64 : reps;
   for (int r = 0; r < reps; r++) {
-    double t0 = now_ms();
+    double t0 = bench_cpu_ms();
     int rc;
     if (full) {
       cnn_image_t img;
@@ -56,9 +45,9 @@ static double time_one(const unsigned char *data, size_t len, int reps, int full
     }
     if (rc < 0)
       return NAN;
-    t[r] = now_ms() - t0;
+    t[r] = bench_cpu_ms() - t0;
   }
-  qsort(t, reps, sizeof t[0], cmp_double);
+  qsort(t, reps, sizeof t[0], bench_cmp_double);
   return t[reps / 2];
 }
 
@@ -123,7 +112,7 @@ static void bench_dir(const char *dir) {
 }
 
 static double median_of(double *ms, int n) {
-  qsort(ms, (size_t)n, sizeof ms[0], cmp_double);
+  qsort(ms, (size_t)n, sizeof ms[0], bench_cmp_double);
   return ms[n / 2];
 }
 

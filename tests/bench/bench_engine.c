@@ -22,24 +22,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_time.h"
 #include "cnn.h"
-
-static double now_ms(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
-static double pct(double *v, int n, double p) {
-  qsort(v, (size_t)n, sizeof *v, cmp_double);
-  int i = (int)(p * (n - 1) + 0.5);
-  return v[i];
-}
 
 static int g_profile; /* --profile N: per-op profile and the N slowest nodes, on stderr */
 
@@ -57,13 +41,13 @@ static int bench_batch(const char *name, cnn_ctx_t *ctx, const cnn_model_info_t 
   for (int i = 0; i < 2; i++)
     if (cnn_forward(ctx, in, batch, out, &err)) return fprintf(stderr, "%s\n", err.msg), -1;
   int n = 0;
-  double start = now_ms();
-  while (n < MAX_RUNS && (n < 10 || now_ms() - start < seconds * 1e3)) {
-    double t = now_ms();
+  double start = bench_wall_ms();
+  while (n < MAX_RUNS && (n < 10 || bench_wall_ms() - start < seconds * 1e3)) {
+    double t = bench_wall_ms();
     cnn_forward(ctx, in, batch, out, &err);
-    lat[n++] = now_ms() - t;
+    lat[n++] = bench_wall_ms() - t;
   }
-  double p50 = pct(lat, n, 0.5), p99 = pct(lat, n, 0.99);
+  double p50 = bench_pct(lat, n, 0.5), p99 = bench_pct(lat, n, 0.99);
   if (g_profile) {
     cnn_ctx_set_profiling(ctx, 1);
     for (int i = 0; i < 10; i++) cnn_forward(ctx, in, batch, out, &err);
@@ -83,12 +67,12 @@ static int bench_model(const char *dir, const char *arch, int threads, double se
   snprintf(path, sizeof path, "%s/%s.onnx", dir, arch);
   cnn_model_t *m;
   cnn_error_t err;
-  double t0 = now_ms();
+  double t0 = bench_wall_ms();
   if (cnn_model_load(path, &m, &err)) {
     fprintf(stderr, "bench: %s\n", err.msg);
     return -1;
   }
-  double load_ms = now_ms() - t0;
+  double load_ms = bench_wall_ms() - t0;
   cnn_ctx_t *ctx;
   if (cnn_ctx_create(m, 8, threads, &ctx, &err)) {
     fprintf(stderr, "bench: %s\n", err.msg);
@@ -119,11 +103,11 @@ static void serve_one(cnn_ctx_t *ctx, const float *in, float *out, int batch, do
     return;
   }
   int n = 0;
-  double start = now_ms();
-  while (n < MAX_RUNS && (n < 2 || now_ms() - start < seconds * 1e3)) {
-    double t = now_ms();
+  double start = bench_wall_ms();
+  while (n < MAX_RUNS && (n < 2 || bench_wall_ms() - start < seconds * 1e3)) {
+    double t = bench_wall_ms();
     cnn_forward(ctx, in, batch, out, &err);
-    lat[n++] = now_ms() - t;
+    lat[n++] = bench_wall_ms() - t;
   }
   printf("lat");
   for (int i = 0; i < n; i++) printf(" %.4f", lat[i]);

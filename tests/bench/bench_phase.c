@@ -39,6 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_time.h"
 #include "cnn.h"
 
 enum {
@@ -50,16 +51,7 @@ enum {
   PHASE_MAX_FORWARDS = 1000
 };
 
-static double now_us(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
+static double now_us(void) { return bench_wall_ms() * 1e3; }
 
 /* ---- probes ---------------------------------------------------------------------- */
 
@@ -217,9 +209,9 @@ static void report(const char *what, window_t *w, int nw, int forwards, int slow
     for (int k = 0; k < forwards; k++) all[n++] = w[i].fwd[k], s += w[i].fwd[k];
   }
   if (n) {
-    qsort(all, (size_t)n, sizeof *all, cmp_double);
+    double p50 = bench_pct(all, n, 0.5), p90 = bench_pct(all, n, 0.9);
     printf("%-5s %3d windows, %4d forwards: p50 %7.2f ms  mean %7.2f  p90 %7.2f\n", what,
-           wins, n, all[n / 2], s / n, all[(int)(0.9 * (n - 1) + 0.5)]);
+           wins, n, p50, s / n, p90);
   } else {
     printf("%-5s   0 windows\n", what);
   }
@@ -302,9 +294,8 @@ int main(int argc, char **argv) {
     }
     double st1 = steal_ms();
     x->steal = st0 >= 0 && st1 >= 0 ? st1 - st0 : -1;
-    qsort(sorted, (size_t)forwards, sizeof *sorted, cmp_double);
     printf("%6d  %8.1f (%5.1f)  %6.0f / %6.0f us  %7.1f   %7.2f / %7.2f  %5.0f\n", i, x->cross,
-           x->own, x->fma[0], x->fma[1], x->dram, sorted[forwards / 2], s / forwards, x->steal);
+           x->own, x->fma[0], x->fma[1], x->dram, bench_pct(sorted, forwards, 0.5), s / forwards, x->steal);
     fflush(stdout);
   }
   if (probing) {
