@@ -122,11 +122,12 @@ int cnn_ctx_max_batch(const cnn_ctx_t *ctx);
  * the graph's output as is (logits for torchvision exports). */
 int cnn_forward(cnn_ctx_t *ctx, const float *input, int n, float *output, cnn_error_t *err);
 
-/* Profiling for benchmarks: while on, each forward records every node's wall time,
- * keeping each node's fastest (noise on a shared machine only adds time; two clock
- * reads per node); cnn_ctx_profile_print writes those times summed per op type and
- * the slowest nodes, then clears the counters.
- * Returns 0 or CNN_ENOMEM (turning it on allocates one counter per node). */
+/* Profiling for benchmarks: while on, each forward records every node's wall time
+ * (two clock reads per node), keeping each node's fastest (noise on a shared machine
+ * only adds time) and its times in the first 1024 forwards, for medians (how much the
+ * noise adds, node by node); cnn_ctx_profile_print writes fastest and median times
+ * summed per op type and per node for the slowest nodes, then clears the counters.
+ * Returns 0 or CNN_ENOMEM (turning it on allocates 1025 counters per node). */
 int cnn_ctx_set_profiling(cnn_ctx_t *ctx, int on);
 void cnn_ctx_profile_print(cnn_ctx_t *ctx, void *file /* FILE * */, int top);
 
