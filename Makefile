@@ -14,6 +14,8 @@
 #   make test-diff / test-cli / test-integration / test-systemd  one suite of make test
 #   make bench-http the daemon end to end (wrk, open loop) vs the engine; start-up, memory
 #   make bench-peers the engine against ONNX Runtime (npm, into build/peers) and PyTorch
+#   make bench-nodes the engine against ONNX Runtime layer group by layer group, fastest
+#                   and median per node (ResNet-50 batch 1; BENCH_NODES_ARGS for others)
 #   make bench-phase the host's phases (cross-core reads, CPU speed, memory, steal) beside
 #                   ResNet-50 batch-1 forwards, window by window (PHASE_WINDOWS, default 30)
 #   make models     download official weights (checked) and export ONNX; offline: see models/
@@ -289,11 +291,20 @@ bench-http: $(BUILD)/classifyd $(BUILD)/bench/bench_engine $(TEST_MODELS_DIR)/re
 # fetches extras (and fails offline), hence --ignore-scripts. Installed once.
 PEERS_DIR := $(BUILD)/peers
 ORT_VERSION := 1.30.0
-bench-peers: $(BUILD)/bench/bench_engine test-models
-	@test -f $(PEERS_DIR)/node_modules/onnxruntime-node/package.json || \
-	  npm install --prefix $(PEERS_DIR) --ignore-scripts --no-audit --no-fund \
-	    onnxruntime-node@$(ORT_VERSION)
+ORT_PACKAGE := $(PEERS_DIR)/node_modules/onnxruntime-node/package.json
+$(ORT_PACKAGE):
+	npm install --prefix $(PEERS_DIR) --ignore-scripts --no-audit --no-fund \
+	  onnxruntime-node@$(ORT_VERSION)
+
+bench-peers: $(BUILD)/bench/bench_engine test-models $(ORT_PACKAGE)
 	$(PYTHON) tests/bench/peers.py --build $(BUILD) --models $(TEST_MODELS_DIR) --peers $(PEERS_DIR)
+
+# Per-node profiles of both engines in alternating rounds (tests/bench/nodes.py), ~2 min.
+BENCH_NODES_ARGS ?=
+.PHONY: bench-nodes
+bench-nodes: $(BUILD)/bench/bench_engine test-models $(ORT_PACKAGE)
+	$(PYTHON) tests/bench/nodes.py --build $(BUILD) --models $(TEST_MODELS_DIR) \
+	  --peers $(PEERS_DIR) $(BENCH_NODES_ARGS)
 
 # What the host is doing while the engine runs: per window of about a second, a cross-
 # core read, each CPU's speed, memory bandwidth and steal time, beside batch-1 forwards;

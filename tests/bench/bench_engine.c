@@ -7,7 +7,10 @@
  * each batch size (default 1 and 8; at most 8): load time, warm-up, then forwards for about S seconds
  * (at least 10 runs), printing p50/p99 latency per batch and images per second
  * (batch size / p50). Input is fixed pseudo-random data; the engine's speed does
- * not depend on values. Prints a markdown table.
+ * not depend on values. Prints a markdown table. With --profile N, then forwards with
+ * the engine's profiler on (10, or about S seconds of them with --profile-seconds S):
+ * each node's fastest and median time, per op type and for the N slowest nodes, on
+ * stderr (tests/bench/nodes.py reads it).
  *
  *   bench_engine --serve MODEL.onnx --input FILE [--threads N]
  *
@@ -26,6 +29,7 @@
 #include "cnn.h"
 
 static int g_profile; /* --profile N: per-op profile and the N slowest nodes, on stderr */
+static double g_profile_seconds; /* --profile-seconds S: profiled forwards for ~S s (else 10) */
 
 static int bench_batch(const char *name, cnn_ctx_t *ctx, const cnn_model_info_t *info, int batch,
                        double seconds) {
@@ -50,7 +54,9 @@ static int bench_batch(const char *name, cnn_ctx_t *ctx, const cnn_model_info_t 
   double p50 = bench_pct(lat, n, 0.5), p99 = bench_pct(lat, n, 0.99);
   if (g_profile) {
     cnn_ctx_set_profiling(ctx, 1);
-    for (int i = 0; i < 10; i++) cnn_forward(ctx, in, batch, out, &err);
+    double t0 = bench_wall_ms();
+    for (int i = 0; i < 10 || bench_wall_ms() - t0 < g_profile_seconds * 1e3; i++)
+      cnn_forward(ctx, in, batch, out, &err);
     fprintf(stderr, "%s batch %d ", name, batch);
     cnn_ctx_profile_print(ctx, stderr, g_profile);
     cnn_ctx_set_profiling(ctx, 0);
@@ -167,10 +173,13 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--serve")) serve_path = argv[i + 1];
     else if (!strcmp(argv[i], "--input")) input = argv[i + 1];
     else if (!strcmp(argv[i], "--profile")) g_profile = atoi(argv[i + 1]);
-    else return fprintf(stderr, "usage: bench_engine --models DIR [--threads N] [--seconds S] [--archs a,b] [--batches 1,8] [--profile TOPN]\n"
+    else if (!strcmp(argv[i], "--profile-seconds")) g_profile_seconds = atof(argv[i + 1]);
+    else return fprintf(stderr, "usage: bench_engine --models DIR [--threads N] [--seconds S] [--archs a,b] [--batches 1,8] [--profile TOPN [--profile-seconds S]]\n"
                                    "       bench_engine --serve MODEL.onnx --input FILE [--threads N]\n"), 2;
   }
-  if (threads < 1 || threads > 256 || seconds <= 0) return fprintf(stderr, "bench: bad arguments\n"), 2;
+  if (threads < 1 || threads > 256 || seconds <= 0 || g_profile_seconds < 0 ||
+      g_profile_seconds > 3600)
+    return fprintf(stderr, "bench: bad arguments\n"), 2;
   if (serve_path) return input ? serve(serve_path, input, threads) : 2;
   printf("classifyd engine, %d threads\n\n", threads);
   printf("| model      | batch | p50 ms    | p99 ms    | img/s    | runs  |\n");
