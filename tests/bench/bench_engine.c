@@ -52,8 +52,11 @@ static int bench_batch(const char *name, cnn_ctx_t *ctx, const cnn_model_info_t 
     lat[n++] = bench_wall_ms() - t;
   }
   double p50 = bench_pct(lat, n, 0.5), p99 = bench_pct(lat, n, 0.99);
-  if (g_profile) {
-    cnn_ctx_set_profiling(ctx, 1);
+  int rc = 0;
+  if (g_profile && cnn_ctx_set_profiling(ctx, 1)) {
+    fprintf(stderr, "%s batch %d: no memory for the profile\n", name, batch);
+    rc = -1;
+  } else if (g_profile) {
     double t0 = bench_wall_ms();
     for (int i = 0; i < 10 || bench_wall_ms() - t0 < g_profile_seconds * 1e3; i++)
       cnn_forward(ctx, in, batch, out, &err);
@@ -64,7 +67,7 @@ static int bench_batch(const char *name, cnn_ctx_t *ctx, const cnn_model_info_t 
   printf("| %-10s | %5d | %9.2f | %9.2f | %8.1f | %5d |\n", name, batch, p50, p99, batch * 1e3 / p50, n);
   fflush(stdout);
   free(in), free(out), free(lat);
-  return 0;
+  return rc;
 }
 
 static int bench_model(const char *dir, const char *arch, int threads, double seconds,

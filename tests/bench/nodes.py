@@ -38,7 +38,8 @@ ORT_CONV = {"relu": "conv1", "relu_1": "conv2", "relu_2": "conv3"}
 
 
 def ort_key(name):
-    """Our node name for ONNX Runtime's name of a fused node (None: no ResNet pattern)."""
+    """Our node name for ONNX Runtime's name of a fused node (the name itself when no
+    torchvision ResNet pattern matches)."""
     name = re.sub(r"_output_0(_nchwc)?$", "", name)
     m = re.match(r"^(/layer\d+/layer\d+\.\d+)/(relu(?:_\d)?|conv\d)/(?:Relu|Conv)$", name)
     if m:
