@@ -17,7 +17,8 @@
  * A[16i .. 16i+16) as [K][16] (AVX2 builds: as four [K][4] groups of 4 rows),
  * zero-padded past M, so kernels read it sequentially.
  * B is read in place through ldb (a packed lowering, a Winograd V, or a 1x1 conv's
- * input); loads past N are masked, never made. The first row block of a call sweeps B
+ * input); loads past N are masked, never made. The first row block of each block of B
+ * (sgemm__block: a call's columns, cut to SGEMM_B_BUDGET) sweeps it
  * from wherever the layer before left it (the other core's cache, L3, memory; the later
  * row blocks find it in L2), one cache line of each of K rows per column vector, and
  * the hardware prefetcher does not keep up with that: its wide tiles prefetch the rows
