@@ -15,12 +15,16 @@ Measures, for one model (default resnet50) served alone on loopback:
      counted from each request's scheduled time, so a slow answer cannot hide the queue
      behind it), p50/p90/p99, and where the slowest 1% spent their time (queue wait,
      forward time and batch size from each answer's timing_ms, against the median ones:
-     forwards slower per image than usual mean the machine slowed down under the daemon);
+     forwards slower per image than usual mean the machine slowed down under the daemon),
+     and how many requests were answered by forwards at 1.3x the median time per image;
   5. resident memory while serving (VmRSS sampled every 100 ms, and /metrics) against the
      model's weights + planned activation arena (GET /models: weight_bytes, arena_bytes).
-Prints MET / NOT MET per target of issue 5 (UNSTABLE for a miss while the engine's own
-speed, measured around the phase, moved by more than 25% or the 70% run loaded it past 85%). Exits 1 only when the benchmark itself
-failed (daemon did not start, errors answered), not when a target is missed.
+Prints MET / NOT MET per target of issue 5: UNSTABLE for a miss while the engine's own
+speed, measured around the phase, moved by more than 25%, the 70% run loaded it past 85%,
+or more than 1% of the 70% run's requests were answered by slowed forwards (the host gave
+the engine less than its two cores: see slow_forwards); and for a throughput pass whose
+engine reference moved by more than 25%. Exits 1 only when the benchmark itself failed
+(daemon did not start, errors answered), not when a target is missed.
 Bounded: every wait has a timeout; the whole run takes about 2-3 minutes.
 """
 import argparse
@@ -174,6 +178,24 @@ def tail_breakdown(res, share=0.01):
             f"median ones: {describe(mid)}")
 
 
+SLOW_FORWARD = 1.3  # a forward this much slower per image than the median one ran on a slowed host
+SLOW_SHARE = 0.01   # more requests than this served by such forwards: the p99 measures the host
+
+
+def slow_forwards(res):
+    """(requests answered by forwards at least SLOW_FORWARD times the median forward's
+    time per image, requests with timings, that median in ms). On the shared 2-vCPU hosts
+    this is measured on, the host now and then gives the two vCPUs about one core's worth
+    for seconds: a batch-1 forward then takes ~60 ms against ~37 (both engine threads
+    running all along, no steal counted), at any batch size. At 70% load that is 100%+
+    load while it lasts, and the backlog it leaves is the p99, not the daemon's queueing."""
+    per = [r[2][1] / r[2][2] for r in res if r[0] == 200 and r[2]]
+    if not per:
+        return 0, 0, 0.0
+    med = statistics.median(per)
+    return sum(1 for x in per if x >= SLOW_FORWARD * med), len(per), med
+
+
 async def open_loop(host, port, path, body, rate, seconds, max_conns=64):
     req = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: image/jpeg\r\n"
            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
@@ -266,8 +288,12 @@ def warm_cache(path):
             pass
 
 
-def verdict(ok, stable=True):
-    return "MET" if ok else "NOT MET" if stable else "UNSTABLE"
+def verdict(ok, stable=True, pass_needs_stable=False):
+    """A miss in an unstable phase is UNSTABLE; so is a pass whose reference itself may be
+    off (pass_needs_stable: the throughput target against an engine run in a slow spell)."""
+    if not stable and (not ok or pass_needs_stable):
+        return "UNSTABLE"
+    return "MET" if ok else "NOT MET"
 
 
 def spread(a, b):
@@ -321,7 +347,8 @@ def serve_and_load(a, model, image, between):
         sampler.stop_ev.set()
         sampler.join()
         r["open"] = {"sent": n, "ok": sum(1 for s, *_ in res if s == 200),
-                     "lat": [ms for s, ms, _ in res if s == 200], "tail": tail_breakdown(res)}
+                     "lat": [ms for s, ms, _ in res if s == 200], "tail": tail_breakdown(res),
+                     "slow": slow_forwards(res)}
         r["rss_peak"] = sampler.peak
         r["rss_metrics"] = metrics(d.url).get("process_resident_memory_bytes", 0)
         r["hwm"] = status_kb(d.proc.pid, "VmHWM") * 1024
@@ -352,6 +379,10 @@ def report(a, eng, start, r):
           f"answered 200, p50 {p50:.0f} ms, p90 {p90:.0f} ms, p99 {p99:.0f} ms")
     if op["tail"]:
         print(f"           {op['tail']}")
+    n_slow, n_timed, med = op["slow"]
+    if n_timed:
+        print(f"           {n_slow} of {n_timed} requests ({n_slow / n_timed * 100:.1f}%) answered by "
+              f"forwards at >= {SLOW_FORWARD:.1f}x the median {med:.1f} ms per image")
     print(f"start-up   (process start to /readyz 200, warm cache): "
           + ", ".join(f"{t * 1e3:.0f}" for t in start) + f" ms; median {st * 1e3:.0f} ms")
     print(f"memory     weights {r['weights'] / mib:.1f} MiB + arena {r['arena'] / mib:.1f} MiB = "
@@ -359,23 +390,28 @@ def report(a, eng, start, r):
           f"(/metrics {r['rss_metrics'] / mib:.1f} MiB), VmHWM incl. loading {r['hwm'] / mib:.1f} MiB\n")
     # A shared machine can change speed mid-run; a miss then says nothing about the
     # daemon. The engine runs bracketing each phase tell: more than 25% apart, or the
-    # 70% rate above 85% of the engine's speed right after it, and a miss is UNSTABLE.
+    # 70% rate above 85% of the engine's speed right after it, and a miss is UNSTABLE;
+    # so is a 70% run in which more than SLOW_SHARE of the requests were answered by
+    # forwards running SLOW_FORWARD times slower per image than the median one.
     s_max = spread(eng[0], eng[1]) <= 0.25
     util = r["rate"] / min(eng[1], eng[2]) if min(eng[1], eng[2]) > 0 else 9.9
-    s_70 = spread(eng[1], eng[2]) <= 0.25 and util <= 0.85
+    n_slow, n_timed, _ = op["slow"]
+    slow_share = n_slow / n_timed if n_timed else 0.0
+    s_70 = spread(eng[1], eng[2]) <= 0.25 and util <= 0.85 and slow_share <= SLOW_SHARE
     print(f"engine speed change around max load {spread(eng[0], eng[1]) * 100:.0f}%, around the "
-          f"70% run {spread(eng[1], eng[2]) * 100:.0f}%; 70% rate / slower engine run = {util * 100:.0f}%\n")
+          f"70% run {spread(eng[1], eng[2]) * 100:.0f}%; 70% rate / slower engine run = {util * 100:.0f}%; "
+          f"requests on slowed forwards in the 70% run {slow_share * 100:.1f}%\n")
     rows = [
         ("end-to-end throughput >= 90% of engine batch-8", f"{r['steady'] / ref * 100:.0f}%",
-         r["steady"] >= 0.9 * ref, s_max),
+         r["steady"] >= 0.9 * ref, s_max, True),
         ("p99 <= 3 x p50 at 70% load", f"{p99 / p50:.2f}x" if p50 > 0 else "n/a",
-         p50 > 0 and p99 <= 3 * p50, s_70),
-        ("ready <= 1 s from a warm page cache", f"{st:.2f} s", st <= 1.0, True),
+         p50 > 0 and p99 <= 3 * p50, s_70, False),
+        ("ready <= 1 s from a warm page cache", f"{st:.2f} s", st <= 1.0, True, False),
         ("RSS serving <= 1.5 x (weights + arena)", f"{r['rss_peak'] / planned:.2f}x",
-         r["rss_peak"] <= 1.5 * planned, True),
+         r["rss_peak"] <= 1.5 * planned, True, False),
     ]
-    for name, val, ok, stable in rows:
-        print(f"  {verdict(ok, stable):8} {name:48} {val}")
+    for name, val, ok, stable, pass_needs_stable in rows:
+        print(f"  {verdict(ok, stable, pass_needs_stable):8} {name:48} {val}")
     if not (s_max and s_70):
         print("  (UNSTABLE: the machine's speed changed during the phase; a miss there is not"
               " the daemon's. Rerun on a quieter machine.)")
