@@ -414,8 +414,8 @@ def report(a, eng, start, r):
     for (name, val, *_), v in zip(rows, verdicts):
         print(f"  {v:8} {name:48} {val}")
     if "UNSTABLE" in verdicts:
-        print("  (UNSTABLE: the machine's speed changed during the phase; a miss there is not"
-              " the daemon's. Rerun on a quieter machine.)")
+        print("  (UNSTABLE: the machine's speed changed during the phase, so its figure says"
+              " little about the daemon. Rerun on a quieter machine.)")
     return mx["non2xx"] == 0 and op["ok"] == op["sent"] and r["exit"] == 0
 
 
