@@ -60,13 +60,14 @@ void lull_forward_end(lull_t *l) {
   pthread_mutex_unlock(&l->mu);
 }
 
-uint64_t lull_decode_begin(lull_t *l, uint64_t max_ns) {
+uint64_t lull_decode_begin(lull_t *l, uint64_t max_ns, int *overran) {
   uint64_t t0 = lull__now();
   struct timespec until = lull__at(t0 + max_ns);
   pthread_mutex_lock(&l->mu);
   while ((l->forwards > 0 || l->starting > 0) &&
          pthread_cond_timedwait(&l->cv, &l->mu, &until) == 0) {
   }
+  if (overran) *overran = l->forwards > 0 || l->starting > 0;
   l->decodes++;
   pthread_mutex_unlock(&l->mu);
   return lull__now() - t0;

@@ -31,8 +31,10 @@ void lull_deinit(lull_t *l);
 /* Waits, at most max_ns, until no decode runs (new ones hold off meanwhile). */
 void lull_forward_begin(lull_t *l, uint64_t max_ns);
 void lull_forward_end(lull_t *l);
-/* Waits, at most max_ns, until no forward runs or is starting; returns the ns waited. */
-uint64_t lull_decode_begin(lull_t *l, uint64_t max_ns);
+/* Waits, at most max_ns, until no forward runs or is starting; returns the ns waited.
+ * *overran (unless NULL) is set to 1 if the bound ran out first (the decode then runs
+ * during a forward), else 0. */
+uint64_t lull_decode_begin(lull_t *l, uint64_t max_ns, int *overran);
 void lull_decode_end(lull_t *l);
 
 #endif

@@ -57,6 +57,10 @@ static atomic_ullong reloads_ok, reloads_failed;
 static atomic_int last_reload_ok = 1;
 static atomic_llong last_reload_time;
 
+static atomic_ullong decodes_in_forward;
+
+void metrics_decode_in_forward(void) { atomic_fetch_add(&decodes_in_forward, 1); }
+
 void metrics_reload(int ok) {
   atomic_fetch_add(ok ? &reloads_ok : &reloads_failed, 1);
   atomic_store(&last_reload_ok, ok);
@@ -213,6 +217,10 @@ void metrics_render(jout_t *o, const metrics_gauges_t *g) {
   gauge(o, "classifyd_models_loaded", "gauge", "Models loaded and ready", (double)g->models_loaded);
   gauge(o, "classifyd_models_configured", "gauge", "Models configured",
         (double)g->models_configured);
+  gauge(o, "classifyd_decodes_during_forward_total", "counter",
+        "Image decodes that waited their bound for the pause between forwards and ran "
+        "during one (taking CPU from the engine)",
+        (double)atomic_load(&decodes_in_forward));
   render_guards(o, g);
   render_reloads(o, g->generation);
   render_process(o);

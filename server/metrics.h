@@ -37,6 +37,8 @@ void metrics_observe(metrics_hist_t h, double value); /* seconds, or images for 
 const char *metrics_endpoint_name(metrics_endpoint_t ep);
 /* A configuration reload ended: ok = 1 applied, 0 failed (old models kept). */
 void metrics_reload(int ok);
+/* A decode gave up waiting for the pause between forwards and ran during one (lull.h). */
+void metrics_decode_in_forward(void);
 void metrics_render(jout_t *out, const metrics_gauges_t *g);
 
 #endif

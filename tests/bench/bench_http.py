@@ -11,6 +11,8 @@ Measures, for one model (default resnet50) served alone on loopback:
      latency percentiles and wrk's requests/s; the throughput compared is the steady
      state over whole batches (images finished between the first and last batch
      completions seen on /metrics, polled every 20 ms; see BatchWatcher); mean batch size;
+     decodes that ran during a forward (classifyd_decodes_during_forward_total: each
+     takes CPU from the engine's threads, so it should stay near 0);
   4. 70% of that load from an open-loop generator (asyncio, fixed arrival rate, latency
      counted from each request's scheduled time, so a slow answer cannot hide the queue
      behind it), p50/p90/p99, and where the slowest 1% spent their time (queue wait,
@@ -338,6 +340,8 @@ def serve_and_load(a, model, image, between):
         fw = m1.get("classifyd_batch_size_count", 0) - m0.get("classifyd_batch_size_count", 0)
         im = m1.get("classifyd_batch_size_sum", 0) - m0.get("classifyd_batch_size_sum", 0)
         r["mean_batch"] = im / fw if fw else 0.0
+        dif = "classifyd_decodes_during_forward_total"
+        r["decodes_in_forward"] = m1.get(dif, 0) - m0.get(dif, 0)
         r["rate"] = 0.7 * r["steady"]
         between()  # the engine alone again, with the daemon idle
         with open(image, "rb") as f:
@@ -374,7 +378,8 @@ def report(a, eng, start, r):
           f"(over {r['steady_images']} images; wrk's own count {mx['rps']:.2f}/s), "
           f"p50 {mx['p50']:.0f} ms, p90 {mx['p90']:.0f} ms, p99 {mx['p99']:.0f} ms, "
           f"{mx['requests']} requests, mean batch {r['mean_batch']:.2f}, "
-          f"non-2xx {mx['non2xx']}, socket errors {mx['errors']}")
+          f"non-2xx {mx['non2xx']}, socket errors {mx['errors']}, "
+          f"decodes during a forward {r['decodes_in_forward']:.0f}")
     print(f"70% load   (open loop, {r['rate']:.2f} req/s, {a.seconds}s): {op['ok']}/{op['sent']} "
           f"answered 200, p50 {p50:.0f} ms, p90 {p90:.0f} ms, p99 {p99:.0f} ms")
     if op["tail"]:

@@ -212,6 +212,8 @@ Test(metrics, histograms_are_cumulative_and_consistent) {
   metrics_observe(H_BATCH, 100);
   metrics_request(EP_CLASSIFY, 200);
   metrics_request(EP_CLASSIFY, 418);
+  metrics_decode_in_forward();
+  metrics_decode_in_forward();
   jout_t j;
   jout_init(&j);
   metrics_gauges_t g = {.queue_depth = 2, .queue_capacity = 8};
@@ -227,6 +229,8 @@ Test(metrics, histograms_are_cumulative_and_consistent) {
   cr_assert(strstr(j.buf, "classifyd_http_requests_total{endpoint=\"classify\",code=\"other\"} 1\n"));
   cr_assert(strstr(j.buf, "# TYPE process_cpu_seconds_total counter\n"));
   cr_assert(strstr(j.buf, "classifyd_queue_depth 2\n"));
+  cr_assert(strstr(j.buf, "# TYPE classifyd_decodes_during_forward_total counter\n"
+                          "classifyd_decodes_during_forward_total 2\n"));
   jout_free(&j);
 }
 
@@ -449,11 +453,13 @@ static void assert_released_at_100ms(uint64_t waited, const char *what) {
 Test(lull, idle_engine_does_not_delay_a_decode) {
   lull_t l;
   cr_assert_eq(lull_init(&l), 0);
-  cr_assert_lt(lull_decode_begin(&l, 5000000000u), 100000000u);
+  int overran = -1;
+  cr_assert_lt(lull_decode_begin(&l, 5000000000u, &overran), 100000000u);
+  cr_assert_eq(overran, 0);
   lull_decode_end(&l);
   lull_forward_begin(&l, 5000000000u);
   lull_forward_end(&l);
-  cr_assert_lt(lull_decode_begin(&l, 5000000000u), 100000000u, "the forward had ended");
+  cr_assert_lt(lull_decode_begin(&l, 5000000000u, NULL), 100000000u, "the forward had ended");
   lull_decode_end(&l);
   lull_deinit(&l);
 }
@@ -464,17 +470,19 @@ Test(lull, decode_waits_for_the_forward_to_end) {
   lull_forward_begin(&l, 5000000000u);
   pthread_t t;
   pthread_create(&t, NULL, end_forward_later, &l);
-  uint64_t waited = lull_decode_begin(&l, 5000000000u);
+  int overran = -1;
+  uint64_t waited = lull_decode_begin(&l, 5000000000u, &overran);
   pthread_join(t, NULL);
   lull_decode_end(&l);
   assert_released_at_100ms(waited, "the decode started");
+  cr_assert_eq(overran, 0, "the forward ended well within the bound");
   lull_deinit(&l);
 }
 
 Test(lull, forward_waits_for_running_decodes_and_holds_off_new_ones) {
   lull_t l;
   cr_assert_eq(lull_init(&l), 0);
-  lull_decode_begin(&l, 5000000000u);
+  lull_decode_begin(&l, 5000000000u, NULL);
   pthread_t t;
   pthread_create(&t, NULL, end_decode_later, &l);
   uint64_t t0 = job_now_ns();
@@ -483,8 +491,10 @@ Test(lull, forward_waits_for_running_decodes_and_holds_off_new_ones) {
   pthread_join(t, NULL);
   assert_released_at_100ms(waited, "the forward started");
   /* the forward now runs: a new decode waits for it, up to its bound */
-  uint64_t d = lull_decode_begin(&l, 50000000u);
+  int overran = -1;
+  uint64_t d = lull_decode_begin(&l, 50000000u, &overran);
   cr_assert_geq(d, 49000000u, "a decode started after %.1f ms, during the forward", ms_of(d));
+  cr_assert_eq(overran, 1, "the decode starts during the forward: reported as overran");
   lull_decode_end(&l);
   lull_forward_end(&l);
   lull_deinit(&l);
@@ -508,7 +518,7 @@ static void *start_forward(void *arg) {
 Test(lull, a_starting_forward_is_not_starved_by_new_decodes) {
   lull_t l;
   cr_assert_eq(lull_init(&l), 0);
-  lull_decode_begin(&l, 5000000000u); /* a decode runs */
+  lull_decode_begin(&l, 5000000000u, NULL); /* a decode runs */
   starter_t s = {.l = &l};
   atomic_init(&s.started, 0);
   pthread_t t;
@@ -517,7 +527,7 @@ Test(lull, a_starting_forward_is_not_starved_by_new_decodes) {
   usleep(20000); /* the forward now waits for the running decode */
   lull_decode_end(&l);
   /* a decode arriving now must wait for the forward that was waiting first */
-  uint64_t d = lull_decode_begin(&l, 5000000000u);
+  uint64_t d = lull_decode_begin(&l, 5000000000u, NULL);
   lull_decode_end(&l);
   pthread_join(t, NULL);
   cr_assert_geq(d, 40000000u, "a new decode went ahead of the waiting forward (%.1f ms)",
@@ -531,8 +541,10 @@ Test(lull, a_forward_that_never_ends_delays_a_decode_at_most_max) {
   lull_forward_begin(&l, 5000000000u);
   lull_forward_begin(&l, 5000000000u); /* two overlapping forwards (parallel models) */
   lull_forward_end(&l);
-  uint64_t waited = lull_decode_begin(&l, 150000000u);
+  int overran = -1;
+  uint64_t waited = lull_decode_begin(&l, 150000000u, &overran);
   lull_decode_end(&l);
+  cr_assert_eq(overran, 1, "one forward still runs");
   cr_assert_geq(waited, 149000000u, "one forward still runs: returned after %.1f ms", ms_of(waited));
   cr_assert_lt(waited, 1500000000u, "waited %.1f ms past its 150 ms bound", ms_of(waited));
   lull_forward_end(&l);
