@@ -3,14 +3,17 @@
 
 Measures, for one model (default resnet50) served alone on loopback:
   1. the engine's own batch-8 throughput (build/bench/bench_engine, same model and
-     threads), measured before the max-load run, right after it and at the end (the
-     machine may be shared and noisy: the reference is the mean of the two runs around
-     the max-load run, and all three are printed);
+     threads, 6 s a run), measured before the max-load rounds, after each of them (with
+     the daemon idle) and after the 70% run (the machine may be shared and noisy: the
+     reference is the mean of the runs before, between and after the max-load rounds,
+     and all are printed);
   2. start-up: process start to the first GET /readyz 200, page cache warm, median of 3;
   3. maximum load: wrk, C keep-alive connections POSTing a real JPEG (tests/bench/post.lua),
-     latency percentiles and wrk's requests/s; the throughput compared is the steady
-     state over whole batches (images finished between the first and last batch
-     completions seen on /metrics, polled every 20 ms; see BatchWatcher); mean batch size;
+     in 3 rounds of 10 s alternating with the engine runs, so a slow spell of the host
+     is as likely to fall on either side; latency percentiles and wrk's requests/s; the
+     throughput compared is the steady state over whole batches (images finished between
+     the first and last batch completions seen on /metrics in each round, polled every
+     20 ms near its edges, pooled over the rounds; see BatchWatcher); mean batch size;
      decodes that ran during a forward (classifyd_decodes_during_forward_total: each
      takes CPU from the engine's threads, so it should stay near 0);
   4. 70% of that load from an open-loop generator (asyncio, fixed arrival rate, latency
@@ -22,7 +25,8 @@ Measures, for one model (default resnet50) served alone on loopback:
   5. resident memory while serving (VmRSS sampled every 100 ms, and /metrics) against the
      model's weights + planned activation arena (GET /models: weight_bytes, arena_bytes).
 Prints MET / NOT MET per target of issue 5: UNSTABLE for a miss while the engine's own
-speed, measured around the phase, moved by more than 25%, the 70% run loaded it past 85%,
+speed, measured around the phase (for max load: slowest to fastest of its runs), moved by
+more than 25%, the 70% run loaded it past 85%,
 or more than 1% of the 70% run's requests were answered by slowed forwards (the host gave
 the engine less than its two cores: see slow_forwards); and for a throughput pass whose
 engine reference moved by more than 25%. Exits 1 only when the benchmark itself failed
@@ -126,6 +130,33 @@ def run_wrk(url, image, conns, seconds):
         m = re.search(r"^\s+%s%%\s+([\d.]+)(us|ms|s|m)\s*$" % p, out, re.M)
         res["p" + p] = float(m.group(1)) * UNITS[m.group(2)] if m else float("nan")
     return res
+
+
+def wait_idle(url, timeout=20.0):
+    """Until the daemon has no job queued or running (the forwards of requests wrk left
+    behind would otherwise overlap the next engine run): the queue empty, no request in
+    flight but this scrape, and no image finished for 200 ms."""
+    deadline, last = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        m = metrics(url)
+        now = (m.get("classifyd_queue_depth"), m.get("classifyd_requests_in_flight"),
+               m.get("classifyd_batch_size_sum"))
+        if now[0] == 0 and now[1] is not None and now[1] <= 1 and now == last:
+            return
+        last = now
+        time.sleep(0.2)
+
+
+def merge_wrk(runs):
+    """One summary of several wrk rounds: counts summed, requests/s pooled, latency
+    percentiles the median of the rounds' (wrk prints no histogram to pool)."""
+    total = sum(w["requests"] for w in runs)
+    secs = sum(w["requests"] / w["rps"] for w in runs if w["rps"] > 0)
+    m = {"rps": total / secs if secs > 0 else 0.0, "requests": total,
+         "non2xx": sum(w["non2xx"] for w in runs), "errors": sum(w["errors"] for w in runs)}
+    for p in ("p50", "p90", "p99"):
+        m[p] = statistics.median(w[p] for w in runs)
+    return m
 
 
 async def one_request(host, port, req, pool, sem, sched):
@@ -268,11 +299,12 @@ class BatchWatcher(threading.Thread):
                 self.points.append((time.monotonic(), v))
                 last = v
 
-    def rate(self):
+    def rate_parts(self):
+        """(images, seconds) between the first and last completions counted."""
         p = self.points[1:]  # the first point only marks where counting starts
         if len(p) < 3:
-            return 0.0, 0
-        return (p[-1][1] - p[0][1]) / (p[-1][0] - p[0][0]), int(p[-1][1] - p[0][1])
+            return 0, 0.0
+        return p[-1][1] - p[0][1], p[-1][0] - p[0][0]
 
 
 def status_kb(pid, field):
@@ -330,12 +362,24 @@ def serve_and_load(a, model, image, between):
         sampler = RssSampler(d.proc.pid)
         sampler.start()
         m0 = metrics(d.url)
-        watch = BatchWatcher(d.url, a.seconds)
-        watch.start()
-        r["max"] = run_wrk(url, image, a.connections, a.seconds)
-        watch.stop_ev.set()
-        watch.join()
-        r["steady"], r["steady_images"] = watch.rate()
+        # Max load in rounds, each followed by an engine run with the daemon idle, so
+        # the host's slow spells (seconds to tens of seconds) fall on both sides alike
+        # rather than on one 30 s phase and not on the engine runs around it.
+        rounds = []
+        for _ in range(a.rounds):
+            watch = BatchWatcher(d.url, a.round_seconds)
+            watch.start()
+            wrk = run_wrk(url, image, a.connections, a.round_seconds)
+            watch.stop_ev.set()
+            watch.join()
+            rounds.append((wrk, *watch.rate_parts()))
+            wait_idle(d.url)  # wrk leaves answers in flight: let them finish first
+            between()
+        r["max"] = merge_wrk([w for w, _, _ in rounds])
+        r["round_rates"] = [n / s if s > 0 else 0.0 for _, n, s in rounds]
+        r["steady_images"] = int(sum(n for _, n, _ in rounds))
+        span = sum(s for _, _, s in rounds)
+        r["steady"] = r["steady_images"] / span if span > 0 else 0.0
         m1 = metrics(d.url)
         fw = m1.get("classifyd_batch_size_count", 0) - m0.get("classifyd_batch_size_count", 0)
         im = m1.get("classifyd_batch_size_sum", 0) - m0.get("classifyd_batch_size_sum", 0)
@@ -343,7 +387,6 @@ def serve_and_load(a, model, image, between):
         dif = "classifyd_decodes_during_forward_total"
         r["decodes_in_forward"] = m1.get(dif, 0) - m0.get(dif, 0)
         r["rate"] = 0.7 * r["steady"]
-        between()  # the engine alone again, with the daemon idle
         with open(image, "rb") as f:
             body = f.read()
         res, n = asyncio.run(open_loop("127.0.0.1", int(d.url.rsplit(":", 1)[1]), "/classify",
@@ -364,7 +407,9 @@ def serve_and_load(a, model, image, between):
 
 def report(a, eng, start, r):
     mib = 1 << 20
-    ref = statistics.mean(eng[:2])  # the runs just before and after the max-load phase
+    n_max = len(r["round_rates"]) + 1
+    ref = statistics.mean(eng[:n_max])  # the runs before, between and after the max-load rounds
+    e70 = eng[n_max - 1:n_max + 1]  # the runs just before and after the 70% run
     mx, op = r["max"], r["open"]
     lat = op["lat"]
     p50, p90, p99 = pct(lat, 50), pct(lat, 90), pct(lat, 99)
@@ -372,11 +417,14 @@ def report(a, eng, start, r):
     st = statistics.median(start)
     print(f"\nclassifyd bench-http: {a.arch}, {a.threads} engine threads, image "
           f"{os.path.basename(a.image)} ({os.path.getsize(a.image)} bytes)\n")
-    print(f"engine batch-8 (bench_engine): {eng[0]:.2f} img/s before max load, {eng[1]:.2f} after it, "
-          f"{eng[2]:.2f} after the 70% run; reference (mean of the first two) {ref:.2f}")
-    print(f"max load   (wrk, {a.connections} conns, {a.seconds}s): {r['steady']:.2f} img/s steady "
-          f"(over {r['steady_images']} images; wrk's own count {mx['rps']:.2f}/s), "
-          f"p50 {mx['p50']:.0f} ms, p90 {mx['p90']:.0f} ms, p99 {mx['p99']:.0f} ms, "
+    print(f"engine batch-8 (bench_engine): {', '.join(f'{e:.2f}' for e in eng[:n_max])} img/s "
+          f"before, between and after the max-load rounds, {eng[n_max]:.2f} after the 70% run; "
+          f"reference (mean of the first {n_max}) {ref:.2f}")
+    print(f"max load   (wrk, {a.connections} conns, {len(r['round_rates'])} rounds of "
+          f"{a.round_seconds}s): {r['steady']:.2f} img/s steady (over {r['steady_images']} images; "
+          f"rounds {', '.join(f'{x:.2f}' for x in r['round_rates'])}; wrk's own count "
+          f"{mx['rps']:.2f}/s), median of the rounds' p50 {mx['p50']:.0f} ms, p90 {mx['p90']:.0f} ms, "
+          f"p99 {mx['p99']:.0f} ms, "
           f"{mx['requests']} requests, mean batch {r['mean_batch']:.2f}, "
           f"non-2xx {mx['non2xx']}, socket errors {mx['errors']}, "
           f"decodes during a forward {r['decodes_in_forward']:.0f}")
@@ -398,13 +446,14 @@ def report(a, eng, start, r):
     # 70% rate above 85% of the engine's speed right after it, and a miss is UNSTABLE;
     # so is a 70% run in which more than SLOW_SHARE of the requests were answered by
     # forwards running SLOW_FORWARD times slower per image than the median one.
-    s_max = spread(eng[0], eng[1]) <= 0.25
-    util = r["rate"] / min(eng[1], eng[2]) if min(eng[1], eng[2]) > 0 else 9.9
+    s_max = spread(min(eng[:n_max]), max(eng[:n_max])) <= 0.25
+    util = r["rate"] / min(e70) if min(e70) > 0 else 9.9
     n_slow, n_timed, _ = op["slow"]
     slow_share = n_slow / n_timed if n_timed else 0.0
-    s_70 = spread(eng[1], eng[2]) <= 0.25 and util <= 0.85 and slow_share <= SLOW_SHARE
-    print(f"engine speed change around max load {spread(eng[0], eng[1]) * 100:.0f}%, around the "
-          f"70% run {spread(eng[1], eng[2]) * 100:.0f}%; 70% rate / slower engine run = {util * 100:.0f}%; "
+    s_70 = spread(*e70) <= 0.25 and util <= 0.85 and slow_share <= SLOW_SHARE
+    print(f"engine speed change over the max-load rounds (slowest to fastest run) "
+          f"{spread(min(eng[:n_max]), max(eng[:n_max])) * 100:.0f}%, around the "
+          f"70% run {spread(*e70) * 100:.0f}%; 70% rate / slower engine run = {util * 100:.0f}%; "
           f"requests on slowed forwards in the 70% run {slow_share * 100:.1f}%\n")
     rows = [
         ("end-to-end throughput >= 90% of engine batch-8", f"{r['steady'] / ref * 100:.0f}%",
@@ -432,7 +481,9 @@ def main():
     ap.add_argument("--image", default=os.path.join(ROOT, "..", "shared", "data", "photos", "cat.jpg"))
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--connections", type=int, default=16)
-    ap.add_argument("--seconds", type=int, default=30)
+    ap.add_argument("--seconds", type=int, default=30, help="the 70%% run")
+    ap.add_argument("--rounds", type=int, default=3, help="max-load rounds, each followed by an engine run")
+    ap.add_argument("--round-seconds", type=int, default=10)
     ap.add_argument("--engine-seconds", type=float, default=6)
     ap.add_argument("--daemon-arg", action="append", default=[],
                     help="extra classifyd argument for the served daemon (repeatable), "
