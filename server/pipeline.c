@@ -23,8 +23,9 @@
  * deadline is refused before it costs a decode.
  * With a lull (lull.h), decodes and forwards take turns: a decode first waits for
  * the pause between forwards, at most PIPELINE_LULL_MAX_NS (one that gives up is
- * counted in the metrics); that wait counts as queue time, not preprocessing. The runners mark their forwards only when the
- * engine threads take every CPU; otherwise the lull never holds a decode back.
+ * counted in the metrics); that wait counts as queue time, not preprocessing. The
+ * runners mark their forwards only when the engine threads take every CPU; otherwise
+ * the lull never holds a decode back.
  */
 #include "pipeline.h"
 

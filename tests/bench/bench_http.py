@@ -3,8 +3,9 @@
 
 Measures, for one model (default resnet50) served alone on loopback:
   1. the engine's own batch-8 throughput (build/bench/bench_engine, same model and
-     threads, 6 s a run, images over the time of all its timed forwards), measured before the max-load rounds, after each of them (with
-     the daemon idle) and after the 70% run (the machine may be shared and noisy: the
+     threads, 6 s a run, images over the time of all its timed forwards), measured
+     before the max-load rounds, after each of them (with the daemon idle) and after
+     the 70% run (the machine may be shared and noisy: the
      reference is the mean of the runs before, between and after the max-load rounds,
      and all are printed);
   2. start-up: process start to the first GET /readyz 200, page cache warm, median of 3;
@@ -26,10 +27,9 @@ Measures, for one model (default resnet50) served alone on loopback:
      model's weights + planned activation arena (GET /models: weight_bytes, arena_bytes).
 Prints MET / NOT MET per target of issue 5: UNSTABLE for a miss while the engine's own
 speed, measured around the phase (for max load: slowest to fastest of its runs), moved by
-more than 25%, the 70% run loaded it past 85%,
-or more than 1% of the 70% run's requests were answered by slowed forwards (the host gave
-the engine less than its two cores: see slow_forwards); and for a throughput pass whose
-engine reference moved by more than 25%. Exits 1 only when the benchmark itself failed
+more than 25%, the 70% run loaded it past 85%, or more than 1% of the 70% run's requests
+were answered by slowed forwards (the host gave the engine less than its two cores: see
+slow_forwards); and for a throughput pass whose engine reference moved by more than 25%. Exits 1 only when the benchmark itself failed
 (daemon did not start, errors answered), not when a target is missed.
 Bounded: every wait has a timeout; the whole run takes about 2-3 minutes.
 """
@@ -492,6 +492,8 @@ def main():
                     help="extra classifyd argument for the served daemon (repeatable), "
                          "e.g. --daemon-arg=--decode-overlap --daemon-arg=1")
     a = ap.parse_args()
+    if a.rounds < 1 or a.round_seconds < 5:
+        ap.error("--rounds must be at least 1 and --round-seconds at least 5")
     a.binary = os.path.join(a.build, "classifyd")
     models = a.models or os.path.join(a.build, "models")
     model = os.path.join(models, a.arch + ".onnx")
