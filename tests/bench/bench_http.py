@@ -16,7 +16,10 @@ Measures, for one model (default resnet50) served alone on loopback:
      the first and last batch completions seen on /metrics in each round, polled every
      20 ms near its edges, pooled over the rounds; see BatchWatcher); mean batch size;
      decodes that ran during a forward (classifyd_decodes_during_forward_total: each
-     takes CPU from the engine's threads, so it should stay near 0);
+     takes CPU from the engine's threads, so it should stay near 0); and the daemon's
+     own forward rate (images over the time in its forwards, from /metrics) against the
+     engine reference, with the steady rate's share of it: whether a throughput miss came
+     from slower forwards (the host, or anything slowing them) or from the pauses between;
   4. 70% of that load from an open-loop generator (asyncio, fixed arrival rate, latency
      counted from each request's scheduled time, so a slow answer cannot hide the queue
      behind it), p50/p90/p99, and where the slowest 1% spent their time (queue wait,
@@ -389,6 +392,12 @@ def serve_and_load(a, model, image, between):
         r["mean_batch"] = im / fw if fw else 0.0
         dif = "classifyd_decodes_during_forward_total"
         r["decodes_in_forward"] = m1.get(dif, 0) - m0.get(dif, 0)
+        # The daemon's own forwards: images over the time spent in them (the inference
+        # histogram's sum), the engine's speed inside the daemon, measured in the rounds
+        # themselves; the steady rate over it is the share of the time spent forwarding.
+        inf = "classifyd_inference_duration_seconds_sum"
+        fwd_s = m1.get(inf, 0) - m0.get(inf, 0)
+        r["forward_rate"] = im / fwd_s if fwd_s > 0 else 0.0
         r["rate"] = 0.7 * r["steady"]
         with open(image, "rb") as f:
             body = f.read()
@@ -431,6 +440,14 @@ def report(a, eng, start, r):
           f"{mx['requests']} requests, mean batch {r['mean_batch']:.2f}, "
           f"non-2xx {mx['non2xx']}, socket errors {mx['errors']}, "
           f"decodes during a forward {r['decodes_in_forward']:.0f}")
+    if r["forward_rate"] > 0:
+        # end-to-end / engine = (forwards in the daemon / engine) x (steady / forwards):
+        # the first is the machine (or anything slowing the forwards), the second the
+        # pauses between forwards (decoding, batching, answering).
+        print(f"           the daemon's forwards ran at {r['forward_rate']:.2f} img/s "
+              f"({r['forward_rate'] / ref * 100:.0f}% of the engine reference); the steady rate "
+              f"is {r['steady'] / r['forward_rate'] * 100:.0f}% of that (the rest: the pauses "
+              f"between forwards)")
     print(f"70% load   (open loop, {r['rate']:.2f} req/s, {a.seconds}s): {op['ok']}/{op['sent']} "
           f"answered 200, p50 {p50:.0f} ms, p90 {p90:.0f} ms, p99 {p99:.0f} ms")
     if op["tail"]:
