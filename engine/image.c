@@ -4,7 +4,8 @@
  *
  * Ownership: cnn_image_decode fills a caller-owned cnn_image_t whose pixel
  * buffer the caller releases with cnn_image_free; on error it is left empty.
- * No global state: every call is thread-safe.
+ * cnn_image_to_tensor decodes into its thread's kept pixel buffer (image_pixels.c);
+ * no state is shared between threads: every call is thread-safe.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +32,7 @@ int image__check_dims(int64_t w, int64_t h, const cnn_image_limits_t *lim, const
 }
 
 int image__alloc(cnn_image_t *img, int w, int h, cnn_image_format_t fmt, cnn_error_t *err) {
-  img->rgb = malloc((size_t)w * (size_t)h * 3);
+  img->rgb = image__pixels_alloc((size_t)w * (size_t)h * 3);
   if (!img->rgb)
     return cnn_error_set(err, CNN_ENOMEM, "out of memory for a %dx%d image", w, h);
   img->width = w;
@@ -43,7 +44,7 @@ int image__alloc(cnn_image_t *img, int w, int h, cnn_image_format_t fmt, cnn_err
 void cnn_image_free(cnn_image_t *img) {
   if (!img)
     return;
-  free(img->rgb);
+  image__pixels_free(img->rgb);
   memset(img, 0, sizeof *img);
 }
 
@@ -129,7 +130,11 @@ int cnn_image_to_tensor(const void *data, size_t len, const cnn_image_limits_t *
   int fw, fh;
   if (!pp || !dst)
     return cnn_error_set(err, CNN_EINVAL, "cnn_image_to_tensor: NULL preprocess or output");
+  /* decoded, used and freed here, on this thread: its pixels can be this thread's
+   * kept buffer (image_pixels.c) */
+  image__pixels_lend(1);
   int rc = image__decode_full(data, len, lim, image_min_shorter(pp), &img, &fw, &fh, err);
+  image__pixels_lend(0);
   if (rc < 0)
     return rc;
   rc = image__preprocess_full(&img, fw, fh, pp, dst, err);

@@ -122,7 +122,7 @@ int image__orient(cnn_image_t *img, int o, cnn_error_t *err) {
     return 0;
   orient_map_t m = orient_map(o, img->width, img->height);
   int ow = m.swap ? img->height : img->width, oh = m.swap ? img->width : img->height;
-  uint8_t *dst = malloc((size_t)ow * (size_t)oh * 3);
+  uint8_t *dst = image__pixels_alloc((size_t)ow * (size_t)oh * 3);
   if (!dst)
     return cnn_error_set(err, CNN_ENOMEM, "out of memory rotating a %dx%d image", ow, oh);
   uint8_t *d = dst;
@@ -131,7 +131,7 @@ int image__orient(cnn_image_t *img, int o, cnn_error_t *err) {
     for (int x = 0; x < ow; x++, s += m.dx, d += 3)
       memcpy(d, img->rgb + 3 * s, 3);
   }
-  free(img->rgb);
+  image__pixels_free(img->rgb);
   img->rgb = dst;
   img->width = ow;
   img->height = oh;

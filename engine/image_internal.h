@@ -19,8 +19,20 @@
  * CNN_EIMAGE_TOO_LARGE otherwise. `fmt` names the format in the message. */
 int image__check_dims(int64_t w, int64_t h, const cnn_image_limits_t *lim, const char *fmt,
                       cnn_error_t *err);
-/* Allocates img->rgb for w x h packed RGB and sets the sides. */
+/* Allocates img->rgb for w x h packed RGB (image__pixels_alloc) and sets the sides. */
 int image__alloc(cnn_image_t *img, int w, int h, cnn_image_format_t fmt, cnn_error_t *err);
+
+/* Pixel buffers (image_pixels.c). Every decoded image's rgb comes from
+ * image__pixels_alloc and goes back through image__pixels_free (cnn_image_free).
+ * While the calling thread lends (image__pixels_lend(1): cnn_image_to_tensor around its
+ * decode), one request of at most IMAGE_PIXELS_KEEP bytes gets the thread's own
+ * buffer, kept from call to call; all others are malloc'd. image__pixels_shrink is
+ * realloc, but leaves a lent buffer as it is. */
+enum { IMAGE_PIXELS_KEEP = 4 << 20 };
+void image__pixels_lend(int on);
+uint8_t *image__pixels_alloc(size_t bytes);
+uint8_t *image__pixels_shrink(uint8_t *p, size_t bytes);
+void image__pixels_free(uint8_t *p);
 
 int image__decode_jpeg(const uint8_t *data, size_t len, const cnn_image_limits_t *lim,
                        int min_shorter, cnn_image_t *out, cnn_error_t *err);

@@ -98,20 +98,19 @@ static int jpeg_decode_pixels(tjhandle tj, const uint8_t *p, size_t len, const j
   int w = TJSCALED(hd->w, sf), h = TJSCALED(hd->h, sf);
   int cmyk = hd->colorspace == TJCS_CMYK || hd->colorspace == TJCS_YCCK;
   size_t npix = (size_t)w * (size_t)h;
-  uint8_t *buf = malloc(npix * (cmyk ? 4 : 3));
+  uint8_t *buf = image__pixels_alloc(npix * (cmyk ? 4 : 3));
   if (!buf)
     return cnn_error_set(err, CNN_ENOMEM, "out of memory for a %dx%d JPEG", w, h);
   int rc = tjDecompress2(tj, p, (unsigned long)len, buf, w, 0, h, cmyk ? TJPF_CMYK : TJPF_RGB,
                          JPEG_FLAGS);
   if (rc < 0 && jpeg_failed(tj)) {
-    free(buf);
+    image__pixels_free(buf);
     return cnn_error_set(err, CNN_EIMAGE_INVALID, "JPEG data is truncated or corrupt: %s",
                          tjGetErrorStr2(tj));
   }
   if (cmyk) {
     jpeg_cmyk_to_rgb(buf, npix);
-    uint8_t *shrunk = realloc(buf, npix * 3);
-    buf = shrunk ? shrunk : buf;
+    buf = image__pixels_shrink(buf, npix * 3);
   }
   out->rgb = buf;
   out->width = w;
