@@ -8,10 +8,11 @@
  * (at least 10 runs), printing p50/p99 latency per batch and images per second
  * (batch size / p50), and images per second over all the timed forwards ("img/s all":
  * images / the sum of their times, which counts slow forwards as a server's rate does).
- * Input is fixed pseudo-random data; the engine's speed does not depend on values. Prints a markdown table. With --profile N, then forwards with
- * the engine's profiler on (10, or about S seconds of them with --profile-seconds S):
- * each node's fastest and median time, per op type and for the N slowest nodes, on
- * stderr (tests/bench/nodes.py reads it).
+ * Input is fixed pseudo-random data; the engine's speed does not depend on values.
+ * Prints a markdown table. With --profile N, then forwards with the engine's profiler
+ * on (10, or about S seconds of them with --profile-seconds S): each node's fastest and
+ * median time, per op type and for the N slowest nodes, on stderr (tests/bench/nodes.py
+ * reads it).
  *
  *   bench_engine --serve MODEL.onnx --input FILE [--threads N]
  *

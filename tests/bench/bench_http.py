@@ -32,8 +32,9 @@ Prints MET / NOT MET per target of issue 5: UNSTABLE for a miss while the engine
 speed, measured around the phase (for max load: slowest to fastest of its runs), moved by
 more than 25%, the 70% run loaded it past 85%, or more than 1% of the 70% run's requests
 were answered by slowed forwards (the host gave the engine less than its two cores: see
-slow_forwards); and for a throughput pass whose engine reference moved by more than 25%. Exits 1 only when the benchmark itself failed
-(daemon did not start, errors answered), not when a target is missed.
+slow_forwards); and for a throughput pass whose engine reference moved by more than 25%.
+Exits 1 only when the benchmark itself failed (daemon did not start, errors answered), not
+when a target is missed.
 Bounded: every wait has a timeout; the whole run takes about 2-3 minutes.
 """
 import argparse
@@ -466,13 +467,14 @@ def report(a, eng, start, r):
     # 70% rate above 85% of the engine's speed right after it, and a miss is UNSTABLE;
     # so is a 70% run in which more than SLOW_SHARE of the requests were answered by
     # forwards running SLOW_FORWARD times slower per image than the median one.
-    s_max = spread(min(eng[:n_max]), max(eng[:n_max])) <= 0.25
+    d_max = spread(min(eng[:n_max]), max(eng[:n_max]))
+    s_max = d_max <= 0.25
     util = r["rate"] / min(e70) if min(e70) > 0 else 9.9
     n_slow, n_timed, _ = op["slow"]
     slow_share = n_slow / n_timed if n_timed else 0.0
     s_70 = spread(*e70) <= 0.25 and util <= 0.85 and slow_share <= SLOW_SHARE
     print(f"engine speed change over the max-load rounds (slowest to fastest run) "
-          f"{spread(min(eng[:n_max]), max(eng[:n_max])) * 100:.0f}%, around the "
+          f"{d_max * 100:.0f}%, around the "
           f"70% run {spread(*e70) * 100:.0f}%; 70% rate / slower engine run = {util * 100:.0f}%; "
           f"requests on slowed forwards in the 70% run {slow_share * 100:.1f}%\n")
     rows = [
