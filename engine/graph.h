@@ -155,6 +155,10 @@ int graph_infer(cnn_model_t *m, cnn_error_t *err);         /* graph_infer.c */
 int graph_infer_tensor_op(cnn_model_t *m, graph_node_t *n, cnn_error_t *err); /* graph_infer_tensor.c */
 int graph_is_runtime(const graph_value_t *v);
 int graph_fuse(cnn_model_t *m, cnn_error_t *err);          /* graph_fuse.c */
+struct pool;
+/* Every live conv's weights prepared for its kernel on the pool's threads (NULL: the
+ * caller's alone), then the plain copies no kernel reads freed (graph_prepare.c). */
+int graph_prepare(cnn_model_t *m, struct pool *pool, cnn_error_t *err);
 /* graph_fuse_affine.c: Concat of per-channel Gather/Unsqueeze/Mul/Add chains -> one
  * scale-and-shift node; readers[v] counts the live readers of each value. */
 int graph_fuse_affine(cnn_model_t *m, const int *readers, cnn_error_t *err);

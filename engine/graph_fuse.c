@@ -11,9 +11,8 @@
  * re-normalization) becomes one scale-and-shift node (graph_fuse_affine.c).
  * A fused-away node is marked dead and the conv takes over its output value. The
  * original initializers are never modified (they may be shared); folded weights are
- * new constant values owned by the model. Finally every conv's weights are prepared
- * for its kernel (kern_conv_prepare), and the plain copies the kernel no longer
- * reads are freed (release_plain_weights).
+ * new constant values owned by the model. Each conv's weights are then prepared for
+ * its kernel by graph_prepare (graph_prepare.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -135,51 +134,13 @@ static int fuse_pass(cnn_model_t *m, graph_op_t op, cnn_error_t *err) {
   return 0;
 }
 
-/* Whether any live node other than `self` lists value v among its inputs. */
-static int read_elsewhere(const cnn_model_t *m, int v, const graph_node_t *self) {
-  for (int i = 0; i < m->nnodes; i++) {
-    const graph_node_t *n = &m->nodes[i];
-    if (n->dead || n == self) continue;
-    for (int j = 0; j < n->nin; j++)
-      if (n->in[j] == v) return 1;
-  }
-  return 0;
-}
-
-/* A conv whose kernel has prepared its own copy of the weights (packed or
- * transformed) never reads the plain ones again: free them, and the ONNX weight
- * initializer when BatchNorm folding made it dead too, unless another node reads
- * them. Keeps a loaded model at about one copy of its weights. */
-static void release_plain_weights(cnn_model_t *m, graph_node_t *n) {
-  kern_conv_t *k = &n->a.conv.k;
-  if (!k->gemm_a && !k->packed) return;
-  for (int v = 0; v < m->nvals; v++) {
-    graph_value_t *x = &m->vals[v];
-    if (x->kind != VAL_CONST || !x->f) continue;
-    if ((x->f == k->weight || (n->nin > 1 && v == n->in[1])) && !read_elsewhere(m, v, n)) {
-      if (x->f == k->weight) k->weight = NULL;
-      free(x->f);
-      x->f = NULL;
-    }
-  }
-}
-
 int graph_fuse(cnn_model_t *m, cnn_error_t *err) {
   int rc, *readers = count_readers(m);
   if (!readers) return cnn_error_set(err, CNN_ENOMEM, "out of memory");
   rc = graph_fuse_affine(m, readers, err);
   free(readers);
   if (rc) return rc;
-  if ((rc = fuse_pass(m, OP_BATCHNORM, err)) || (rc = fuse_pass(m, OP_ADD, err)) ||
-      (rc = fuse_pass(m, OP_RELU, err)))
-    return rc;
-  for (int i = 0; i < m->nnodes; i++) {
-    graph_node_t *n = &m->nodes[i];
-    if (n->dead || n->op != OP_CONV) continue;
-    n->a.conv.k.map_oh = n->a.conv.oh, n->a.conv.k.map_ow = n->a.conv.ow;
-    if (kern_conv_prepare(&n->a.conv.k))
-      return graph_node_error(err, CNN_ENOMEM, n, "out of memory preparing weights");
-    release_plain_weights(m, n);
-  }
-  return 0;
+  if (!(rc = fuse_pass(m, OP_BATCHNORM, err)) && !(rc = fuse_pass(m, OP_ADD, err)))
+    rc = fuse_pass(m, OP_RELU, err);
+  return rc;
 }

@@ -159,11 +159,12 @@ size_t kern_wino_scratch_floats(const kern_conv_t *p, int ow) {
          8 * (size_t)wino__rlen(ow);
 }
 
-/* u[xi][co][ci] = (G g G^T)[xi] for g = weight[co][ci] and G of n rows (n = 4 for
- * F(2x2), 6 for F(4x4)), computed in double and rounded once. */
-void kern_wino_weights(const kern_conv_t *p, const double (*gm)[3], int n, float *u) {
-  size_t cin = (size_t)p->cin, cout = (size_t)p->cout, plane = cin * cout;
-  for (size_t co = 0; co < cout; co++)
+/* u[xi][co - co0][ci] = (G g G^T)[xi] for g = weight[co][ci], co in [co0, co1), and G
+ * of n rows (n = 4 for F(2x2), 6 for F(4x4)), computed in double and rounded once. */
+void kern_wino_weights(const kern_conv_t *p, const double (*gm)[3], int n, int co0, int co1,
+                       float *u) {
+  size_t cin = (size_t)p->cin, plane = cin * (size_t)(co1 - co0);
+  for (size_t co = (size_t)co0; co < (size_t)co1; co++)
     for (size_t ci = 0; ci < cin; ci++) {
       const float *g = p->weight + (co * cin + ci) * 9;
       double t[6][3];
@@ -172,7 +173,7 @@ void kern_wino_weights(const kern_conv_t *p, const double (*gm)[3], int n, float
           t[i][k] = gm[i][0] * g[k] + gm[i][1] * g[3 + k] + gm[i][2] * g[6 + k];
       for (int i = 0; i < n; i++)
         for (int jx = 0; jx < n; jx++)
-          u[(size_t)(i * n + jx) * plane + co * cin + ci] =
+          u[(size_t)(i * n + jx) * plane + (co - (size_t)co0) * cin + ci] =
               (float)(t[i][0] * gm[jx][0] + t[i][1] * gm[jx][1] + t[i][2] * gm[jx][2]);
     }
 }
@@ -203,29 +204,36 @@ static int wino__pick(const kern_conv_t *p) {
   return kern_wino4_supported() && (out >= WINO4_MIN_OUT || wide) ? 4 : 2;
 }
 
+/* U is built one packed panel of output channels at a time: the panel's transformed
+ * weights (nxi planes of KERN_SGEMM_PANEL x cin floats, at most 1.2 MB) stay in cache
+ * and are packed at once into each plane's panel. A whole-layer temporary (ResNet-50:
+ * 110 MB in all) made load time first-touch bound: on a host where a fresh page costs
+ * ~10 us (session 26's Zen 5 VM: 2.5 ms per MB) it was a third of start-up. */
 int kern_wino_prepare(kern_conv_t *p) {
   p->wino_m = wino__pick(p);
-  size_t plane = (size_t)p->cin * (size_t)p->cout, uplane = wino__uplane(p);
-  size_t nxi = wino__uplanes(p);
+  const double(*gm)[3] = wino__s2(p) ? kern_wino_s2_g : p->wino_m == 4 ? kern_wino4_g : wino2_g;
+  int n = wino__s2(p) || p->wino_m != 4 ? 4 : 6;
+  size_t uplane = wino__uplane(p), nxi = wino__uplanes(p);
   float *u = NULL, *tmp = NULL;
   if (!(u = cnn_mem_alloc(wino__ufloats(p) * sizeof *u))) return CNN_ENOMEM;
   if (!kern_sgemm_available()) {
-    kern_wino_weights(p, wino2_g, 4, u);
+    kern_wino_weights(p, wino2_g, 4, 0, p->cout, u);
     p->packed = u;
     return 0;
   }
-  if (!(tmp = malloc(nxi * plane * sizeof *tmp))) {
+  size_t rows = KERN_SGEMM_PANEL, tplane = rows * (size_t)p->cin;
+  if (!(tmp = malloc(nxi * tplane * sizeof *tmp))) {
     free(u);
     return CNN_ENOMEM;
   }
-  if (wino__s2(p))
-    kern_wino_weights(p, kern_wino_s2_g, 4, tmp);
-  else if (p->wino_m == 4)
-    kern_wino_weights(p, kern_wino4_g, 6, tmp);
-  else
-    kern_wino_weights(p, wino2_g, 4, tmp);
-  for (size_t xi = 0; xi < nxi; xi++)
-    kern_sgemm_pack(tmp + xi * plane, p->cout, p->cin, (size_t)p->cin, u + xi * uplane);
+  for (int co0 = 0; co0 < p->cout; co0 += (int)rows) {
+    int co1 = p->cout - co0 < (int)rows ? p->cout : co0 + (int)rows;
+    kern_wino_weights(p, gm, n, co0, co1, tmp);
+    size_t panel_plane = (size_t)(co1 - co0) * (size_t)p->cin;
+    for (size_t xi = 0; xi < nxi; xi++) /* a panel packs to rows x cin floats at co0 x cin */
+      kern_sgemm_pack(tmp + xi * panel_plane, co1 - co0, p->cin, (size_t)p->cin,
+                      u + xi * uplane + (size_t)co0 * (size_t)p->cin);
+  }
   free(tmp);
   p->packed = u;
   return 0;

@@ -50,8 +50,10 @@ static inline wino_run_t kern_wino_run(const wino_job_t *j, size_t t, size_t t1)
   return r;
 }
 
-/* u[xi][co][ci] = (G g G^T)[xi], G of n rows (kern_winograd.c). */
-void kern_wino_weights(const kern_conv_t *p, const double (*g)[3], int n, float *u);
+/* u[xi][co - co0][ci] = (G g G^T)[xi] for output channels [co0, co1), G of n rows
+ * (kern_winograd.c); each xi's plane holds (co1 - co0) x cin floats. */
+void kern_wino_weights(const kern_conv_t *p, const double (*g)[3], int n, int co0, int co1,
+                       float *u);
 
 /* Lanes i of [0, 32) whose position xs + i lies in [0, w), as a 32-bit mask: the lanes
  * of a 32-float row segment starting at column xs that a masked load may read. */

@@ -26,7 +26,7 @@ static int read_opset(cnn_model_t *m, const Onnx__ModelProto *mp, cnn_error_t *e
 
 static int load_initializers(cnn_model_t *m, const Onnx__GraphProto *g, cnn_error_t *err) {
   for (size_t i = 0; i < g->n_initializer; i++) {
-    const Onnx__TensorProto *t = g->initializer[i];
+    Onnx__TensorProto *t = g->initializer[i]; /* its raw_data may be adopted */
     if (!t || !t->name || !t->name[0])
       return cnn_error_set(err, CNN_EMODEL_INVALID, "initializer %zu has no name", i);
     if (graph_find_value(m, t->name) >= 0)

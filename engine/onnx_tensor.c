@@ -7,11 +7,14 @@
  * element counts must match exactly and sizes may not overflow. External files must
  * resolve (after symlinks) inside the model's own folder.
  *
- * The constant's arrays are malloc'd and owned by the graph value.
+ * The constant's arrays are malloc'd and owned by the graph value. Float raw_data in
+ * the engine's layout (little-endian, 64-byte aligned, the exact size) is adopted from
+ * the decoded protobuf rather than copied (see model.c's decode allocator).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -184,7 +187,18 @@ static int tensor_fill(const cnn_model_t *m, const Onnx__TensorProto *t, graph_v
   return 0;
 }
 
-int onnx_tensor_to_value(cnn_model_t *m, const Onnx__TensorProto *t, int vi, cnn_error_t *err) {
+/* raw_data the engine can own as is: float, little-endian (x86 and the other targets
+ * the engine builds for), exactly the shape's bytes, and aligned as cnn_mem_alloc's. */
+static int tensor_adoptable(const Onnx__TensorProto *t, const graph_value_t *v, int64_t n) {
+  int external = t->has_data_location &&
+                 t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
+  return !external && t->has_raw_data && v->dtype == DT_FLOAT && t->data_type == 1 && n > 0 &&
+         t->raw_data.len == (size_t)n * 4 && t->raw_data.data &&
+         (uintptr_t)t->raw_data.data % 64 == 0 &&
+         __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__;
+}
+
+int onnx_tensor_to_value(cnn_model_t *m, Onnx__TensorProto *t, int vi, cnn_error_t *err) {
   graph_value_t *v = &m->vals[vi];
   int dt = t->has_data_type ? t->data_type : 0;
   if (dt != 1 && dt != 7 && dt != 6 && dt != 9)
@@ -197,6 +211,12 @@ int onnx_tensor_to_value(cnn_model_t *m, const Onnx__TensorProto *t, int vi, cnn
   v->kind = VAL_CONST;
   v->dtype = dt == 1 ? DT_FLOAT : DT_INT64;
   if ((rc = tensor_source_check(t, v, n, err))) return rc;
+  if (tensor_adoptable(t, v, n)) {
+    v->f = (float *)t->raw_data.data; /* same allocator family: freed with free() */
+    t->raw_data.data = NULL;
+    t->raw_data.len = 0;
+    return 0;
+  }
   size_t bytes = (size_t)(n ? n : 1) * (v->dtype == DT_FLOAT ? 4 : 8);
   if (v->dtype == DT_FLOAT)
     v->f = cnn_mem_alloc(bytes);
