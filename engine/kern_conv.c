@@ -62,7 +62,6 @@ enum {
   CONV_TILE_COLS = 48,        /* kern_sgemm's micro-kernel width */
   CONV_SPLIT_COLS = 16,       /* column chunks are multiples of this */
   CONV_CHUNKS_PER_THREAD = 12, /* column chunks per thread, claimed dynamically */
-  CONV_CHUNKS_ONE_THREAD = 4,  /* column chunks with one thread (conv__by_cols) */
   CONV_BLOCK_MIN = 48,        /* never lower fewer columns than this per block */
   CONV_ROWSPLIT_COLS = 160,   /* below this many columns per thread, split rows */
   CONV_ROW_ALIGN = 16,        /* row-split boundaries fall on multiples of this */
@@ -286,7 +285,17 @@ static void conv__block_run(const conv_job_t *j, int img, int r0, int r1, size_t
  * claims its own range of chunks first (kern_claim.h), so at batch 1 it reads the
  * columns it wrote in the layer before: ResNet-50 batch 1 on 2 threads, in the host's
  * slow phases 18.7 -> 17.6 ms p50 (layer1's convs 0.32-0.35 -> 0.23-0.26 ms), in calm
- * ones unchanged (15.4). */
+ * ones unchanged (15.4).
+ * One thread takes one chunk per image: with nobody to balance against, a chunk only
+ * cuts the image's columns where the blocks (conv__block_end) would not, and every cut
+ * streams the weights once more. It had kept 4 chunks, which cut a 7x7 map's 49 columns
+ * into 16 + 16 + 16 + 1 and read ResNet-50's 4 MB layer4 1x1 weights four times from
+ * memory. ResNet-50 batch 1 on one thread (session 27, Zen 5, per-node minima / medians):
+ * layer4's 1x1 convs on 7x7 3.72 / 4.00 -> 2.48 / 2.71 ms, its 1x1/2 shortcut 1.41 ->
+ * 1.07, the whole forward 34.55 / 36.75 -> 32.50 / 34.66 ms. The daemon runs one thread
+ * where it may use one CPU (a 1-CPU container). A batch's early layers also run image by
+ * image on one thread each (ctx.c, serial_run), on maps the blocks cut anyway: batch 8
+ * on 2 threads, p50 alternating, 144.9 / 144.8 -> 144.3 / 143.6 ms. */
 static void conv__by_cols(void *arg, int tid, int nt) {
   conv_job_t *j = arg;
   size_t total = (size_t)j->n * j->vecs_img;
@@ -442,7 +451,7 @@ void kern_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *in, in
               p->cout >= nt * CONV_ROW_ALIGN) || j.group > 0;
   j.vecs_img = (j.cols + CONV_SPLIT_COLS - 1) / CONV_SPLIT_COLS;
   size_t total = (size_t)n * j.vecs_img;
-  size_t want = nt > 1 ? (size_t)nt * CONV_CHUNKS_PER_THREAD : CONV_CHUNKS_ONE_THREAD;
+  size_t want = nt > 1 ? (size_t)nt * CONV_CHUNKS_PER_THREAD : (size_t)n; /* see conv__by_cols */
   j.chunk_vecs = (total + want - 1) / want;
   if (j.chunk_vecs >= 3) j.chunk_vecs = (j.chunk_vecs + 2) / 3 * 3;
   j.chunks = (total + j.chunk_vecs - 1) / j.chunk_vecs;
