@@ -18,7 +18,7 @@ typedef struct {
   float *out;
   int h, w, oh, ow;
   size_t planes;
-  int avg;
+  int n, avg;
 } pool_job_t;
 
 /* Clip window [o*s - pad, +k) to [0, len) and to the padded range [-pad, len+pad2). */
@@ -229,20 +229,24 @@ static void pool__max_3x3s2_narrow(const pool_job_t *j, const float *x, float *y
   }
 }
 
-static void pool__max_3x3s2_flat(const pool_job_t *j, const float *x, float *y) {
+/* Output rows [oy0, oy1) of one plane (x, y: the plane's first input and output row);
+ * v holds the column maxima of those rows only. */
+static void pool__max_3x3s2_flat(const pool_job_t *j, const float *x, float *y, int oy0,
+                                 int oy1) {
   const kern_pool_t *p = j->p;
-  int w = j->w, oh = j->oh, ow = j->ow, pl = p->pad_l;
+  int w = j->w, ow = j->ow, pl = p->pad_l;
   if (w <= 15) {
     pool__max_3x3s2_narrow(j, x, y);
     return;
   }
   float vbuf[POOL_MARGIN + POOL_FLAT_MAX + POOL_MARGIN], *v = vbuf + POOL_MARGIN;
-  size_t nv = (size_t)oh * (size_t)w, ny = (size_t)oh * (size_t)ow;
+  size_t nv = (size_t)(oy1 - oy0) * (size_t)w, ny = (size_t)(oy1 - oy0) * (size_t)ow;
   for (int i = 0; i < POOL_MARGIN; i++) v[-1 - i] = v[nv + (size_t)i] = -FLT_MAX;
-  for (int oy = 0; oy < oh; oy++) { /* column maxima over each output row's window */
+  y += (size_t)oy0 * (size_t)ow;
+  for (int oy = oy0; oy < oy1; oy++) { /* column maxima over each output row's window */
     int y0, y1, ny_;
     pool__span(oy, p->stride_h, p->kh, p->pad_t, p->pad_b, j->h, &y0, &y1, &ny_);
-    float *vr = v + (size_t)oy * (size_t)w;
+    float *vr = v + (size_t)(oy - oy0) * (size_t)w;
     for (int xx = 0; xx < w; xx += 16) {
       int left = w - xx;
       __mmask16 mk = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
@@ -261,9 +265,9 @@ static void pool__max_3x3s2_flat(const pool_job_t *j, const float *x, float *y) 
     size_t n = ny - o < 16 ? ny - o : 16;
     _mm512_mask_storeu_ps(y + o, (__mmask16)((1u << n) - 1), m);
   }
-  for (int oy = 0; oy < oh; oy++) { /* windows that ran into the next or previous row */
-    const float *vr = v + (size_t)oy * (size_t)w;
-    float *yr = y + (size_t)oy * (size_t)ow;
+  for (int oy = oy0; oy < oy1; oy++) { /* windows that ran into the next or previous row */
+    const float *vr = v + (size_t)(oy - oy0) * (size_t)w;
+    float *yr = y + (size_t)(oy - oy0) * (size_t)ow;
     if (p->kw == 3 && pl == 1) /* 2x2 windows never leave their row */
       yr[0] = vr[0] > vr[1] ? vr[0] : vr[1];
     else if (p->kw == 3)
@@ -304,6 +308,43 @@ static void pool__max_3x3_same(const float *x, int h, int w, float *y) {
   }
 }
 
+/* One image's flat 3x3/2 pool onto at least POOL_BAND_MIN_OUT outputs a plane (the
+ * 112x112 -> 56x56 pools after ResNet's and GoogLeNet's stems) is split into bands of
+ * output rows, every plane each, not into planes: the stem conv splits its output by
+ * columns, each thread the same range in every layer (kern_conv.c, kern_claim.h), so a
+ * thread's band is the part of every plane it wrote itself, where a plane split read
+ * half of each plane from the other core. ResNet-50 batch 1 on 2 threads (session 27,
+ * Zen 5), the MaxPool node's fastest / median over alternating runs, plane split ->
+ * bands: with the vCPUs far apart (a cache line's round trip ~420 ns) 0.135-0.154 /
+ * 0.202-0.242 -> 0.109-0.111 / 0.156-0.167 ms; close together 0.079-0.086 / 0.111-0.129
+ * -> 0.074-0.082 / 0.090-0.108. Smaller planes keep the plane split: with every flat
+ * pool banded, GoogLeNet's pools (bands on 28x28 and 14x14 outputs doubled the per-plane
+ * set-up) went 0.63-0.65 / 0.72-0.73 -> 0.66-0.69 / 0.78-0.80 ms. */
+enum { POOL_BAND_MIN_OUT = 1024 };
+
+static int pool__banded(const pool_job_t *j, int nt) {
+#if defined(__AVX512F__)
+  return nt > 1 && j->n == 1 && !j->avg && j->w > 15 && j->oh >= 2 * nt &&
+         (size_t)j->oh * (size_t)j->ow >= POOL_BAND_MIN_OUT &&
+         pool__is_3x3s2_flat(j->p, j->w, j->oh, j->ow);
+#else
+  (void)j, (void)nt;
+  return 0;
+#endif
+}
+
+static void pool__bands(void *arg, int tid, int nt) {
+#if defined(__AVX512F__)
+  const pool_job_t *j = arg;
+  size_t r0, r1, in_plane = (size_t)j->h * j->w, out_plane = (size_t)j->oh * j->ow;
+  pool_split((size_t)j->oh, tid, nt, &r0, &r1);
+  for (size_t i = 0; i < j->planes && r0 < r1; i++)
+    pool__max_3x3s2_flat(j, j->in + i * in_plane, j->out + i * out_plane, (int)r0, (int)r1);
+#else
+  (void)arg, (void)tid, (void)nt;
+#endif
+}
+
 static void pool__task(void *arg, int tid, int nt) {
   const pool_job_t *j = arg;
   size_t b, e, in_plane = (size_t)j->h * j->w, out_plane = (size_t)j->oh * j->ow;
@@ -317,7 +358,7 @@ static void pool__task(void *arg, int tid, int nt) {
       pool__max_3x3_same(j->in + i * in_plane, j->h, j->w, j->out + i * out_plane);
 #if defined(__AVX512F__)
     else if (flat)
-      pool__max_3x3s2_flat(j, j->in + i * in_plane, j->out + i * out_plane);
+      pool__max_3x3s2_flat(j, j->in + i * in_plane, j->out + i * out_plane, 0, j->oh);
 #endif
     else if (separable)
       pool__max_plane(j, j->in + i * in_plane, j->out + i * out_plane);
@@ -328,8 +369,8 @@ static void pool__task(void *arg, int tid, int nt) {
 
 static void pool__run(const kern_ctx_t *kc, const kern_pool_t *p, const float *in, int n,
                       int c, int h, int w, float *out, int oh, int ow, int avg) {
-  pool_job_t j = {p, in, out, h, w, oh, ow, (size_t)n * (size_t)c, avg};
-  pool_run(kc->pool, pool__task, &j);
+  pool_job_t j = {p, in, out, h, w, oh, ow, (size_t)n * (size_t)c, n, avg};
+  pool_run(kc->pool, pool__banded(&j, kern_threads(kc)) ? pool__bands : pool__task, &j);
 }
 
 void kern_maxpool2d(const kern_ctx_t *kc, const kern_pool_t *p, const float *in, int n, int c,

@@ -60,6 +60,12 @@ Test(kern_pool, network_windows_ceil_mode) {
   for (int i = 0; i < 8; i++) pool_check(&rng, 0, &sp, 2, 3, side[i][0], side[i][1], 1, 2);
   kern_pool_t rp = {3, 3, 2, 2, 1, 1, 1, 1, 0}; /* ResNet stem maxpool */
   pool_check(&rng, 0, &rp, 1, 8, 112, 112, 0, 2);
+  /* one image onto >= 1024 outputs a plane: bands of output rows (pool__bands), on 2
+   * and 3 threads, odd heights, the last window of a ceil-mode pool clipped */
+  pool_check(&rng, 0, &rp, 1, 2, 65, 66, 0, 3);
+  pool_check(&rng, 0, &rp, 1, 3, 64, 64, 0, 2);
+  pool_check(&rng, 0, &mp, 1, 2, 67, 64, 1, 3);
+  pool_check(&rng, 0, &mp, 1, 2, 66, 64, 1, 2);
   /* 2x2/2 and 3x3/2 on every row width from 3 to 40 (GoogLeNet's maxpool3/4 at 28 and
    * 14): the whole-row vector path with partial vectors, margins and exact edge windows,
    * and for even widths the flat path (rows of at most 15 in registers). */
