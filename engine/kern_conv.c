@@ -27,8 +27,10 @@
  *  - K slices (conv__grouped: the other kernels wider than 1 on maps of at most 196 outputs):
  *    the product runs over about 512 rows of K at a time, accumulating, and at
  *    batch > 1 over several images' columns side by side, so the weights stream
- *    once per group of images rather than once per image. From batch 2 x threads
- *    the threads take whole images (conv__by_images), otherwise output channels.
+ *    once per group of images rather than once per image. The sum is taken in two
+ *    halves of the input channels, added at the end. From batch 2 x threads
+ *    the threads take whole images (conv__by_images); at batch 1 on two threads each
+ *    takes one half-sum (conv__by_khalf); otherwise they take output channels.
  * A 1x1, stride-1, unpadded conv multiplies the input directly (no lowering).
  * Column blocks are capped so that K x block stays a few MB (CONV_COL_FLOATS);
  * kern_conv2d_scratch_floats returns exactly that K x block.
@@ -78,6 +80,7 @@ typedef struct {
   int direct;
   int split_rows; /* kern_im2col takes tmp after the lowered block (kern_im2col_tmp_floats) */
   int group, group_cin;                /* conv__grouped: images per product, channels per K slice */
+  int khalf;                           /* conv__grouped: the channel its second half-sum starts at */
   int shared;                          /* row split: the whole lowering in tid 0's scratch */
   kern_rows_t rows;                    /* row split: the shares and their tails */
   size_t vecs_img, chunk_vecs, chunks; /* column split: chunks of chunk_vecs 16-col vectors */
@@ -156,9 +159,21 @@ static int conv__group_cin(const kern_conv_t *p) {
   return c < 1 ? 1 : c > p->cin ? p->cin : c;
 }
 
-static size_t conv__group_floats_rows(const kern_conv_t *p, size_t cols, int g, size_t rows) {
+/* Where the second of a grouped conv's two half-sums starts (see conv__grouped): half
+ * the input channels when there are several K slices, else cin (one sum). */
+static int conv__khalf(const kern_conv_t *p) {
+  return p->cin > conv__group_cin(p) ? p->cin / 2 : p->cin;
+}
+
+/* One K slice's lowering and `sums` products of rows x (g x cols). */
+static size_t conv__group_floats_sums(const kern_conv_t *p, size_t cols, int g, size_t rows,
+                                      int sums) {
   size_t gcols = (size_t)g * cols;
-  return (size_t)conv__group_cin(p) * (size_t)(p->kh * p->kw) * gcols + rows * gcols;
+  return (size_t)conv__group_cin(p) * (size_t)(p->kh * p->kw) * gcols + (size_t)sums * rows * gcols;
+}
+
+static size_t conv__group_floats_rows(const kern_conv_t *p, size_t cols, int g, size_t rows) {
+  return conv__group_floats_sums(p, cols, g, rows, conv__khalf(p) < p->cin ? 2 : 1);
 }
 
 static size_t conv__group_floats(const kern_conv_t *p, size_t cols, int g, int nt) {
@@ -211,6 +226,9 @@ size_t kern_conv2d_scratch_floats(const kern_conv_t *p, int h, int w, int oh, in
   int g = conv__group(p, cols, INT32_MAX, nthreads); /* any batch */
   if (g > 0 && conv__group_floats(p, cols, g, nthreads) > need)
     need = conv__group_floats(p, cols, g, nthreads);
+  if (g > 0 && nthreads == 2 && conv__khalf(p) < p->cin && /* conv__by_khalf */
+      conv__group_floats_sums(p, cols, 1, (size_t)p->cout, 1) > need)
+    need = conv__group_floats_sums(p, cols, 1, (size_t)p->cout, 1);
   return need;
 }
 
@@ -316,6 +334,44 @@ static void conv__by_cols(void *arg, int tid, int nt) {
 }
 
 /* Output channels [r0, r1) of images [n0, n1), `group` images per product (see above). */
+/* Input channels [h0, h1) of images [i0, i0 + gn) into prod (rows [r0, r1) x gn cols),
+ * K slice by K slice: prod = the slices' products summed in order. */
+static void conv__half_sum(const conv_job_t *j, int i0, int gn, int h0, int h1, int r0, int r1,
+                           float *blk, float *prod) {
+  const kern_conv_t *p = j->p;
+  size_t cols = j->cols, nc = (size_t)gn * cols;
+  int khw = p->kh * p->kw;
+  for (int ci0 = h0; ci0 < h1; ci0 += j->group_cin) {
+    int ci1 = h1 - ci0 < j->group_cin ? h1 : ci0 + j->group_cin;
+    if (j->shared)
+      blk = j->kc->scratch[0] + (size_t)ci0 * (size_t)khw * nc;
+    else
+      for (int q = 0; q < gn; q++) /* kernels wider than 1 only: always lowered */
+        kern_im2col_part(p, j->in + (size_t)(i0 + q) * j->in_img, j->h, j->w, j->ow, 0, cols,
+                         ci0, ci1, blk + (size_t)q * cols, nc);
+    kern_sgemm_epi_t e = {.accumulate = ci0 > h0};
+    kern_sgemm_run_k(p->gemm_a, (int)j->kdim, ci0 * khw, ci1 * khw, r0, r1, blk, nc, nc, prod,
+                     nc, &e);
+  }
+}
+
+/* Output row r of image img: the two half-sums (h1 NULL: one), then the epilogue. */
+static void conv__out_row(const conv_job_t *j, int img, int r, const float *h0, const float *h1) {
+  const kern_conv_t *p = j->p;
+  size_t cols = j->cols, off = (size_t)img * j->out_img + (size_t)r * cols;
+  float *o = j->out + off;
+  if (h1)
+    for (size_t c = 0; c < cols; c++) o[c] = h0[c] + h1[c];
+  else
+    memcpy(o, h0, cols * sizeof(float));
+  kern_conv_epi_row(o, j->residual ? j->residual + off : NULL, p->bias ? p->bias[r] : 0.0f, cols,
+                    p->relu);
+}
+
+/* Output channels [r0, r1) of images [n0, n1), `group` images per product (see above).
+ * The sum over K is taken in two halves, input channels [0, khalf) and [khalf, cin),
+ * each K slice by K slice, and the halves then added, whatever the batch and the
+ * threads, so that two threads may each take one half at batch 1 (conv__by_khalf). */
 static void conv__grouped(const conv_job_t *j, int n0, int n1, int r0, int r1, float *scratch) {
   const kern_conv_t *p = j->p;
   size_t cols = j->cols, rows = (size_t)(r1 - r0);
@@ -323,30 +379,46 @@ static void conv__grouped(const conv_job_t *j, int n0, int n1, int r0, int r1, f
   float *blk = scratch, *prod = scratch + (size_t)j->group_cin * (size_t)khw * (size_t)j->group * cols;
   if (j->shared) /* every image's lowering, all of K, in tid 0's scratch (conv__share_lower) */
     prod = scratch + j->kdim * (size_t)j->n * cols;
+  float *prod2 = j->khalf < p->cin ? prod + rows * (size_t)j->group * cols : NULL;
   for (int i0 = n0; i0 < n1; i0 += j->group) {
     int gn = n1 - i0 < j->group ? n1 - i0 : j->group;
     size_t nc = (size_t)gn * cols;
-    for (int ci0 = 0; ci0 < p->cin; ci0 += j->group_cin) {
-      int ci1 = p->cin - ci0 < j->group_cin ? p->cin : ci0 + j->group_cin;
-      if (j->shared)
-        blk = j->kc->scratch[0] + (size_t)ci0 * (size_t)khw * nc;
-      else
-        for (int q = 0; q < gn; q++) /* kernels wider than 1 only: always lowered */
-          kern_im2col_part(p, j->in + (size_t)(i0 + q) * j->in_img, j->h, j->w, j->ow, 0, cols,
-                           ci0, ci1, blk + (size_t)q * cols, nc);
-      kern_sgemm_epi_t e = {.accumulate = ci0 > 0};
-      kern_sgemm_run_k(p->gemm_a, (int)j->kdim, ci0 * khw, ci1 * khw, r0, r1, blk, nc, nc, prod,
-                       nc, &e);
-    }
+    conv__half_sum(j, i0, gn, 0, j->khalf, r0, r1, blk, prod);
+    if (prod2) conv__half_sum(j, i0, gn, j->khalf, p->cin, r0, r1, blk, prod2);
     for (int q = 0; q < gn; q++)
-      for (size_t r = 0; r < rows; r++) {
-        size_t off = (size_t)(i0 + q) * j->out_img + ((size_t)r0 + r) * cols;
-        float *o = j->out + off;
-        memcpy(o, prod + r * nc + (size_t)q * cols, cols * sizeof(float));
-        kern_conv_epi_row(o, j->residual ? j->residual + off : NULL,
-                          p->bias ? p->bias[r0 + (int)r] : 0.0f, cols, p->relu);
-      }
+      for (size_t r = 0; r < rows; r++)
+        conv__out_row(j, i0 + q, r0 + (int)r, prod + r * nc + (size_t)q * cols,
+                      prod2 ? prod2 + r * nc + (size_t)q * cols : NULL);
   }
+}
+
+/* Batch 1 on two threads (ResNet's 3x3/2 conv onto 7x7): each thread takes one half-sum
+ * of conv__grouped, every output channel, lowering its own half of the input channels
+ * into its own scratch; a second task adds the halves and applies the epilogue, each
+ * thread a share of the rows. The row split lowered all of K once, both threads writing
+ * their channels into thread 0's scratch and then reading all of it, so most of a
+ * 900 KB lowering crossed between the cores; here only the other half-sum's rows do
+ * (50 KB), and each thread lowers channels its core wrote in the layer before. Session
+ * 28 (Zen 5), ResNet-50's layer4.0 3x3/2 on 2 threads: bench_conv 0.764-0.773 ->
+ * 0.651-0.652 ms; in a batch-1 forward (bench_engine --profile, alternating) fastest
+ * 0.78-0.79 -> 0.71-0.72 ms, median 0.84-0.87 -> 0.76-0.78. */
+static float *conv__khalf_prod(const conv_job_t *j, int tid) {
+  return j->kc->scratch[tid] + (size_t)j->group_cin * (size_t)(j->p->kh * j->p->kw) * j->cols;
+}
+
+static void conv__by_khalf(void *arg, int tid, int nt) {
+  const conv_job_t *j = arg;
+  (void)nt;
+  int h0 = tid ? j->khalf : 0, h1 = tid ? j->p->cin : j->khalf;
+  conv__half_sum(j, 0, 1, h0, h1, 0, j->p->cout, j->kc->scratch[tid], conv__khalf_prod(j, tid));
+}
+
+static void conv__khalf_add(void *arg, int tid, int nt) {
+  const conv_job_t *j = arg;
+  size_t r0, r1, cols = j->cols;
+  pool_split((size_t)j->p->cout, tid, nt, &r0, &r1);
+  const float *a = conv__khalf_prod(j, 0), *b = conv__khalf_prod(j, 1);
+  for (size_t r = r0; r < r1; r++) conv__out_row(j, 0, (int)r, a + r * cols, b + r * cols);
 }
 
 /* The row split's lowering, done once: each thread lowers its share of the input
@@ -438,6 +510,13 @@ void kern_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *in, in
   if (j.group > 0 && (!kc->scratch || conv__group_floats(p, j.cols, j.group, nt) > kc->scratch_floats))
     j.group = 0; /* a context sized for fewer threads: per image, not bit-equal to batch 1 */
   j.group_cin = conv__group_cin(p);
+  j.khalf = conv__khalf(p);
+  if (j.group > 0 && n == 1 && nt == 2 && j.khalf < p->cin &&
+      conv__group_floats_sums(p, j.cols, 1, (size_t)p->cout, 1) <= kc->scratch_floats) {
+    pool_run(kc->pool, conv__by_khalf, &j);
+    pool_run(kc->pool, conv__khalf_add, &j);
+    return;
+  }
   if (j.group > 0 && nt > 1 && n >= 2 * nt) {
     int g = conv__img_group(p, j.cols, n, nt, kc->scratch_floats);
     if (g > 0) {

@@ -7,8 +7,10 @@
  * summation yet far below the O(mag) error of a wrong index, tap or padding. */
 #include <criterion/criterion.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cnn.h"
+#include "kern_sgemm.h"
 #include "ref.h"
 
 typedef struct {
@@ -233,4 +235,42 @@ Test(kern_conv, winograd_small_maps) {
       {1, 16, 16, 17, 17, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, /* 17 wide: row runs */
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) conv_check(&rng, &cases[i]);
+}
+
+/* A grouped conv (K slices, kern_conv.c) gives an image the same bits whichever way it
+ * runs: alone on one thread, alone on two (each thread one half-sum, conv__by_khalf),
+ * and in a batch on two (a row split) or three threads. The engine's sgemm only: the
+ * OpenBLAS fallback's blocking follows the matrix size. */
+Test(kern_conv, grouped_image_same_bits_alone_and_batched) {
+  if (!kern_sgemm_available()) cr_skip_test("no engine sgemm on this CPU: OpenBLAS sums");
+  ref_rng_t rng = {777};
+  cnn_blas_single_thread();
+  enum { N = 3, CIN = 130, COUT = 48, H = 13, OH = 7 };
+  size_t in_img = (size_t)CIN * H * H, out_img = (size_t)COUT * OH * OH;
+  float *in = ref_random(&rng, N * in_img, -1, 1), *res = ref_random(&rng, N * out_img, -1, 1);
+  float *wt = ref_random(&rng, (size_t)COUT * CIN * 9, -1, 1), *bias = ref_random(&rng, COUT, -1, 1);
+  float *batch = malloc(N * out_img * sizeof *batch), *one = malloc(out_img * sizeof *one);
+  cr_assert(batch && one);
+  kern_conv_t p = {CIN, COUT, 3, 3, 2, 2, 1, 1, 1, 1, wt, bias, 1, NULL, NULL, OH, OH, 0, 0};
+  cr_assert_eq(kern_conv_prepare(&p), 0);
+  cr_assert(!p.packed && !p.poly, "expected the grouped im2col path");
+  for (int threads = 2; threads <= 3; threads++) {
+    ref_kctx_t t;
+    ref_kctx_init(&t, threads, kern_conv2d_scratch_floats(&p, H, H, OH, OH, threads));
+    kern_conv2d(&t.kc, &p, in, N, H, H, batch, OH, OH, res);
+    for (int img = 0; img < N; img++)
+      for (int alone = 1; alone <= 2; alone++) {
+        ref_kctx_t a;
+        ref_kctx_init(&a, alone, kern_conv2d_scratch_floats(&p, H, H, OH, OH, alone));
+        memset(one, 0xFF, out_img * sizeof *one);
+        kern_conv2d(&a.kc, &p, in + img * in_img, 1, H, H, one, OH, OH, res + img * out_img);
+        cr_assert_eq(memcmp(one, batch + img * out_img, out_img * sizeof *one), 0,
+                     "image %d alone on %d threads differs from a batch of %d on %d threads",
+                     img, alone, N, threads);
+        ref_kctx_deinit(&a);
+      }
+    ref_kctx_deinit(&t);
+  }
+  kern_conv_release(&p);
+  free(in), free(res), free(wt), free(bias), free(batch), free(one);
 }
