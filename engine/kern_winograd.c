@@ -64,7 +64,7 @@ enum {
   WINO4_MIN_OUT = 56 * 56,  /* F(4x4) from this many outputs per map (kern_wino4.c), */
   WINO4_MIN_OUT_WIDE = 28 * 28, /* or from this many for layers of at least */
   WINO4_WIDE_CIN = 96,          /* this many input channels, */
-  WINO4_MIN_OUT_WIDENING = 14 * 14, /* or this many for such layers not narrowing */
+  WINO4_MIN_OUT_WIDENING = 14 * 14, /* or this many for such layers that widen (AVX2: or keep) */
   WINO_BUDGET = 1 << 20,    /* V + M floats per thread: 4 MB (see wino__tb), */
   WINO_BUDGET_SMALL_U = 1 << 18, /* 1 MB for layers whose U has at most */
   WINO_SMALL_U = 300000,         /* this many floats (1.2 MB) */
@@ -182,7 +182,8 @@ void kern_wino_weights(const kern_conv_t *p, const double (*gm)[3], int n, int c
 static const double wino2_g[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
 
 /* F(4x4) where it pays and is built: maps of at least WINO4_MIN_OUT outputs, and
- * 28x28 maps whose layers are wide, and 14x14 ones whose wide layers do not narrow. Measured
+ * 28x28 maps whose layers are wide, and 14x14 ones whose wide layers widen (AVX2 builds:
+ * or keep their width). Measured
  * in forwards (per-node minima, alternating builds): ResNet layer2's 128->128 on 28x28
  * 0.51 -> 0.38 ms on one thread (the image-serial prefix of a batch) and 0.262 -> 0.253
  * ms on two; GoogLeNet's 16->32 and 32->96 lose. On the Zen 3 host with the AVX2 wide
@@ -195,12 +196,24 @@ static const double wino2_g[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5
  * then; in session 13, with the sgemm's fused B copy, ResNet-50 batch 1 37.72 -> 37.24
  * ms (sums of per-node minima, 4 alternating runs), ResNet-18 12.38 -> 12.20, and
  * ResNet-50 batch 8 (image-serial through layer3) p50 308 -> 304 ms over 6 alternating
- * runs of 3 s (noise-level): taken. */
+ * runs of 3 s (noise-level): taken. On the Zen 5 host (AVX-512, twice the FMA rate per
+ * core) those layers went back to F(2x2) in AVX-512 builds (session 28): F(4x4)'s U is 9.4 MB a layer against
+ * 4.2, and with 16 tiles per U element the products wait on memory (bench_conv, one layer
+ * on 2 threads: 0.28 ms with U in cache, 0.39-0.41 with it flushed). ResNet-50 batch 1,
+ * 2 threads, alternating: the five layers' fastest 2.01 -> 1.94 ms and medians 2.32 ->
+ * 2.16; sums of node minima lower in 4 of 5 rounds (17.72-17.97 -> 17.60-17.90, one
+ * round 18.27); batch 8 p50 142.0-144.2 -> 142.1-143.3 ms; ResNet-18 unchanged; and 26
+ * MB less to stream and keep for ResNet-50. GoogLeNet's 14x14 layers all widen. */
 static int wino__pick(const kern_conv_t *p) {
   if (wino__s2(p)) return 2;
   long out = (long)p->map_oh * p->map_ow;
+#if defined(__AVX512F__)
+  int widening = p->cout > p->cin; /* AVX-512: the equal-width 14x14 layers wait on memory */
+#else
+  int widening = p->cout >= p->cin; /* AVX2: half the FMA rate, F(4x4) still pays */
+#endif
   int wide = p->cin >= WINO4_WIDE_CIN &&
-             (out >= WINO4_MIN_OUT_WIDE || (out >= WINO4_MIN_OUT_WIDENING && p->cout >= p->cin));
+             (out >= WINO4_MIN_OUT_WIDE || (out >= WINO4_MIN_OUT_WIDENING && widening));
   return kern_wino4_supported() && (out >= WINO4_MIN_OUT || wide) ? 4 : 2;
 }
 
