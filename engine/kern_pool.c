@@ -338,8 +338,22 @@ static void pool__bands(void *arg, int tid, int nt) {
   const pool_job_t *j = arg;
   size_t r0, r1, in_plane = (size_t)j->h * j->w, out_plane = (size_t)j->oh * j->ow;
   pool_split((size_t)j->oh, tid, nt, &r0, &r1);
-  for (size_t i = 0; i < j->planes && r0 < r1; i++)
+  /* The band's input rows, clipped to the plane. The next plane's are prefetched before
+   * this one is pooled: planes lie a whole map apart, which the hardware prefetcher does
+   * not follow. Session 28 (Zen 5), alternating: ResNet-50's pool fastest / median
+   * 0.092-0.113 / 0.110-0.129 -> 0.078-0.085 / 0.096-0.103 ms, GoogLeNet's maxpool1
+   * medians 0.18-0.20 -> 0.12-0.13 ms. */
+  const kern_pool_t *p = j->p;
+  long y0 = (long)r0 * p->stride_h - p->pad_t, y1 = (long)(r1 - 1) * p->stride_h - p->pad_t + p->kh;
+  if (y0 < 0) y0 = 0;
+  if (y1 > j->h) y1 = j->h;
+  size_t pf0 = (size_t)y0 * (size_t)j->w, pf1 = (size_t)y1 * (size_t)j->w;
+  for (size_t i = 0; i < j->planes && r0 < r1; i++) {
+    const float *next = j->in + (i + 1) * in_plane;
+    for (size_t q = pf0; i + 1 < j->planes && q < pf1; q += 16)
+      _mm_prefetch((const char *)(next + q), _MM_HINT_T0);
     pool__max_3x3s2_flat(j, j->in + i * in_plane, j->out + i * out_plane, (int)r0, (int)r1);
+  }
 #else
   (void)arg, (void)tid, (void)nt;
 #endif

@@ -8,6 +8,9 @@
  * machine is shared and noise only ever adds time), then the ResNet-50 total conv
  * time (each shape weighted by how often it occurs in the network).
  * Usage: build/bench/bench_conv [reps [only-shapes-containing]]   (default 15)
+ * BENCH_COLD=1 evicts every cache before each timed call (by writing 96 MB, whose dirty
+ * lines are then written back during the call), 2 does so and warms the activations
+ * again, 3 flushes only the layer's packed weights (clflush), as a forward meets them.
  */
 #include <cblas.h>
 #include <immintrin.h>
@@ -63,7 +66,7 @@ static float *rnd(size_t n) {
   return v;
 }
 
-/* BENCH_COLD=1: evict the caches before each timed call, as a network's forward
+/* BENCH_COLD=1 and 2: evict the caches before each timed call, as a network's forward
  * meets each layer's weights (the sum of all weights is far larger than L3). */
 static int g_cold;
 static void evict_caches(void) {
