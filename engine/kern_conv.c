@@ -80,7 +80,7 @@ typedef struct {
   int direct;
   int split_rows; /* kern_im2col takes tmp after the lowered block (kern_im2col_tmp_floats) */
   int group, group_cin;                /* conv__grouped: images per product, channels per K slice */
-  int khalf;                           /* conv__grouped: the channel its second half-sum starts at */
+  int khalf;                           /* conv__grouped: where its second half-sum starts */
   int shared;                          /* row split: the whole lowering in tid 0's scratch */
   kern_rows_t rows;                    /* row split: the shares and their tails */
   size_t vecs_img, chunk_vecs, chunks; /* column split: chunks of chunk_vecs 16-col vectors */
@@ -169,7 +169,8 @@ static int conv__khalf(const kern_conv_t *p) {
 static size_t conv__group_floats_sums(const kern_conv_t *p, size_t cols, int g, size_t rows,
                                       int sums) {
   size_t gcols = (size_t)g * cols;
-  return (size_t)conv__group_cin(p) * (size_t)(p->kh * p->kw) * gcols + (size_t)sums * rows * gcols;
+  return (size_t)conv__group_cin(p) * (size_t)(p->kh * p->kw) * gcols +
+         (size_t)sums * rows * gcols;
 }
 
 static size_t conv__group_floats_rows(const kern_conv_t *p, size_t cols, int g, size_t rows) {
@@ -333,7 +334,6 @@ static void conv__by_cols(void *arg, int tid, int nt) {
   }
 }
 
-/* Output channels [r0, r1) of images [n0, n1), `group` images per product (see above). */
 /* Input channels [h0, h1) of images [i0, i0 + gn) into prod (rows [r0, r1) x gn cols),
  * K slice by K slice: prod = the slices' products summed in order. */
 static void conv__half_sum(const conv_job_t *j, int i0, int gn, int h0, int h1, int r0, int r1,

@@ -344,7 +344,8 @@ static void pool__bands(void *arg, int tid, int nt) {
    * 0.092-0.113 / 0.110-0.129 -> 0.078-0.085 / 0.096-0.103 ms, GoogLeNet's maxpool1
    * medians 0.18-0.20 -> 0.12-0.13 ms. */
   const kern_pool_t *p = j->p;
-  long y0 = (long)r0 * p->stride_h - p->pad_t, y1 = (long)(r1 - 1) * p->stride_h - p->pad_t + p->kh;
+  long y0 = (long)r0 * p->stride_h - p->pad_t;
+  long y1 = (long)(r1 - 1) * p->stride_h - p->pad_t + p->kh;
   if (y0 < 0) y0 = 0;
   if (y1 > j->h) y1 = j->h;
   size_t pf0 = (size_t)y0 * (size_t)j->w, pf1 = (size_t)y1 * (size_t)j->w;

@@ -183,24 +183,24 @@ static const double wino2_g[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5
 
 /* F(4x4) where it pays and is built: maps of at least WINO4_MIN_OUT outputs, and
  * 28x28 maps whose layers are wide, and 14x14 ones whose wide layers widen (AVX2 builds:
- * or keep their width). Measured
- * in forwards (per-node minima, alternating builds): ResNet layer2's 128->128 on 28x28
- * 0.51 -> 0.38 ms on one thread (the image-serial prefix of a batch) and 0.262 -> 0.253
- * ms on two; GoogLeNet's 16->32 and 32->96 lose. On the Zen 3 host with the AVX2 wide
- * sgemm (session 12, 2 threads): GoogLeNet's 96->128 and 128->192 on 28x28 0.81 -> 0.66
- * and 1.41 -> 1.05 ms at batch 1, 5.5 -> 4.0 and 9.9 -> 7.0 ms at batch 8 (on the Zen 5
- * they had lost 1.5% and 6% at batch 1); its 14x14 96->208 .. 160->320 gain 0.27 ms in
- * all at batch 1 (13.21 -> 12.88 ms) and lose 1.3 ms at batch 8 (106 -> 107): kept, for
- * the latency. ResNet-50's layer3 256->256 on 14x14 gained 0.08 ms each at batch 1 and
- * lost 0.15 at batch 8 (per-node minima, batched), for 26 MB more weights: not taken
- * then; in session 13, with the sgemm's fused B copy, ResNet-50 batch 1 37.72 -> 37.24
- * ms (sums of per-node minima, 4 alternating runs), ResNet-18 12.38 -> 12.20, and
- * ResNet-50 batch 8 (image-serial through layer3) p50 308 -> 304 ms over 6 alternating
- * runs of 3 s (noise-level): taken. On the Zen 5 host (AVX-512, twice the FMA rate per
- * core) those layers went back to F(2x2) in AVX-512 builds (session 28): F(4x4)'s U is 9.4 MB a layer against
- * 4.2, and with 16 tiles per U element the products wait on memory (bench_conv, one layer
- * on 2 threads: 0.28 ms with U in cache, 0.39-0.41 with it flushed). ResNet-50 batch 1,
- * 2 threads, alternating: the five layers' fastest 2.01 -> 1.94 ms and medians 2.32 ->
+ * or keep their width). Measured in forwards (per-node minima, alternating builds):
+ * ResNet layer2's 128->128 on 28x28 0.51 -> 0.38 ms on one thread (the image-serial
+ * prefix of a batch) and 0.262 -> 0.253 ms on two; GoogLeNet's 16->32 and 32->96 lose.
+ * On the Zen 3 host with the AVX2 wide sgemm (session 12, 2 threads): GoogLeNet's
+ * 96->128 and 128->192 on 28x28 0.81 -> 0.66 and 1.41 -> 1.05 ms at batch 1, 5.5 -> 4.0
+ * and 9.9 -> 7.0 ms at batch 8 (on the Zen 5 they had lost 1.5% and 6% at batch 1); its
+ * 14x14 96->208 .. 160->320 gain 0.27 ms in all at batch 1 (13.21 -> 12.88 ms) and lose
+ * 1.3 ms at batch 8 (106 -> 107): kept, for the latency. ResNet-50's layer3 256->256 on
+ * 14x14 gained 0.08 ms each at batch 1 and lost 0.15 at batch 8 (per-node minima,
+ * batched), for 26 MB more weights: not taken then; in session 13, with the sgemm's
+ * fused B copy, ResNet-50 batch 1 37.72 -> 37.24 ms (sums of per-node minima, 4
+ * alternating runs), ResNet-18 12.38 -> 12.20, and ResNet-50 batch 8 (image-serial
+ * through layer3) p50 308 -> 304 ms over 6 alternating runs of 3 s (noise-level): taken.
+ * On the Zen 5 host (AVX-512, twice the FMA rate per core) those layers went back to
+ * F(2x2) in AVX-512 builds (session 28): F(4x4)'s U is 9.4 MB a layer against 4.2, and
+ * with 16 tiles per U element the products wait on memory (bench_conv, one layer on 2
+ * threads: 0.28 ms with U in cache, 0.39-0.41 with it flushed). ResNet-50 batch 1 on 2
+ * threads, alternating: the five layers' fastest 2.01 -> 1.94 ms and medians 2.32 ->
  * 2.16; sums of node minima lower in 4 of 5 rounds (17.72-17.97 -> 17.60-17.90, one
  * round 18.27); batch 8 p50 142.0-144.2 -> 142.1-143.3 ms; ResNet-18 unchanged; and 26
  * MB less to stream and keep for ResNet-50. GoogLeNet's 14x14 layers all widen. */

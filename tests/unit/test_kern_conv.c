@@ -253,7 +253,8 @@ Test(kern_conv, grouped_image_same_bits_alone_and_batched) {
   enum { N = 3, CIN = 130, COUT = 48, H = 13, OH = 7 };
   size_t in_img = (size_t)CIN * H * H, out_img = (size_t)COUT * OH * OH;
   float *in = ref_random(&rng, N * in_img, -1, 1), *res = ref_random(&rng, N * out_img, -1, 1);
-  float *wt = ref_random(&rng, (size_t)COUT * CIN * 9, -1, 1), *bias = ref_random(&rng, COUT, -1, 1);
+  float *wt = ref_random(&rng, (size_t)COUT * CIN * 9, -1, 1);
+  float *bias = ref_random(&rng, COUT, -1, 1);
   float *batch = malloc(N * out_img * sizeof *batch), *one = malloc(out_img * sizeof *one);
   cr_assert(batch && one);
   kern_conv_t p = {CIN, COUT, 3, 3, 2, 2, 1, 1, 1, 1, wt, bias, 1, NULL, NULL, OH, OH, 0, 0};
