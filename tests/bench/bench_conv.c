@@ -21,6 +21,7 @@
 
 #include "bench_time.h"
 #include "cnn.h"
+#include "kern_sgemm.h"
 #include "kernels.h"
 
 typedef struct {
@@ -103,8 +104,9 @@ static double time_conv(const shape_t *s, int n, int threads, int reps) {
   for (int r = -2; r < reps; r++) {
     if (g_cold && g_cold < 3) evict_caches();
     if (g_cold == 3) { /* only the weights flushed (clflush: no dirty junk to write back) */
-      size_t rows = (size_t)(s->cout + 15) / 16 * 16, xi = (size_t)(p.wino_m + 2) * (p.wino_m + 2);
-      size_t bytes = rows * (size_t)s->cin * 4 * (p.packed ? xi : (size_t)(s->k * s->k));
+      size_t planes = p.packed ? (size_t)(p.wino_m + 2) * (size_t)(p.wino_m + 2) : 1; /* U */
+      int k = p.packed ? s->cin : s->cin * s->k * s->k;
+      size_t bytes = planes * kern_sgemm_packed_floats(s->cout, k) * sizeof(float);
       const char *base = p.packed ? (const char *)p.packed : (const char *)p.gemm_a;
       for (size_t i = 0; base && i < bytes; i += 64) _mm_clflush(base + i);
       _mm_mfence();
