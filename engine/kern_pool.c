@@ -319,8 +319,13 @@ static void pool__max_3x3_same(const float *x, int h, int w, float *y) {
  * 0.202-0.242 -> 0.109-0.111 / 0.156-0.167 ms; close together 0.079-0.086 / 0.111-0.129
  * -> 0.074-0.082 / 0.090-0.108. Smaller planes keep the plane split: with every flat
  * pool banded, GoogLeNet's pools (bands on 28x28 and 14x14 outputs doubled the per-plane
- * set-up) went 0.63-0.65 / 0.72-0.73 -> 0.66-0.69 / 0.78-0.80 ms. */
-enum { POOL_BAND_MIN_OUT = 1024 };
+ * set-up) went 0.63-0.65 / 0.72-0.73 -> 0.66-0.69 / 0.78-0.80 ms. With the bands'
+ * prefetch (below), GoogLeNet's maxpool2 (56x56 -> 28x28, 192 planes, after conv3's
+ * tile split, which also writes each thread a band of rows) gains from bands too: its
+ * fastest / median over 5 alternating rounds (session 29, Zen 5, 2 threads)
+ * 0.104-0.109 / 0.117-0.128 -> 0.087-0.088 / 0.098-0.101 ms; the 1x1 convs reading
+ * its output unchanged (0.050-0.054 ms). So the threshold is a 28x28 output. */
+enum { POOL_BAND_MIN_OUT = 28 * 28 };
 
 static int pool__banded(const pool_job_t *j, int nt) {
 #if defined(__AVX512F__)

@@ -60,8 +60,11 @@ Test(kern_pool, network_windows_ceil_mode) {
   for (int i = 0; i < 8; i++) pool_check(&rng, 0, &sp, 2, 3, side[i][0], side[i][1], 1, 2);
   kern_pool_t rp = {3, 3, 2, 2, 1, 1, 1, 1, 0}; /* ResNet stem maxpool */
   pool_check(&rng, 0, &rp, 1, 8, 112, 112, 0, 2);
-  /* one image onto >= 1024 outputs a plane: bands of output rows (pool__bands), on 2
-   * and 3 threads, odd heights, the last window of a ceil-mode pool clipped */
+  /* one image onto >= 28 x 28 outputs a plane: bands of output rows (pool__bands), on 2
+   * and 3 threads, odd heights, the last window of a ceil-mode pool clipped; GoogLeNet's
+   * maxpool2 (56x56 -> 28x28 ceil) exactly at the threshold */
+  pool_check(&rng, 0, &mp, 1, 3, 56, 56, 1, 2);
+  pool_check(&rng, 0, &mp, 1, 3, 56, 56, 1, 3);
   pool_check(&rng, 0, &rp, 1, 2, 65, 66, 0, 3);
   pool_check(&rng, 0, &rp, 1, 3, 64, 64, 0, 2);
   pool_check(&rng, 0, &mp, 1, 2, 67, 64, 1, 3);
