@@ -46,13 +46,17 @@ Test(profile, medians_and_sums) {
   cr_assert_eq(cnn_ctx_set_profiling(c, 1), 0);
   char *text = profile_text(c, x, y, 5);
   long runs = 0, kept = 0;
-  double fastest = 0, median = 0;
+  double fastest = 0, median = 0, fwd_fastest = 0, fwd_median = 0;
   cr_assert_eq(sscanf(text,
                       "profile: each node's fastest of %ld forwards and median of %ld, %lf and "
-                      "%lf ms",
-                      &runs, &kept, &fastest, &median),
-               4, "header: %.200s", text);
+                      "%lf ms in all; the forwards' node sums: fastest %lf, median %lf ms",
+                      &runs, &kept, &fastest, &median, &fwd_fastest, &fwd_median),
+               6, "header: %.200s", text);
   cr_assert(runs == 5 && kept == 5, "%ld forwards, %ld kept", runs, kept);
+  /* no forward's node sum is below the sum of the node minima, and the median forward
+   * is not faster than the fastest */
+  cr_assert(fwd_fastest >= fastest - 0.001 && fwd_median >= fwd_fastest,
+            "forwards %g and %g, node minima %g", fwd_fastest, fwd_median, fastest);
   /* nanosecond clocks: some node always varies over 5 forwards, so the median sum
    * exceeds the fastest (a median that were the minimum would not) */
   cr_assert(fastest > 0 && median > fastest, "sums %g and %g", fastest, median);
