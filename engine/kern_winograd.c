@@ -182,8 +182,8 @@ void kern_wino_weights(const kern_conv_t *p, const double (*gm)[3], int n, int c
 static const double wino2_g[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
 
 /* F(4x4) where it pays and is built: maps of at least WINO4_MIN_OUT outputs, and
- * 28x28 maps whose layers are wide, and 14x14 ones whose wide layers widen (AVX2 builds:
- * or keep their width). Measured in forwards (per-node minima, alternating builds):
+ * 28x28 maps whose layers are wide, and in AVX2 builds 14x14 ones whose wide layers
+ * widen or keep their width (AVX-512 builds: none, see below). Measured in forwards (per-node minima, alternating builds):
  * ResNet layer2's 128->128 on 28x28 0.51 -> 0.38 ms on one thread (the image-serial
  * prefix of a batch) and 0.262 -> 0.253 ms on two; GoogLeNet's 16->32 and 32->96 lose.
  * On the Zen 3 host with the AVX2 wide sgemm (session 12, 2 threads): GoogLeNet's
@@ -203,12 +203,21 @@ static const double wino2_g[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5
  * threads, alternating: the five layers' fastest 2.01 -> 1.94 ms and medians 2.32 ->
  * 2.16; sums of node minima lower in 4 of 5 rounds (17.72-17.97 -> 17.60-17.90, one
  * round 18.27); batch 8 p50 142.0-144.2 -> 142.1-143.3 ms; ResNet-18 unchanged; and 26
- * MB less to stream and keep for ResNet-50. GoogLeNet's 14x14 layers all widen. */
+ * MB less to stream and keep for ResNet-50. GoogLeNet's 14x14 layers, which all widen
+ * (96->208 .. 160->320), followed in session 29: their F(4x4) U is 24.6 MB against 10.9,
+ * each element serving 16 tiles of a 14x14 map padded to 16x16 (F(2x2): 49 tiles, 1.36x
+ * the products' work). GoogLeNet batch 1 on 2 threads, alternating, the five layers'
+ * fastest / median sums 0.95-1.05 / 1.06-1.34 -> 0.92-0.99 / 0.98-1.05 ms in three
+ * rounds, every layer faster in each, and the forwards' median node sums lower in five
+ * rounds of six (8.50 / 8.67 / 7.38 / 8.32 / 8.69 / 8.67 -> 7.66 / 7.24 / 7.38 / 8.23 /
+ * 8.65 / 8.57 ms); batch 8, where U serves 128 tiles, 1-3% slower (p50 46.7 / 50.0 /
+ * 46.8 -> 48.4 / 50.0 / 48.7 ms), which its margin over ONNX Runtime absorbs. The 28x28
+ * wide layers keep F(4x4): with F(2x2) GoogLeNet's 128->192 went 0.39 -> 0.50-0.55 ms. */
 static int wino__pick(const kern_conv_t *p) {
   if (wino__s2(p)) return 2;
   long out = (long)p->map_oh * p->map_ow;
 #if defined(__AVX512F__)
-  int widening = p->cout > p->cin; /* AVX-512: the equal-width 14x14 layers wait on memory */
+  int widening = 0; /* AVX-512: F(4x4) on 14x14 maps waits on memory, widening or not */
 #else
   int widening = p->cout >= p->cin; /* AVX2: half the FMA rate, F(4x4) still pays */
 #endif

@@ -47,7 +47,7 @@ static void conv_check(ref_rng_t *rng, const conv_case_t *c) {
 #endif
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 #if defined(__AVX512F__)
-  int widening = c->cout > c->cin;
+  int widening = 0; /* AVX-512 builds: no F(4x4) on 14x14 maps */
 #else
   int widening = c->cout >= c->cin;
 #endif
@@ -174,8 +174,9 @@ Test(kern_conv, winograd4_random_shapes) {
 }
 
 /* From 28x28 outputs, layers of at least 96 input channels take F(4x4) too (ResNet's
- * layer2), and from 14x14 ones those with at least as many outputs as inputs (GoogLeNet's
- * 4a-4e, ResNet's layer3); narrower layers and maps keep F(2x2). Row and tile splits,
+ * layer2), and in AVX2 builds from 14x14 ones those with at least as many outputs as
+ * inputs (GoogLeNet's 4a-4e, ResNet's layer3; AVX-512 builds keep F(2x2) on 14x14 maps);
+ * narrower layers and maps keep F(2x2). Row and tile splits,
  * one and two images; at most 8 tiles a row, so blocks of whole images take the
  * two-tile-rows-per-vector transforms (kern_wino4_rows_*), the 31x29 one with a last
  * tile row alone and 29 columns (two registers a row, the second partial). */
@@ -190,7 +191,7 @@ Test(kern_conv, winograd4_wide_layers_from_28x28_widening_from_14x14) {
       {1, 128, 160, 28, 28, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 2},  /* widens */
       {1, 128, 128, 26, 26, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 2},  /* 26x26: F(2x2) */
       {1, 64, 96, 28, 28, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 2},    /* narrow: F(2x2) */
-      {2, 96, 208, 14, 14, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2},   /* 14x14, widens */
+      {2, 96, 208, 14, 14, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2},   /* 14x14, widens (AVX2: 4x4) */
       {1, 112, 112, 14, 14, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2},  /* as wide: F(2x2) (AVX2: 4x4) */
       {1, 128, 112, 14, 14, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 2},  /* 14x14 narrows: F(2x2) */
   };
