@@ -64,7 +64,7 @@ enum {
   WINO4_MIN_OUT = 56 * 56,  /* F(4x4) from this many outputs per map (kern_wino4.c), */
   WINO4_MIN_OUT_WIDE = 28 * 28, /* or from this many for layers of at least */
   WINO4_WIDE_CIN = 96,          /* this many input channels, */
-  WINO4_MIN_OUT_WIDENING = 14 * 14, /* or this many for such layers that widen (AVX2: or keep) */
+  WINO4_MIN_OUT_WIDENING = 14 * 14, /* AVX2 builds: or this many if they widen or keep */
   WINO_BUDGET = 1 << 20,    /* V + M floats per thread: 4 MB (see wino__tb), */
   WINO_BUDGET_SMALL_U = 1 << 18, /* 1 MB for layers whose U has at most */
   WINO_SMALL_U = 300000,         /* this many floats (1.2 MB) */
@@ -183,9 +183,10 @@ static const double wino2_g[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5
 
 /* F(4x4) where it pays and is built: maps of at least WINO4_MIN_OUT outputs, and
  * 28x28 maps whose layers are wide, and in AVX2 builds 14x14 ones whose wide layers
- * widen or keep their width (AVX-512 builds: none, see below). Measured in forwards (per-node minima, alternating builds):
- * ResNet layer2's 128->128 on 28x28 0.51 -> 0.38 ms on one thread (the image-serial
- * prefix of a batch) and 0.262 -> 0.253 ms on two; GoogLeNet's 16->32 and 32->96 lose.
+ * widen or keep their width (AVX-512 builds: none, see below). Measured in forwards
+ * (per-node minima, alternating builds): ResNet layer2's 128->128 on 28x28 0.51 -> 0.38
+ * ms on one thread (the image-serial prefix of a batch) and 0.262 -> 0.253 ms on two;
+ * GoogLeNet's 16->32 and 32->96 lose.
  * On the Zen 3 host with the AVX2 wide sgemm (session 12, 2 threads): GoogLeNet's
  * 96->128 and 128->192 on 28x28 0.81 -> 0.66 and 1.41 -> 1.05 ms at batch 1, 5.5 -> 4.0
  * and 9.9 -> 7.0 ms at batch 8 (on the Zen 5 they had lost 1.5% and 6% at batch 1); its
