@@ -421,10 +421,10 @@ static int serve(daemon_t *d) {
  * next decode faulted the same pages in again: 23 minor faults per image at ResNet-50's
  * maximum load (`make bench-http`'s load, 10 s), and a fresh page costs ~25 us on this
  * host's VMs, so decode + preprocess took 2.33 ms an image in the daemon against 1.5
- * alone. With arena tops kept up to 16 MiB: 0.6 faults per image, 1.75 ms, RSS under
- * load unchanged (210 -> 211 MiB). Blocks this size are all below the mmap threshold,
- * so this only keeps what the busy threads reuse; idle, memtrim (memtrim.h) still
- * returns every free page with malloc_trim(0). */
+ * alone. With arena tops kept up to 16 MiB: 0.0-0.6 faults per image, 1.75-1.84 ms,
+ * RSS under load unchanged (210 -> 211 MiB). Arena blocks are all smaller than the mmap
+ * threshold, so this keeps only the free tops the busy threads reuse; once the daemon is
+ * idle, memtrim (memtrim.h) still returns every free page with malloc_trim(0). */
 #define DAEMON_TRIM_THRESHOLD (16 * 1024 * 1024)
 
 int daemon_main(int argc, char **argv) {
