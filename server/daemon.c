@@ -413,8 +413,19 @@ static int serve(daemon_t *d) {
  * which kept the freed generations: idle RSS after 0..8 reloads of resnet18 +
  * googlenet + resnet50 went 362, 600, 765, 832, 844, 864, 896, 896, 896 MiB.
  * A fixed threshold (which also stops the adjustment) gives every buffer of
- * 256 KiB or more its own mapping, returned to the kernel when freed. */
-#define DAEMON_MMAP_THRESHOLD (256 * 1024)
+ * the threshold or more its own mapping, returned to the kernel when freed, and
+ * malloc_trim(0) when a generation is freed (modelset.c) returns the rest.
+ * It was 256 KiB until session 30. But a fresh page costs 10-25 us on the Zen 5 VMs
+ * (4-9 us even prefaulted with MADV_POPULATE_WRITE), and every request body of 256 KiB
+ * or more was then a new mapping, faulted in page by page. A 4.6 MB JPEG (3000x2000)
+ * posted 20 times to resnet50: 2,392 minor faults a request, preprocess 66 ms, total
+ * 146 ms. At 16 MiB (bodies grow by doubling, so those up to 8 MB stay in the arenas):
+ * 2-123 faults, 43 ms, 98 ms. Costs: more of the load's blocks share arenas with the
+ * weights. resnet18 + googlenet idle 191 -> 213 MiB (tests/overload/test_reload_memory.py,
+ * 202 after 5 reloads: no growth), `make bench-http`'s RSS 1.22-1.24x -> 1.23-1.30x
+ * of weights + arena (target 1.5x), and freed bodies stay in the arenas until the daemon
+ * is idle (memtrim.h), at most upload_memory of them. */
+#define DAEMON_MMAP_THRESHOLD (16 * 1024 * 1024)
 /* Fixing the mmap threshold also froze the trim threshold at glibc's 128 KiB, so each
  * decode's temporaries (the resize rows, ~220 KB for a 480x360 JPEG, and the 150 KB
  * crop) left a free arena top past it, which free() handed back to the kernel, and the
@@ -422,9 +433,9 @@ static int serve(daemon_t *d) {
  * maximum load (`make bench-http`'s load, 10 s), and a fresh page costs ~25 us on this
  * host's VMs, so decode + preprocess took 2.33 ms an image in the daemon against 1.5
  * alone. With arena tops kept up to 16 MiB: 0.0-0.6 faults per image, 1.75-1.84 ms,
- * RSS under load unchanged (210 -> 211 MiB). Arena blocks are all smaller than the mmap
- * threshold, so this keeps only the free tops the busy threads reuse; once the daemon is
- * idle, memtrim (memtrim.h) still returns every free page with malloc_trim(0). */
+ * RSS under load unchanged (210 -> 211 MiB). This keeps only the free tops the busy
+ * threads reuse; once the daemon is idle, memtrim (memtrim.h) still returns every free
+ * page with malloc_trim(0). */
 #define DAEMON_TRIM_THRESHOLD (16 * 1024 * 1024)
 
 int daemon_main(int argc, char **argv) {
