@@ -12,7 +12,10 @@
  * back, so the buffer is reused instead: cnn_image_to_tensor decodes, preprocesses and
  * frees on one thread within one call, and lends the decoder that thread's buffer,
  * grown as needed up to IMAGE_PIXELS_KEEP and kept for the thread's next call: 11-14
- * faults per image and 2.05-2.26 ms, in rounds alternating with the old build. What
+ * faults per image and 2.05-2.26 ms, in rounds alternating with the old build. (Since
+ * session 30 the daemon's threshold is 16 MiB and modelset.c trims after a reload, so
+ * there these buffers would come from the arenas anyway; the lending stays for the
+ * library's other callers, where glibc's threshold starts at 128 KiB.) What
  * stays resident for it is at most IMAGE_PIXELS_KEEP per decoding thread, touched only
  * as far as the largest image decoded.
  *

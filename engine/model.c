@@ -14,7 +14,8 @@
  * memory as it can, on all the CPUs it may use: the file is read by several threads
  * (pread shares), the decoder's raw_data blocks become the weights (no copy), and the
  * convs' weights are prepared in parallel without a whole-layer temporary
- * (graph_prepare.c, kern_wino_prepare). Ready after ~0.7 s.
+ * (graph_prepare.c, kern_wino_prepare). Ready after ~0.7 s (session 26), ~0.3-0.4 s
+ * since the change below.
  * The file's buffer comes from cnn_mem_alloc too, so its interior is on huge pages
  * (THP in madvise mode) and is faulted in 2 MiB at a time: on session 30's VM (Zen 5,
  * where a fresh 4 KiB page costs ~10-25 us) ResNet-50's load went from 55,000 minor

@@ -421,7 +421,7 @@ static int serve(daemon_t *d) {
  * posted 20 times to resnet50: 2,392 minor faults a request, preprocess 66 ms, total
  * 146 ms. At 16 MiB (bodies grow by doubling, so those up to 8 MB stay in the arenas):
  * 2-123 faults, 43 ms, 98 ms. Costs: more of the load's blocks share arenas with the
- * weights. resnet18 + googlenet idle 191 -> 213 MiB (tests/overload/test_reload_memory.py,
+ * weights. resnet18 + googlenet idle 191 -> 204-213 MiB (test_reload_memory.py in tests/overload,
  * 202 after 5 reloads: no growth), `make bench-http`'s RSS 1.22-1.24x -> 1.23-1.30x
  * of weights + arena (target 1.5x), and freed bodies stay in the arenas until the daemon
  * is idle (memtrim.h), at most upload_memory of them. */
@@ -430,9 +430,9 @@ static int serve(daemon_t *d) {
  * decode's temporaries (the resize rows, ~220 KB for a 480x360 JPEG, and the 150 KB
  * crop) left a free arena top past it, which free() handed back to the kernel, and the
  * next decode faulted the same pages in again: 23 minor faults per image at ResNet-50's
- * maximum load (`make bench-http`'s load, 10 s), and a fresh page costs ~25 us on this
- * host's VMs, so decode + preprocess took 2.33 ms an image in the daemon against 1.5
- * alone. With arena tops kept up to 16 MiB: 0.0-0.6 faults per image, 1.75-1.84 ms,
+ * maximum load (`make bench-http`'s load, 10 s; measured with the 256 KiB threshold of
+ * then), each ~25 us, so decode + preprocess took 2.33 ms an image in the daemon against
+ * 1.5 alone. With arena tops kept up to 16 MiB: 0.0-0.6 faults per image, 1.75-1.84 ms,
  * RSS under load unchanged (210 -> 211 MiB). This keeps only the free tops the busy
  * threads reuse; once the daemon is idle, memtrim (memtrim.h) still returns every free
  * page with malloc_trim(0). */

@@ -1,7 +1,7 @@
 /*
  * memtrim.c — malloc_trim(0) once the daemon is idle after work (memtrim.h).
  *
- * Why: request bodies (most under the 256 KiB mmap threshold daemon.c sets),
+ * Why: request bodies (those up to 8 MB: under the 16 MiB mmap threshold daemon.c sets),
  * multipart copies and decoder state are malloc'd on whichever MHD or libuv
  * thread handles them, i.e. in glibc's per-thread arenas, and free() returns
  * to the kernel only the top of each arena. After a burst the freed blocks
