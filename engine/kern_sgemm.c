@@ -32,9 +32,21 @@
  *
  * Wide kernel (the usual case): MR = 8 rows (half a panel) x 48 columns (3 zmm) = 24
  * accumulators; each k step is 3 vector loads of B, 8 broadcasts of A and 24 FMAs.
- * Tails of N use 2 or 1 vectors, the last one masked.
- * Tall kernel, for column tails of at most 12 (a 14x14 map's 196 = 4 x 48 + 4, a 7x7
- * map's 49 = 48 + 1), where a 16-lane vector would be mostly empty: vectors run down M
+ * Tails of N use 2 or 1 vectors, the last one masked; a 1-vector tail (and a product of
+ * at most 16 columns) takes a whole panel at once instead (sgemm__tile16: 16 rows, 16
+ * accumulators, a full line of A each k step), and a single column after the 48-column
+ * tiles (a 7x7 map's 49 = 48 + 1, the Winograd blocks of 49 tiles) rides along in the
+ * last wide tile as a ninth vector of 8 lanes (x1). Session 32 (Zen 5, 2 threads,
+ * ResNet-50 batch 1, processes alternating, sums of per-node minima): the panel tile
+ * 18.03 -> 17.68 ms (layer4's Winograd convs, products of 16 tiles: 0.47-0.48 -> 0.39-0.41
+ * ms each; two 8-row tiles had read each line of U twice, half a line a k step, with 8
+ * sums in flight for 4-cycle FMAs), the ninth vector 16.84 -> 16.46 ms (layer4's 3x3/2
+ * and 1x1/2 0.03 ms each, its 1x1 convs and the Winograd layers of 49-tile blocks
+ * 0.01-0.02: the tall kernel's single column was 2 FMAs per 4-cycle step); ResNet-18
+ * both together 6.65 -> 6.15, GoogLeNet 6.28 -> 6.17. Both sum in the same order as the
+ * tiles they replace, so the results are the same bits.
+ * Tall kernel, for other column tails of at most 12 (a 14x14 map's 196 = 4 x 48 + 4),
+ * where a 16-lane vector would be mostly empty: vectors run down M
  * instead, 32 rows (two panels) x up to 12 columns = 24 accumulators; each k step is 2
  * vector loads of A, up to 12 broadcasts of B and 24 FMAs. After the whole K loop its
  * 16 x 12 blocks are transposed in registers and stored as rows of C (scattering them
@@ -120,12 +132,15 @@ static inline const float *sgemm__arow(const float *packed, int r, int k) {
 
 int kern_sgemm_available(void) { return 1; }
 
-/* One MR x (16*NV) tile, the last vector masked by `last`; rows >= mr are not stored. */
+/* One MR x (16*NV) tile, the last vector masked by `last`; rows >= mr are not stored.
+ * With x1 (NV = 3, unmasked) also column 48: its 8 rows' sums in one 8-lane vector, from
+ * the tile's 8 weights of each k step and a broadcast of B's element 48. */
 static inline __attribute__((always_inline)) void
-sgemm__tile(const int nv, const int ind, size_t k, const float *a, const float *b, size_t ldb,
-            const ptrdiff_t *boff, float *c, size_t ldc, int mr, __mmask16 last,
+sgemm__tile(const int nv, const int ind, const int x1, size_t k, const float *a, const float *b,
+            size_t ldb, const ptrdiff_t *boff, float *c, size_t ldc, int mr, __mmask16 last,
             const float *bias, const float *res, size_t ldr, int flags) {
   __m512 acc[KERN_SGEMM_MR][3];
+  __m256 accx = _mm256_setzero_ps(); /* x1: column 48, the tile's 8 rows in one vector */
 #pragma GCC unroll 8
   for (int i = 0; i < KERN_SGEMM_MR; i++)
 #pragma GCC unroll 3
@@ -139,7 +154,9 @@ sgemm__tile(const int nv, const int ind, size_t k, const float *a, const float *
       _mm_prefetch(pb, _MM_HINT_T0);
       if (nv > 1) _mm_prefetch(pb + 64, _MM_HINT_T0);
       if (nv > 2) _mm_prefetch(pb + 128, _MM_HINT_T0);
+      if (x1) _mm_prefetch(pb + 192, _MM_HINT_T0);
     }
+    if (x1) accx = _mm256_fmadd_ps(_mm256_loadu_ps(a), _mm256_set1_ps(bp[48]), accx);
     if (nv == 1) {
       b0 = _mm512_maskz_loadu_ps(last, bp);
     } else if (nv == 2) {
@@ -178,8 +195,65 @@ sgemm__tile(const int nv, const int ind, size_t k, const float *a, const float *
       _mm512_mask_storeu_ps(ci + 16 * j, mk, v);
     }
   }
+  if (x1) {
+    float xs[KERN_SGEMM_MR];
+    _mm256_storeu_ps(xs, accx);
+    for (int i = 0; i < mr && i < KERN_SGEMM_MR; i++) {
+      float *ci = c + (size_t)i * ldc + 48;
+      float v = xs[i] + (bias ? bias[i] : 0.0f);
+      if (flags & SGEMM_ACC) v += *ci;
+      if (res) v += res[(size_t)i * ldr + 48];
+      if ((flags & SGEMM_RELU) && !(v > 0.0f)) v = 0.0f;
+      *ci = v;
+    }
+  }
 }
 
+/* A whole panel's 16 rows x one vector of columns (the last lanes masked by `last`), for
+ * products of at most 16 columns and such tails: 16 accumulators, each k step one full
+ * line of the panel, 16 broadcasts from it and one vector of B (see the top). Rows >= mr
+ * are not stored. */
+static inline __attribute__((always_inline)) void
+sgemm__tile16(const int ind, size_t k, const float *a, const float *b, size_t ldb,
+              const ptrdiff_t *boff, float *c, size_t ldc, int mr, __mmask16 last,
+              const float *bias, const float *res, size_t ldr, int flags) {
+  __m512 acc[KERN_SGEMM_PANEL];
+#pragma GCC unroll 16
+  for (int i = 0; i < KERN_SGEMM_PANEL; i++) acc[i] = _mm512_setzero_ps();
+  size_t pf_end = !ind && (flags & SGEMM_PF_B) && k > SGEMM_PF_B_ROWS ? k - SGEMM_PF_B_ROWS : 0;
+  for (size_t p = 0; p < k; p++) {
+    const float *bp = ind ? b + boff[p] : b;
+    if (p < pf_end) _mm_prefetch((const char *)(bp + SGEMM_PF_B_ROWS * ldb), _MM_HINT_T0);
+    __m512 b0 = _mm512_maskz_loadu_ps(last, bp);
+    _mm_prefetch((const char *)(a + SGEMM_PF_AHEAD), _MM_HINT_T0);
+#pragma GCC unroll 16
+    for (int i = 0; i < KERN_SGEMM_PANEL; i++)
+      acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(a[i]), b0, acc[i]);
+    a += KERN_SGEMM_PANEL;
+    if (!ind) b += ldb;
+  }
+  const __m512 zero = _mm512_setzero_ps();
+#pragma GCC unroll 16
+  for (int i = 0; i < KERN_SGEMM_PANEL; i++) {
+    if (i >= mr) break;
+    float *ci = c + (size_t)i * ldc;
+    __m512 v = _mm512_add_ps(acc[i], _mm512_set1_ps(bias ? bias[i] : 0.0f));
+    if (flags & SGEMM_ACC) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(last, ci));
+    if (res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(last, res + (size_t)i * ldr));
+    if (flags & SGEMM_RELU) v = _mm512_max_ps(v, zero);
+    _mm512_mask_storeu_ps(ci, last, v);
+  }
+}
+static void sgemm__tile16_0(size_t k, const float *a, const float *b, size_t ldb,
+                            const ptrdiff_t *boff, float *c, size_t ldc, int mr, __mmask16 last,
+                            const float *bias, const float *res, size_t ldr, int flags) {
+  sgemm__tile16(0, k, a, b, ldb, boff, c, ldc, mr, last, bias, res, ldr, flags);
+}
+static void sgemm__tile16_1(size_t k, const float *a, const float *b, size_t ldb,
+                            const ptrdiff_t *boff, float *c, size_t ldc, int mr, __mmask16 last,
+                            const float *bias, const float *res, size_t ldr, int flags) {
+  sgemm__tile16(1, k, a, b, ldb, boff, c, ldc, mr, last, bias, res, ldr, flags);
+}
 typedef void (*sgemm_tile_fn)(size_t, const float *, const float *, size_t, const ptrdiff_t *,
                               float *, size_t, int, __mmask16, const float *, const float *,
                               size_t, int);
@@ -188,10 +262,18 @@ typedef void (*sgemm_tile_fn)(size_t, const float *, const float *, size_t, cons
                                        const ptrdiff_t *boff, float *c, size_t ldc, int mr,   \
                                        __mmask16 last, const float *bias, const float *res,   \
                                        size_t ldr, int flags) {                               \
-    sgemm__tile(NV, IND, k, a, b, ldb, boff, c, ldc, mr, last, bias, res, ldr, flags);        \
+    sgemm__tile(NV, IND, 0, k, a, b, ldb, boff, c, ldc, mr, last, bias, res, ldr, flags);     \
   }
 SGEMM_TILE(1, 0) SGEMM_TILE(2, 0) SGEMM_TILE(3, 0)
 SGEMM_TILE(1, 1) SGEMM_TILE(2, 1) SGEMM_TILE(3, 1)
+#define SGEMM_TILE_X1(IND)                                                                   \
+  static void sgemm__tile_x1_##IND(size_t k, const float *a, const float *b, size_t ldb,     \
+                                   const ptrdiff_t *boff, float *c, size_t ldc, int mr,      \
+                                   __mmask16 last, const float *bias, const float *res,      \
+                                   size_t ldr, int flags) {                                  \
+    sgemm__tile(3, IND, 1, k, a, b, ldb, boff, c, ldc, mr, last, bias, res, ldr, flags);      \
+  }
+SGEMM_TILE_X1(0) SGEMM_TILE_X1(1)
 /* [indirect B][vectors - 1] */
 static const sgemm_tile_fn sgemm__tiles[2][3] = {{sgemm__tile_1_0, sgemm__tile_2_0, sgemm__tile_3_0},
                                                  {sgemm__tile_1_1, sgemm__tile_2_1, sgemm__tile_3_1}};
@@ -215,7 +297,8 @@ static void sgemm__block(const float *packed, int kfull, int m0, int m1, int k, 
   int flags = sgemm__flags(epi);
   size_t left = n % 48, full = n - left;
   __mmask16 last = (__mmask16)(0xFFFFu >> (16 - ((left + 15) % 16 + 1)));
-  int tall_tail = left > 0 && left <= SGEMM_TAIL_TALL && m0 % KERN_SGEMM_PANEL == 0 &&
+  int x1 = left == 1 && full >= 48;
+  int tall_tail = !x1 && left > 0 && left <= SGEMM_TAIL_TALL && m0 % KERN_SGEMM_PANEL == 0 &&
                   k >= SGEMM_TAIL_TALL_MIN_K;
   for (int r32 = m0; r32 < m1; r32 += 2 * KERN_SGEMM_PANEL) {
     int rend = m1 - r32 < 2 * KERN_SGEMM_PANEL ? m1 : r32 + 2 * KERN_SGEMM_PANEL;
@@ -225,11 +308,25 @@ static void sgemm__block(const float *packed, int kfull, int m0, int m1, int k, 
       float *cr = c + (size_t)(r - m0) * ldc;
       const float *br = bias ? bias + r : NULL, *rr = res ? res + (size_t)(r - m0) * ldr : NULL;
       int fl = flags | (r == m0 ? SGEMM_PF_B : 0);
-      for (size_t j = 0; j < full; j += 48)
+      for (size_t j = 0; j < full - (x1 ? 48 : 0); j += 48)
         tile[2]((size_t)k, a, b + j, ldb, boff, cr + j, ldc, mr, 0xFFFF, br, rr ? rr + j : NULL,
                 ldr, fl);
+      if (x1) {
+        size_t j = full - 48;
+        (boff ? sgemm__tile_x1_1 : sgemm__tile_x1_0)((size_t)k, a, b + j, ldb, boff, cr + j, ldc,
+                                                     mr, 0xFFFF, br, rr ? rr + j : NULL, ldr, fl);
+        continue;
+      }
       if (left == 0 || tall_tail) continue;
       const float *rj = rr ? rr + full : NULL;
+      if (left <= 16 && r % KERN_SGEMM_PANEL == 0) {
+        int mr16 = m1 - r < KERN_SGEMM_PANEL ? m1 - r : KERN_SGEMM_PANEL;
+        (boff ? sgemm__tile16_1 : sgemm__tile16_0)((size_t)k, a, b + full, ldb, boff, cr + full,
+                                                   ldc, mr16, last, br, rj, ldr, fl);
+        continue;
+      }
+      if (left <= 16 && r - KERN_SGEMM_MR >= m0)
+        continue; /* done by the panel's 16-row tile */
       tile[(left + 15) / 16 - 1]((size_t)k, a, b + full, ldb, boff, cr + full, ldc, mr, last, br,
                                  rj, ldr, fl);
     }

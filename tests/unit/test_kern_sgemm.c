@@ -5,7 +5,8 @@
  * (column tails of at most 12, or products that narrow) with row tails inside its
  * 32-row tiles, products split
  * along K (kern_sgemm_run_k, accumulating into C) and B given by row offsets
- * (kern_sgemm_run_ind). On AVX2 builds the same cases cover that build's wide tiles
+ * (kern_sgemm_run_ind), the whole-panel tile for 1-vector tails and the ninth vector
+ * that takes one column after the wide tiles. On AVX2 builds the same cases cover that build's wide tiles
  * (4 rows x 24 columns, partial last strips), its tall tails of at most 6 columns (a
  * panel or a half panel of rows), M blocks, column chunks and K slices (K > 256). Tolerance as in
  * test_kern_conv.c: 1e-5 of the sum of absolute terms. */
@@ -150,4 +151,22 @@ Test(kern_sgemm, blocks_chunks_and_tails) {
   for (int i = 0; i < 9; i++)
     sgemm_check_k(&rng, cases[i][0], cases[i][1], cases[i][2], cases[i][3], 1 + 2 * (i % 4),
                   cases[i][4]);
+}
+
+/* The whole-panel tile (1-vector tails of 13-16 columns, and products of 13-16 columns
+ * or of at most 12 that the tall kernel does not take: K < 64 or a row range from a half
+ * panel) and the ninth vector of a last wide tile (one column after 48, 96, 144): row
+ * ranges from a half panel and from a later panel, row tails inside the panel, every
+ * epilogue, K slices accumulating and B by offsets. */
+Test(kern_sgemm, panel_tiles_and_one_extra_column) {
+  ref_rng_t rng = {0x7F4A7C159E3779B9ull};
+  static const int cols[] = {13, 14, 15, 16, 61, 64, 112, 3, 10, 49, 97, 145};
+  static const int starts[] = {0, 8, 16, 24};
+  for (int i = 0; i < 12; i++)
+    for (int s = 0; s < 4; s++) {
+      int m0 = starts[s], m = m0 + 1 + (5 * i + 7 * s) % 40, k = i < 7 ? 70 + 31 * s : 40 + 9 * s;
+      if (cols[i] > 48) k = 64 + 97 * s;
+      int slices = s == 1 ? 3 : s == 3 ? -1 : 1;
+      sgemm_check_k(&rng, m, cols[i], k, m0, (i + s) % 8, slices);
+    }
 }
