@@ -24,6 +24,9 @@
  *    Winograd variant does not take (below 14x14, or fewer than 8 channels) read
  *    the input's phase planes in place, one product of K = 9 cin with no lowering
  *    (kern_conv_poly.c);
+ *  - stride-2 kernels at least 5 wide (the 7x7 stems) on AVX-512 builds: one product
+ *    per output row, its B rows read in place from the input's column phases
+ *    (kern_conv_s2rows.c), prepared as here (gemm_a);
  *  - K slices (conv__grouped: the other kernels wider than 1 on maps of at most 196 outputs):
  *    the product runs over about 512 rows of K at a time, accumulating, and at
  *    batch > 1 over several images' columns side by side, so the weights stream
@@ -197,6 +200,7 @@ int kern_conv_prepare(kern_conv_t *p) {
   p->gemm_a = NULL;
   p->wino_m = 0;
   p->poly = 0;
+  p->s2rows = 0;
   if (kern_wino_eligible(p)) return kern_wino_prepare(p);
   if (kern_poly_eligible(p)) return kern_poly_prepare(p);
   if (!kern_sgemm_available()) return 0;
@@ -204,6 +208,7 @@ int kern_conv_prepare(kern_conv_t *p) {
   if (!(p->gemm_a = cnn_mem_alloc(kern_sgemm_packed_floats(p->cout, kdim) * sizeof(float))))
     return CNN_ENOMEM;
   kern_sgemm_pack(p->weight, p->cout, kdim, (size_t)kdim, p->gemm_a);
+  p->s2rows = kern_s2rows_eligible(p);
   return 0;
 }
 
@@ -224,6 +229,8 @@ size_t kern_conv2d_scratch_floats(const kern_conv_t *p, int h, int w, int oh, in
     need = kern_wino_scratch_floats(p, ow);
   if (kern_poly_eligible(p) && kern_poly_scratch_floats(p, oh, ow) > need)
     need = kern_poly_scratch_floats(p, oh, ow);
+  if (kern_s2rows_eligible(p) && kern_s2rows_scratch_floats(p, ow) > need)
+    need = kern_s2rows_scratch_floats(p, ow);
   int g = conv__group(p, cols, INT32_MAX, nthreads); /* any batch */
   if (g > 0 && conv__group_floats(p, cols, g, nthreads) > need)
     need = conv__group_floats(p, cols, g, nthreads);
@@ -493,6 +500,13 @@ void kern_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *in, in
   if (p->poly) {
     kern_poly_conv2d(kc, p, in, n, h, w, out, oh, ow, residual);
     return;
+  }
+  if (p->s2rows && kc->scratch) {
+    size_t need = kern_s2rows_scratch_floats(p, ow);
+    if (need > 0 && need <= kc->scratch_floats) {
+      kern_s2rows_conv2d(kc, p, in, n, h, w, out, oh, ow, residual);
+      return;
+    }
   }
   conv_job_t j = {.kc = kc, .p = p, .in = in, .residual = residual, .out = out, .n = n,
                   .h = h, .w = w, .ow = ow};

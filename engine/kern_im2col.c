@@ -20,7 +20,8 @@
  * alternating in one process: that conv's median 2.37 -> 2.13 ms, minimum 1.74 ->
  * 1.64; the 1x1/2 shortcuts onto 7x7 1.67 -> 1.62).
  *
- * At stride 2 with kernels 5 or more wide (the 7x7 stems) each input row the block
+ * At stride 2 with kernels 5 or more wide (the 7x7 stems, where AVX-512 builds take
+ * kern_conv_s2rows.c instead, with no lowering at all) each input row the block
  * needs is first split once into its even and odd positions, with zero margins,
  * into tmp; every tap's run along an output row is then a plain copy from one of
  * the two at an offset, the padding included, where it used to be a gather per tap

@@ -37,6 +37,15 @@ size_t kern_poly_scratch_floats(const kern_conv_t *p, int oh, int ow);
 void kern_poly_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *in, int n, int h,
                       int w, float *out, int oh, int ow, const float *residual);
 
+/* Stride-2 convs with kernels at least 5 wide (the 7x7 stems), one product per output row
+ * from the input's column phases, without a lowering (see kern_conv_s2rows.c). Prepared
+ * as the im2col path (gemm_a); kern_conv.c runs it when `s2rows` is set and the scratch
+ * holds what kern_s2rows_scratch_floats asks (0: this width cannot). */
+int kern_s2rows_eligible(const kern_conv_t *p);
+size_t kern_s2rows_scratch_floats(const kern_conv_t *p, int ow);
+void kern_s2rows_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *in, int n,
+                        int h, int w, float *out, int oh, int ow, const float *residual);
+
 /* c[j] = act(c[j] + b + res[j]) over nc floats (kern_conv.c). */
 void kern_conv_epi_row(float *c, const float *res, float b, size_t nc, int relu);
 

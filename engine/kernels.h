@@ -38,6 +38,7 @@ typedef struct {
   int map_oh, map_ow;  /* output map size when known (0: not), for the Winograd variant */
   int wino_m;          /* set by kern_conv_prepare: Winograd output tile 2 or 4, else 0 */
   int poly;            /* set by kern_conv_prepare: 3x3/2 from phase planes (gemm_a tap-major) */
+  int s2rows;          /* set by kern_conv_prepare: wide stride-2 kernels row by row (gemm_a) */
 } kern_conv_t;
 
 /* At model load: prepare weights (e.g. pack or transform). Returns 0 or CNN_ENOMEM. */

@@ -29,7 +29,7 @@ static void conv_check(ref_rng_t *rng, const conv_case_t *c) {
   float *out = ref_random(rng, nout, 100, 200); /* garbage the kernel must overwrite */
   double *want = malloc(nout * sizeof *want), *mag = malloc(nout * sizeof *mag);
   kern_conv_t p = {c->cin, c->cout, c->kh, c->kw, c->sh, c->sw, c->pt, c->pl, c->pb, c->pr,
-                   wt, bias, c->relu, NULL, NULL, oh, ow, 0, 0};
+                   wt, bias, c->relu, NULL, NULL, oh, ow, 0, 0, 0};
   cr_assert_eq(kern_conv_prepare(&p), 0);
   int s2 = 0, s2pad = c->kh == 3 && c->kw == 3 && c->sh == 2 && c->sw == 2 && c->pt == 1 &&
                      c->pl == 1 && c->pb == 1 && c->pr == 1;
@@ -44,6 +44,9 @@ static void conv_check(ref_rng_t *rng, const conv_case_t *c) {
 #if defined(__AVX512F__)
   int poly = s2pad && !s2 && oh * ow > 100; /* kern_conv_poly.c: POLY_MIN_COLS */
   cr_assert_eq(p.poly, poly, "phase-plane path taken %d, expected %d", p.poly, poly);
+  int s2rows = c->sh == 2 && c->sw == 2 && c->kw >= 5 && c->pl <= 31; /* kern_conv_s2rows.c */
+  cr_assert_eq(p.s2rows, s2rows, "row-by-row stride-2 path taken %d, expected %d", p.s2rows,
+               s2rows);
 #endif
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 #if defined(__AVX512F__)
@@ -132,6 +135,29 @@ Test(kern_conv, resnet_like_layers) {
       {1, 8, 8, 27, 29, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1},      /* 14x15, fewest channels */
       {2, 40, 36, 69, 71, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 2},    /* 35x36: tile rows of 18 */
       {1, 256, 48, 28, 28, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 0, 2},   /* wide, 49 tiles: shared V */
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) conv_check(&rng, &cases[i]);
+}
+
+/* Stride-2 kernels at least 5 wide (kern_conv_s2rows.c on AVX-512 builds, one product
+ * per output row from the input's column phases): the stems' 7x7 pad 3 on maps giving
+ * several 8-row chunks and a partial last one, odd and even sides (the last phase
+ * position outside the row), batches whose chunks span images, 1-3 threads, every
+ * epilogue, and other widths, heights and paddings (pad 0, asymmetric, wider than half
+ * the kernel). */
+Test(kern_conv, stride2_wide_kernels_row_by_row) {
+  ref_rng_t rng = {0x5EED5EED1234ull};
+  cnn_blas_single_thread();
+  static const conv_case_t cases[] = {
+      /* n cin cout  h  w kh kw sh sw pt pl pb pr bias relu res thr */
+      {1, 3, 64, 60, 58, 7, 7, 2, 2, 3, 3, 3, 3, 1, 1, 0, 2},   /* stem, 30x29 out */
+      {2, 3, 20, 37, 41, 7, 7, 2, 2, 3, 3, 3, 3, 1, 1, 1, 3},   /* odd sides, batch 2 */
+      {3, 3, 17, 34, 34, 7, 7, 2, 2, 3, 3, 3, 3, 0, 0, 1, 2},   /* batch 3, 17 rows out */
+      {1, 3, 64, 224, 224, 7, 7, 2, 2, 3, 3, 3, 3, 1, 1, 0, 2}, /* the stem itself */
+      {1, 5, 24, 23, 19, 5, 5, 2, 2, 0, 0, 0, 0, 1, 0, 0, 1},   /* 5x5, no padding */
+      {2, 4, 33, 21, 30, 3, 5, 2, 2, 1, 2, 1, 2, 1, 1, 1, 2},   /* 3x5 */
+      {1, 2, 16, 18, 25, 7, 9, 2, 2, 2, 6, 4, 1, 0, 1, 1, 3},   /* 7x9, uneven pads */
+      {1, 8, 40, 9, 9, 5, 7, 2, 2, 2, 3, 2, 3, 1, 1, 0, 2},     /* fewer rows than a chunk */
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) conv_check(&rng, &cases[i]);
 }
@@ -258,7 +284,7 @@ Test(kern_conv, grouped_image_same_bits_alone_and_batched) {
   float *bias = ref_random(&rng, COUT, -1, 1);
   float *batch = malloc(N * out_img * sizeof *batch), *one = malloc(out_img * sizeof *one);
   cr_assert(batch && one);
-  kern_conv_t p = {CIN, COUT, 3, 3, 2, 2, 1, 1, 1, 1, wt, bias, 1, NULL, NULL, OH, OH, 0, 0};
+  kern_conv_t p = {CIN, COUT, 3, 3, 2, 2, 1, 1, 1, 1, wt, bias, 1, NULL, NULL, OH, OH, 0, 0, 0};
   cr_assert_eq(kern_conv_prepare(&p), 0);
   cr_assert(!p.packed && !p.poly, "expected the grouped im2col path");
   for (int threads = 2; threads <= 3; threads++) {
