@@ -132,6 +132,16 @@ static inline const float *sgemm__arow(const float *packed, int r, int k) {
 
 int kern_sgemm_available(void) { return 1; }
 
+/* The epilogue of one vector of C (lanes mk): act(acc + bias + [old c] + [res]), stored. */
+static inline __attribute__((always_inline)) void
+sgemm__store(__m512 acc, __m512 bias, float *c, const float *res, __mmask16 mk, int flags) {
+  __m512 v = _mm512_add_ps(acc, bias);
+  if (flags & SGEMM_ACC) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, c));
+  if (res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, res));
+  if (flags & SGEMM_RELU) v = _mm512_max_ps(v, _mm512_setzero_ps());
+  _mm512_mask_storeu_ps(c, mk, v);
+}
+
 /* One MR x (16*NV) tile, the last vector masked by `last`; rows >= mr are not stored.
  * With x1 (NV = 3, unmasked) also column 48: its 8 rows' sums in one 8-lane vector, from
  * the tile's 8 weights of each k step and a broadcast of B's element 48. */
@@ -178,7 +188,6 @@ sgemm__tile(const int nv, const int ind, const int x1, size_t k, const float *a,
     a += KERN_SGEMM_PANEL;
     if (!ind) b += ldb;
   }
-  const __m512 zero = _mm512_setzero_ps();
 #pragma GCC unroll 8
   for (int i = 0; i < KERN_SGEMM_MR; i++) {
     if (i >= mr) break;
@@ -188,11 +197,7 @@ sgemm__tile(const int nv, const int ind, const int x1, size_t k, const float *a,
 #pragma GCC unroll 3
     for (int j = 0; j < nv; j++) {
       __mmask16 mk = j == nv - 1 ? last : (__mmask16)0xFFFF;
-      __m512 v = _mm512_add_ps(acc[i][j], bi);
-      if (flags & SGEMM_ACC) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, ci + 16 * j));
-      if (ri) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, ri + 16 * j));
-      if (flags & SGEMM_RELU) v = _mm512_max_ps(v, zero);
-      _mm512_mask_storeu_ps(ci + 16 * j, mk, v);
+      sgemm__store(acc[i][j], bi, ci + 16 * j, ri ? ri + 16 * j : NULL, mk, flags);
     }
   }
   if (x1) {
@@ -232,16 +237,11 @@ sgemm__tile16(const int ind, size_t k, const float *a, const float *b, size_t ld
     a += KERN_SGEMM_PANEL;
     if (!ind) b += ldb;
   }
-  const __m512 zero = _mm512_setzero_ps();
 #pragma GCC unroll 16
   for (int i = 0; i < KERN_SGEMM_PANEL; i++) {
     if (i >= mr) break;
-    float *ci = c + (size_t)i * ldc;
-    __m512 v = _mm512_add_ps(acc[i], _mm512_set1_ps(bias ? bias[i] : 0.0f));
-    if (flags & SGEMM_ACC) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(last, ci));
-    if (res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(last, res + (size_t)i * ldr));
-    if (flags & SGEMM_RELU) v = _mm512_max_ps(v, zero);
-    _mm512_mask_storeu_ps(ci, last, v);
+    sgemm__store(acc[i], _mm512_set1_ps(bias ? bias[i] : 0.0f), c + (size_t)i * ldc,
+                 res ? res + (size_t)i * ldr : NULL, last, flags);
   }
 }
 static void sgemm__tile16_0(size_t k, const float *a, const float *b, size_t ldb,
