@@ -229,8 +229,8 @@ size_t kern_conv2d_scratch_floats(const kern_conv_t *p, int h, int w, int oh, in
     need = kern_wino_scratch_floats(p, ow);
   if (kern_poly_eligible(p) && kern_poly_scratch_floats(p, oh, ow) > need)
     need = kern_poly_scratch_floats(p, oh, ow);
-  if (kern_s2rows_eligible(p) && kern_s2rows_scratch_floats(p, ow) > need)
-    need = kern_s2rows_scratch_floats(p, ow);
+  if (kern_s2rows_eligible(p) && kern_s2rows_scratch_floats(p, w, ow) > need)
+    need = kern_s2rows_scratch_floats(p, w, ow);
   int g = conv__group(p, cols, INT32_MAX, nthreads); /* any batch */
   if (g > 0 && conv__group_floats(p, cols, g, nthreads) > need)
     need = conv__group_floats(p, cols, g, nthreads);
@@ -502,7 +502,7 @@ void kern_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *in, in
     return;
   }
   if (p->s2rows && kc->scratch) {
-    size_t need = kern_s2rows_scratch_floats(p, ow);
+    size_t need = kern_s2rows_scratch_floats(p, w, ow);
     if (need > 0 && need <= kc->scratch_floats) {
       kern_s2rows_conv2d(kc, p, in, n, h, w, out, oh, ow, residual);
       return;

@@ -22,24 +22,23 @@
  * columns), whose per-tile stores keep it at about 400 GFLOP/s. Here each thread
  * splits only the input rows of the output rows it claims (chunks of S2R_ROWS, each
  * thread its own range first, kern_claim.h) into its scratch, 2 (S2R_ROWS - 1) + kh rows
- * of both phases per channel, and multiplies them in place.
+ * of both phases per channel (kern_im2col_split_row, as the im2col path splits them), and
+ * multiplies them in place.
  *
  * AVX-512 builds with the engine's sgemm only (others keep the im2col path). The sums
  * run over K in the same order as the im2col product's, so the results are the same
  * bits.
  */
-#include <stdint.h>
 #include <string.h>
 
 #include "cnn.h"
 #include "kern_claim.h"
 #include "kern_internal.h"
 #include "kern_sgemm.h"
-#include "kern_simd.h"
 
 enum {
   S2R_ROWS = 8,        /* output rows per claimed chunk */
-  S2R_M = 16,          /* phase positions kept left of x = 0: covers pad_l <= 31 */
+  S2R_M = KERN_SPLIT_MARGIN, /* phase positions kept left of x = 0: pad_l <= 2 S2R_M - 1 */
   S2R_MAX_K = 1024,    /* cin kh kw at most (the offsets live in scratch) */
   S2R_MAX_OW = 1024    /* output rows at most this wide */
 };
@@ -56,12 +55,12 @@ int kern_s2rows_eligible(const kern_conv_t *p) {
 #endif
 }
 
-/* Floats of one phase row: S2R_M positions left of 0, then ow + (kw - 1 - pad_l) / 2 + 1,
- * in whole vectors. */
-static size_t s2r__rowlen(const kern_conv_t *p, int ow) {
+/* Floats of one phase row: S2R_M positions left of 0, then the larger of what the taps
+ * read, ow + (kw - 1 - pad_l) / 2 + 1, and the row's (w + 1) / 2, in whole vectors. */
+static size_t s2r__rowlen(const kern_conv_t *p, int w, int ow) {
   int right = (p->kw - 1 - p->pad_l) / 2 + 1; /* largest off + 1 */
-  if (right < 1) right = 1;
-  return ((size_t)S2R_M + (size_t)ow + (size_t)right + 15) / 16 * 16;
+  size_t reach = (size_t)ow + (size_t)(right < 1 ? 1 : right), half = ((size_t)w + 1) / 2;
+  return ((size_t)S2R_M + (reach > half ? reach : half) + 15) / 16 * 16;
 }
 
 /* Input rows a chunk of S2R_ROWS output rows reads. */
@@ -72,9 +71,9 @@ static size_t s2r__offs_floats(const kern_conv_t *p) {
   return (k * sizeof(ptrdiff_t) / sizeof(float) + 15) / 16 * 16;
 }
 
-size_t kern_s2rows_scratch_floats(const kern_conv_t *p, int ow) {
-  if (ow > S2R_MAX_OW) return 0;
-  return (size_t)p->cin * 2 * s2r__rows(p) * s2r__rowlen(p, ow) + s2r__offs_floats(p);
+size_t kern_s2rows_scratch_floats(const kern_conv_t *p, int w, int ow) {
+  if (ow > S2R_MAX_OW || w > 2 * S2R_MAX_OW + p->kw) return 0;
+  return (size_t)p->cin * 2 * s2r__rows(p) * s2r__rowlen(p, w, ow) + s2r__offs_floats(p);
 }
 
 #if defined(__AVX512F__)
@@ -87,29 +86,6 @@ typedef struct {
   size_t rowlen, rows, chunks_img, chunks;
   kern_claim_t claim;
 } s2r_job_t;
-
-/* e[q] = row[2 (q - S2R_M)], o[q] = row[2 (q - S2R_M) + 1] for q in [0, len), zero
- * outside [0, w) (row NULL: all zero). Loads are masked to the row. */
-static void s2r__split(const float *row, int w, size_t len, float *e, float *o) {
-  if (!row) {
-    memset(e, 0, len * sizeof *e);
-    memset(o, 0, len * sizeof *o);
-    return;
-  }
-  for (size_t q = 0; q < len; q += 16) {
-    long x0 = 2 * ((long)q - S2R_M); /* input column of lane 0 */
-    __m512 v[2];
-    for (int hf = 0; hf < 2; hf++) {
-      long s = x0 + 16 * hf, lo = s < 0 ? -s : 0, hi = (long)w - s;
-      if (hi > 16) hi = 16;
-      __mmask16 m = hi > lo ? (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1)) : 0;
-      const float *src = (const float *)((uintptr_t)row + (uintptr_t)(s * (long)sizeof(float)));
-      v[hf] = _mm512_maskz_loadu_ps(m, src);
-    }
-    _mm512_storeu_ps(e + q, kern_simd_even(v[0], v[1]));
-    _mm512_storeu_ps(o + q, kern_simd_odd(v[0], v[1]));
-  }
-}
 
 /* B's row offsets: tap (ci, ky, kx) at channel ci's phase par's row ky (relative to the
  * chunk's first output row), position off + S2R_M. */
@@ -137,8 +113,11 @@ static void s2r__chunk(const s2r_job_t *j, size_t img, int oy0, int oy1, float *
     float *e = planes + (size_t)ci * 2 * j->rows * j->rowlen, *o = e + j->rows * j->rowlen;
     for (int r = 0; r < nrows; r++) {
       int iy = iy0 + r;
-      s2r__split(iy >= 0 && iy < j->h ? plane + (size_t)iy * (size_t)j->w : NULL, j->w,
-                 j->rowlen, e + (size_t)r * j->rowlen, o + (size_t)r * j->rowlen);
+      float *er = e + (size_t)r * j->rowlen, *orow = o + (size_t)r * j->rowlen;
+      if (iy >= 0 && iy < j->h)
+        kern_im2col_split_row(plane + (size_t)iy * (size_t)j->w, j->w, er, orow, j->rowlen);
+      else
+        memset(er, 0, j->rowlen * sizeof *er), memset(orow, 0, j->rowlen * sizeof *orow);
     }
   }
   float *out = j->out + img * (size_t)p->cout * cols;
@@ -173,7 +152,7 @@ void kern_s2rows_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float 
   s2r_job_t j = {.kc = kc, .p = p, .in = in, .residual = residual, .out = out, .n = n,
                  .h = h, .w = w, .oh = oh, .ow = ow};
   if (n <= 0 || oh <= 0 || ow <= 0) return;
-  j.rowlen = s2r__rowlen(p, ow);
+  j.rowlen = s2r__rowlen(p, w, ow);
   j.rows = s2r__rows(p);
   j.chunks_img = ((size_t)oh + S2R_ROWS - 1) / S2R_ROWS;
   j.chunks = (size_t)n * j.chunks_img;

@@ -167,7 +167,7 @@ static void im2col__rows(const kern_conv_t *p, int h, int ow, size_t c0, size_t 
   if (*iy1 > h) *iy1 = h;
 }
 
-enum { IM2COL_MARGIN = 16 }; /* zero floats before each deinterleaved row */
+enum { IM2COL_MARGIN = KERN_SPLIT_MARGIN }; /* zero floats before each deinterleaved row */
 
 /* Length of one deinterleaved row: the margin, ow + kw/2 + 1 positions, a vector of slack. */
 static size_t im2col__plen(const kern_conv_t *p, int ow) {
@@ -186,8 +186,9 @@ size_t kern_im2col_tmp_floats(const kern_conv_t *p, int h, int ow) {
   return im2col__split_ok(p) ? (size_t)h * 2 * im2col__plen(p, ow) : 0;
 }
 
-/* e[M + q] = row[2q], o[M + q] = row[2q + 1] (M = IM2COL_MARGIN), 0 outside the row. */
-static void im2col__split(const float *row, int w, float *e, float *o, size_t plen) {
+/* e[M + q] = row[2q], o[M + q] = row[2q + 1] (M = IM2COL_MARGIN), 0 outside the row
+ * (kern_internal.h; kern_conv_s2rows.c splits its rows here too). */
+void kern_im2col_split_row(const float *row, int w, float *e, float *o, size_t plen) {
   size_t ne = (size_t)(w + 1) / 2, no = (size_t)w / 2; /* positions inside the row */
   memset(e, 0, IM2COL_MARGIN * sizeof *e);
   memset(o, 0, IM2COL_MARGIN * sizeof *o);
@@ -239,7 +240,7 @@ static void im2col__by_split(const kern_conv_t *p, const float *img, int h, int 
     const float *plane = img + (size_t)ci * hw;
     for (int iy = iy0; iy < iy1; iy++) {
       float *e = tmp + (size_t)(iy - iy0) * 2 * plen;
-      im2col__split(plane + (size_t)iy * (size_t)w, w, e, e + plen, plen);
+      kern_im2col_split_row(plane + (size_t)iy * (size_t)w, w, e, e + plen, plen);
     }
     for (int ky = 0; ky < p->kh; ky++) {
       for (int kx = 0; kx < p->kw; kx++) {

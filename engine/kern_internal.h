@@ -19,6 +19,11 @@ void kern_im2col_part(const kern_conv_t *p, const float *img, int h, int w, int 
 /* Floats of tmp kern_im2col needs (0: none; tmp may then be NULL): stride-2 rows are
  * lowered from deinterleaved copies of the input rows. */
 size_t kern_im2col_tmp_floats(const kern_conv_t *p, int h, int ow);
+/* One input row of w floats split into its even and odd columns, each after a margin of M =
+ * KERN_SPLIT_MARGIN zeros: e[M + q] = row[2q], o[M + q] = row[2q + 1], zero elsewhere in
+ * [0, len). len >= M + (w + 1) / 2. */
+enum { KERN_SPLIT_MARGIN = 16 };
+void kern_im2col_split_row(const float *row, int w, float *e, float *o, size_t len);
 
 /* Winograd F(2x2, 3x3) or F(4x4, 3x3) for 3x3 stride-1 convs, and a stride-2 variant for
  * 3x3/2 convs onto maps of at least 14x14 (see kern_winograd.c). kern_conv.c
@@ -42,7 +47,7 @@ void kern_poly_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *i
  * as the im2col path (gemm_a); kern_conv.c runs it when `s2rows` is set and the scratch
  * holds what kern_s2rows_scratch_floats asks (0: this width cannot). */
 int kern_s2rows_eligible(const kern_conv_t *p);
-size_t kern_s2rows_scratch_floats(const kern_conv_t *p, int ow);
+size_t kern_s2rows_scratch_floats(const kern_conv_t *p, int w, int ow);
 void kern_s2rows_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *in, int n,
                         int h, int w, float *out, int oh, int ow, const float *residual);
 
