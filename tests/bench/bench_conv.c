@@ -76,9 +76,9 @@ enum { BENCH_SETTLE_MS = 500 }; /* untimed calls on a new pool (bench_pool) */
  * CPU and the scheduler moved it only after 50-500 ms here: before, the first shapes'
  * 2-thread times were their 1-thread ones. So a new pool first runs the caller's conv
  * untimed for BENCH_SETTLE_MS. */
+static pool_t *pools[9]; /* by thread count; main destroys them */
 static pool_t *bench_pool(int threads, const kern_ctx_t *kc, const kern_conv_t *p,
                           const float *in, int n, int h, float *out, int o, const float *res) {
-  static pool_t *pools[9];
   if (threads < 2) return NULL;
   if (threads > 8) exit(1);
   if (!pools[threads]) {
@@ -135,7 +135,7 @@ static double time_conv(const shape_t *s, int n, int threads, int reps) {
   float *scr[8];
   for (int t = 0; t < threads; t++) scr[t] = rnd(sf ? sf : 1);
   kc.scratch = scr, kc.scratch_floats = sf;
-  kc.pool = NULL;
+  kc.pool = NULL; /* bench_pool's settling calls copy kc */
   kc.pool = bench_pool(threads, &kc, &p, in, n, s->h, out, o, res);
   double t[64];
   for (int r = -2; r < reps; r++) {
@@ -194,6 +194,7 @@ int main(int argc, char **argv) {
   cnn_blas_single_thread();
   for (int i = 0; i < NSHAPES; i++)
     for (int c = 0; c < 4 && (!only || strstr(shapes[i].name, only)); c++) ours[i][c] = time_conv(&shapes[i], cfg[c][0], cfg[c][1], reps);
+  for (int t = 0; t < 9; t++) pool_destroy(pools[t]);
   openblas_set_num_threads(2); /* the ceiling runs last: OpenBLAS's threads spin after use */
   for (int i = 0; i < NSHAPES; i++)
     for (int b = 0; b < 2 && (!only || strstr(shapes[i].name, only)); b++) ceil_ms[i][b] = time_sgemm(&shapes[i], b ? MAXB : 1, reps);
