@@ -99,7 +99,7 @@ static int ctx_alloc(cnn_ctx_t *c, cnn_error_t *err) {
     const graph_value_t *rv = &m->vals[r];
     if (rv->kind == VAL_CONST) c->ptr[v] = rv->f;
     else if (rv->kind == VAL_RUNTIME && rv->producer >= 0)
-      c->ptr[v] = c->arena + rv->offset * c->max_batch;
+      c->ptr[v] = c->arena + rv->offset * c->max_batch + graph_view_off(m, v);
   }
   c->kc = (kern_ctx_t){NULL, c->scratch, per};
   if (m->serial_end > 0 && c->max_batch > 1) {
@@ -288,8 +288,8 @@ static void serial_bind(const cnn_ctx_t *c, const float *input, int img, float *
     size_t at = (size_t)img * (size_t)graph_numel(rv);
     if (r == m->input) ptr[v] = (float *)input + at;
     else if (rv->kind != VAL_RUNTIME || rv->producer < 0) ptr[v] = c->ptr[v];
-    else if (rv->toffset >= 0) ptr[v] = stage + rv->toffset;
-    else if (rv->soffset >= 0) ptr[v] = arena + rv->soffset;
+    else if (rv->toffset >= 0) ptr[v] = stage + rv->toffset + graph_view_off(m, v);
+    else if (rv->soffset >= 0) ptr[v] = arena + rv->soffset + graph_view_off(m, v);
     else ptr[v] = c->ptr[v] + at;
   }
 }

@@ -89,7 +89,9 @@ void ctx_run_node(const ctx_env_t *c, const graph_node_t *nd, int n) {
     kern_global_avgpool(kc, in, n, (int)x->dims[1], (size_t)(x->dims[2] * x->dims[3]), out);
     break;
   case OP_ADD: case OP_MUL: run_binary(c, nd, n); break;
-  case OP_CONCAT: run_concat(c, nd, n); break;
+  case OP_CONCAT:
+    if (!nd->inplace) run_concat(c, nd, n);
+    break;
   case OP_GEMM: {
     const graph_value_t *b = &m->vals[nd->in[1]];
     int cols = (int)m->vals[nd->out].dims[1];

@@ -81,6 +81,12 @@ int graph_root(const cnn_model_t *m, int v) {
   return v;
 }
 
+int64_t graph_view_off(const cnn_model_t *m, int v) {
+  int64_t off = 0;
+  for (; m->vals[v].alias_of >= 0; v = m->vals[v].alias_of) off += m->vals[v].view_off;
+  return off;
+}
+
 int graph_node_error(cnn_error_t *err, int code, const graph_node_t *n, const char *fmt, ...) {
   char detail[240];
   va_list ap;

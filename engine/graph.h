@@ -3,7 +3,8 @@
  *
  * Loading goes ONNX protobuf -> graph (onnx_load.c, onnx_tensor.c) -> per-op checks
  * and shape inference (graph_ops.c) -> rewrites (graph_fuse.c: BatchNorm folded into
- * Conv, residual Add and Relu fused into the Conv epilogue) -> memory plan
+ * Conv, residual Add and Relu fused into the Conv epilogue; graph_concat.c: channel
+ * Concats written in place by the convs feeding them) -> memory plan
  * (graph_plan.c). After that the graph is read-only and shared by every context
  * (ctx.c), which owns only the arena, the scratch and the thread pool.
  *
@@ -14,7 +15,9 @@
  * refused at load with an error naming the node.
  *
  * Storage: a runtime value either owns a slot in the arena (root) or aliases its
- * root (Reshape, Flatten, Unsqueeze, Identity, Dropout: same bytes, new shape).
+ * root (Reshape, Flatten, Unsqueeze, Identity, Dropout: same bytes, new shape), or is
+ * a view of it: the channel slice of a Concat output that a conv writes in place,
+ * view_off floats into each image's part of the root (graph_concat.c).
  * Plan offsets are per image, in floats; a context for max_batch B multiplies them
  * by B, which keeps the plan valid because every runtime size scales by B.
  */
@@ -60,6 +63,8 @@ typedef struct {
   int64_t *i64;                   /* VAL_CONST int64 data, owned */
   int producer;                   /* node index, -1 for constants and the input */
   int alias_of;                   /* value whose storage this one shares, or -1 */
+  int64_t view_off;               /* an alias starting this many floats into it (per image;
+                                   * a channel slice of a Concat, graph_concat.c), else 0 */
   int last_use;                   /* last node index reading it (INT32_MAX: graph output) */
   int64_t offset;                 /* plan: arena offset of the root, floats per image */
   int64_t soffset;                /* serial plan: offset in a thread's serial arena, or -1 */
@@ -81,6 +86,7 @@ typedef struct {
   int in[GRAPH_MAX_INPUTS]; /* value indices, -1 for an omitted optional input */
   int out;                  /* value index of output 0 */
   int dead;                 /* removed by a rewrite; skipped when running */
+  int inplace;              /* Concat whose inputs are written in place: nothing to run */
   union {
     struct {
       kern_conv_t k;
@@ -155,6 +161,9 @@ int graph_infer(cnn_model_t *m, cnn_error_t *err);         /* graph_infer.c */
 int graph_infer_tensor_op(cnn_model_t *m, graph_node_t *n, cnn_error_t *err); /* graph_infer_tensor.c */
 int graph_is_runtime(const graph_value_t *v);
 int graph_fuse(cnn_model_t *m, cnn_error_t *err);          /* graph_fuse.c */
+/* graph_concat.c: channel Concats whose inputs are lone convs' outputs, written in place
+ * by those convs; readers[v] counts the live readers of each value. */
+int graph_concat_inplace(cnn_model_t *m, const int *readers, cnn_error_t *err);
 struct pool;
 /* Every live conv's weights prepared for its kernel on the pool's threads (NULL: the
  * caller's alone), then the plain copies no kernel reads freed (graph_prepare.c). */
@@ -166,6 +175,7 @@ int graph_plan(cnn_model_t *m, cnn_error_t *err);          /* graph_plan.c */
 int graph_plan_serial(cnn_model_t *m, cnn_error_t *err);   /* after graph_plan */
 const char *graph_op_name(int op);                        /* ONNX op type; onnx_node.c */
 int graph_root(const cnn_model_t *m, int v);               /* follow alias_of */
+int64_t graph_view_off(const cnn_model_t *m, int v);       /* view_off summed to the root */
 
 /* Error helper naming the node: "node 'conv1' (Conv): <msg>". */
 int graph_node_error(cnn_error_t *err, int code, const graph_node_t *n, const char *fmt, ...)

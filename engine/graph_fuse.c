@@ -7,6 +7,8 @@
  *  2. Add(a, conv_out) where conv_out is read only by the Add and `a` is produced
  *     before the conv runs: the Add becomes the conv's residual epilogue.
  *  3. Relu(conv_out) where conv_out is read only by the Relu: ReLU in the epilogue.
+ *  4. Concat on channels of such convs' outputs: the convs write their slices of the
+ *     Concat's output in place (graph_concat.c).
  * Before them, a per-channel affine map written channel by channel (GoogLeNet's input
  * re-normalization) becomes one scale-and-shift node (graph_fuse_affine.c).
  * A fused-away node is marked dead and the conv takes over its output value. The
@@ -142,5 +144,9 @@ int graph_fuse(cnn_model_t *m, cnn_error_t *err) {
   if (rc) return rc;
   if (!(rc = fuse_pass(m, OP_BATCHNORM, err)) && !(rc = fuse_pass(m, OP_ADD, err)))
     rc = fuse_pass(m, OP_RELU, err);
+  if (rc) return rc;
+  if (!(readers = count_readers(m))) return cnn_error_set(err, CNN_ENOMEM, "out of memory");
+  rc = graph_concat_inplace(m, readers, err);
+  free(readers);
   return rc;
 }

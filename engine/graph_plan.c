@@ -2,8 +2,9 @@
  * graph_plan.c — activation memory planned by liveness, once per model.
  *
  * Every runtime value that owns storage (a root: not an alias, not the input) lives
- * from the node that writes it to the last node that reads it (or forever, for the
- * graph output). Roots are placed largest first at the lowest arena offset that does
+ * from the first node that writes it to the last node that reads it (or forever, for
+ * the graph output). The first writer is its producer, or earlier a conv writing a
+ * view of it (a Concat written in place, graph_concat.c). Roots are placed largest first at the lowest arena offset that does
  * not overlap, in memory, any already placed root whose lifetime overlaps its own
  * ("greedy by size"). A node's inputs and output always overlap in time, so a kernel
  * never sees its output alias an input. Offsets and sizes are per image, rounded to
@@ -51,6 +52,19 @@ static void compute_liveness(cnn_model_t *m) {
   mark_use(m, m->output, INT32_MAX);
 }
 
+/* first[r] for every root r: the earliest live node writing r or a view of it (a conv
+ * writes its output, view or not; the other nodes whose output is an alias, Reshape and
+ * the like, write nothing). nnodes for values no node writes. */
+static void first_writes(const cnn_model_t *m, int *first) {
+  for (int v = 0; v < m->nvals; v++) first[v] = m->nnodes;
+  for (int i = m->nnodes - 1; i >= 0; i--) {
+    const graph_node_t *n = &m->nodes[i];
+    if (n->dead) continue;
+    int r = graph_root(m, n->out);
+    if (r == n->out || n->op == OP_CONV) first[r] = i;
+  }
+}
+
 static int by_size_desc(const void *a, const void *b) {
   const slot_t *x = a, *y = b;
   return x->size < y->size ? 1 : x->size > y->size ? -1 : x->v - y->v;
@@ -84,22 +98,25 @@ int graph_plan(cnn_model_t *m, cnn_error_t *err) {
   compute_liveness(m);
   slot_t *s = calloc((size_t)m->nnodes + 1, sizeof *s);
   int64_t *off = calloc((size_t)m->nnodes + 1, sizeof *off);
-  if (!s || !off) {
-    free(s), free(off);
+  int *first = calloc((size_t)m->nvals, sizeof *first);
+  if (!s || !off || !first) {
+    free(s), free(off), free(first);
     return cnn_error_set(err, CNN_ENOMEM, "out of memory planning activations");
   }
+  first_writes(m, first);
   int count = 0;
   for (int i = 0; i < m->nnodes; i++) {
     const graph_node_t *n = &m->nodes[i];
     if (n->dead || m->vals[n->out].alias_of >= 0) continue;
     graph_value_t *v = &m->vals[n->out];
     int64_t end = v->last_use < i ? i : v->last_use;
-    s[count++] = (slot_t){n->out, (graph_numel(v) + 15) / 16 * 16, i, end};
+    s[count++] = (slot_t){n->out, (graph_numel(v) + 15) / 16 * 16, first[n->out], end};
   }
   m->plan_floats = place_all(s, count, off);
   for (int i = 0; i < count; i++) m->vals[s[i].v].offset = off[i];
   free(s);
   free(off);
+  free(first);
   if (m->plan_floats > GRAPH_MAX_PLAN_FLOATS)
     return cnn_error_set(err, CNN_EMODEL_UNSUPPORTED,
                          "activations need %lld MiB per image (max %lld MiB)",
@@ -139,7 +156,7 @@ static const graph_value_t *root_out(const cnn_model_t *m, int i) {
  * before it, read at or after it, dead before cut: a block's output, in ResNets and
  * GoogLeNet); a multiple without one gets no boundary. Linear in the nodes, so a
  * hostile graph cannot make loading slow. */
-static void plan_stages(cnn_model_t *m, int cut, int stages) {
+static void plan_stages(cnn_model_t *m, const int *first, int cut, int stages) {
   int64_t total = 0, *before = calloc((size_t)cut + 1, sizeof *before);
   int *cross = calloc((size_t)cut + 2, sizeof *cross); /* crossing values per node */
   m->serial_stages = 1;
@@ -149,7 +166,8 @@ static void plan_stages(cnn_model_t *m, int cut, int stages) {
     before[i] = total;
     if (!m->nodes[i].dead) total += m->nodes[i].macs;
     const graph_value_t *v = root_out(m, i);
-    if (v && v->last_use > i && v->last_use < cut) cross[i + 1]++, cross[v->last_use + 1]--;
+    int f = v ? first[m->nodes[i].out] : i;
+    if (v && v->last_use > f && v->last_use < cut) cross[f + 1]++, cross[v->last_use + 1]--;
   }
   for (int i = 1; stages > 1 && i < cut; i++) cross[i] += cross[i - 1];
   for (int s = 1; s < stages; s++) {
@@ -183,23 +201,27 @@ int graph_plan_serial(cnn_model_t *m, cnn_error_t *err) {
       break;
     }
   }
-  plan_stages(m, cut, GRAPH_SERIAL_STAGES);
+  int *first = calloc((size_t)m->nvals, sizeof *first);
+  if (!first) return cnn_error_set(err, CNN_ENOMEM, "out of memory planning activations");
+  first_writes(m, first);
+  plan_stages(m, first, cut, GRAPH_SERIAL_STAGES);
   /* s[0, count): values one stage alone reads, for the serial arena; t[0, tcount):
    * values a later stage reads, for the stage slot (an image's stages run in node
    * order, so the two plans overlap values by node intervals as the main plan does) */
   slot_t *s = calloc((size_t)cut + 1, sizeof *s), *t = calloc((size_t)cut + 1, sizeof *t);
   int64_t *off = calloc((size_t)cut + 1, sizeof *off);
   if (!s || !t || !off) {
-    free(s), free(t), free(off);
+    free(s), free(t), free(off), free(first);
     return cnn_error_set(err, CNN_ENOMEM, "out of memory planning activations");
   }
   int count = 0, tcount = 0;
-  for (int i = 0, st = 1; i < cut; i++) {
+  for (int i = 0; i < cut; i++) {
     const graph_value_t *v = root_out(m, i);
-    while (st < m->serial_stages && m->serial_cut[st] <= i) st++;
     if (!v) continue;
+    int f = first[m->nodes[i].out], st = 1; /* st: the stage after the first write's */
+    while (st < m->serial_stages && m->serial_cut[st] <= f) st++;
     int64_t end = v->last_use < i ? i : v->last_use;
-    slot_t slot = {m->nodes[i].out, (graph_numel(v) + 15) / 16 * 16, i, end};
+    slot_t slot = {m->nodes[i].out, (graph_numel(v) + 15) / 16 * 16, f, end};
     if (end >= cut) continue; /* crossing: keeps its batch slot in the main arena */
     if (st < m->serial_stages && end >= m->serial_cut[st]) t[tcount++] = slot;
     else s[count++] = slot;
@@ -210,6 +232,6 @@ int graph_plan_serial(cnn_model_t *m, cnn_error_t *err) {
   for (int i = 0; i < tcount; i++) m->vals[t[i].v].toffset = off[i];
   m->serial_end = count > 0 ? cut : 0;
   if (!m->serial_end) m->serial_stages = 0, m->stage_floats = 0;
-  free(s), free(t), free(off);
+  free(s), free(t), free(off), free(first);
   return 0;
 }

@@ -515,7 +515,7 @@ void kern_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *in, in
   j.block = conv__block(j.kdim, j.cols);
   j.block_max = j.block < j.cols ? j.block + CONV_TAIL_ABSORB : j.block;
   j.in_img = (size_t)p->cin * (size_t)h * (size_t)w;
-  j.out_img = (size_t)p->cout * j.cols;
+  j.out_img = kern_conv_out_img(p, j.cols);
   j.direct = conv__direct(p);
   j.split_rows = kern_im2col_tmp_floats(p, h, ow) > 0;
   if (j.cols == 0 || n <= 0 || p->cout <= 0) return;

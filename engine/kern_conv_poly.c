@@ -210,7 +210,7 @@ void kern_poly_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *i
   poly__offsets(p, j.plane, ow, offs);
   j.offs = offs;
   int rows = nt > 1 && (j.q / (size_t)nt < POLY_ROWSPLIT) && p->cout >= nt * POLY_ROW_ALIGN;
-  size_t in_img = (size_t)p->cin * (size_t)h * (size_t)w, out_img = (size_t)p->cout * (size_t)oh * (size_t)ow;
+  size_t in_img = (size_t)p->cin * (size_t)h * (size_t)w, out_img = kern_conv_out_img(p, (size_t)oh * (size_t)ow);
   for (int img = 0; img < n; img++) {
     j.in = in + (size_t)img * in_img;
     j.out = out + (size_t)img * out_img;

@@ -120,8 +120,8 @@ static void s2r__chunk(const s2r_job_t *j, size_t img, int oy0, int oy1, float *
         memset(er, 0, j->rowlen * sizeof *er), memset(orow, 0, j->rowlen * sizeof *orow);
     }
   }
-  float *out = j->out + img * (size_t)p->cout * cols;
-  const float *res = j->residual ? j->residual + img * (size_t)p->cout * cols : NULL;
+  float *out = j->out + img * kern_conv_out_img(p, cols);
+  const float *res = j->residual ? j->residual + img * kern_conv_out_img(p, cols) : NULL;
   int k = p->cin * p->kh * p->kw;
   for (int oy = oy0; oy < oy1; oy++) {
     size_t o = (size_t)oy * (size_t)j->ow;

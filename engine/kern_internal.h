@@ -56,6 +56,11 @@ void kern_conv_epi_row(float *c, const float *res, float b, size_t nc, int relu)
 
 static inline int kern_threads(const kern_ctx_t *kc) { return pool_threads(kc->pool); }
 
+/* Floats from one image's output (and residual) to the next: kern_conv_t.out_img. */
+static inline size_t kern_conv_out_img(const kern_conv_t *p, size_t cols) {
+  return p->out_img ? p->out_img : (size_t)p->cout * cols;
+}
+
 /* Thread tid's share [*r0, *r1) of `rows` output channels, cut at multiples of align
  * (the row splits of kern_conv.c, kern_winograd.c and kern_conv_poly.c), weighted by
  * the threads' speeds (pool_split_weighted). Returns 0 when the share is empty. */

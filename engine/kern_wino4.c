@@ -160,7 +160,7 @@ void kern_wino4_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1
         for (int a = 0; a < 4 && 4 * ty + a < j->oh; a++) {
           __m512 y[4];
           w4__at(s[a], y);
-          size_t o = (img * (size_t)p->cout + (size_t)r) * cols +
+          size_t o = img * j->out_img + (size_t)r * cols +
                      (size_t)(4 * ty + a) * (size_t)j->ow + (size_t)x0;
           w4__store(j, y, b, o, x0, n);
         }
@@ -223,7 +223,7 @@ void kern_wino4_rows_output(const wino_job_t *j, int r0, int r1, size_t t0, size
     size_t img = t / j->tiles_img;
     for (int r = r0; r < r1; r++) {
       const __m512 bias = _mm512_set1_ps(p->bias ? p->bias[r] : 0.0f);
-      size_t o = (img * (size_t)p->cout + (size_t)r) * cols;
+      size_t o = img * j->out_img + (size_t)r * cols;
       for (int ty = 0; ty < th; ty += 2) {
         int rows = th - ty < 2 ? 1 : 2;
         __mmask16 mk = (__mmask16)((1u << (rows * j->tw)) - 1);

@@ -141,7 +141,7 @@ void kern_wino_s2_output(const wino_job_t *j, int r0, int r1, size_t t0, size_t 
         for (int i = 0; i < 2 && 2 * ty + i < j->oh; i++) {
           __m512 e = _mm512_add_ps(_mm512_add_ps(s[i][0], s[i][1]), s[i][3]);
           __m512 od = _mm512_add_ps(_mm512_add_ps(s[i][1], s[i][2]), s[i][4]);
-          size_t o = (img * (size_t)p->cout + (size_t)r) * cols +
+          size_t o = img * j->out_img + (size_t)r * cols +
                      (size_t)(2 * ty + i) * (size_t)j->ow + (size_t)x0;
           kern_wino_store_pair(j, e, od, bias, o, x0, n);
         }
@@ -193,7 +193,7 @@ void kern_wino_s2_rows_output(const wino_job_t *j, int r0, int r1, size_t t0, si
         for (int b = 0; b < 5; b++)
           off[a][b] = base[s2__slot(a, b)] + (size_t)(r - r0) * step[s2__slot(a, b)];
       const __m512 bias = _mm512_set1_ps(p->bias ? p->bias[r] : 0.0f);
-      size_t o = (img * (size_t)p->cout + (size_t)r) * cols;
+      size_t o = img * j->out_img + (size_t)r * cols;
       for (int ty = 0; ty < th; ty += 2) {
         int rows = th - ty < 2 ? 1 : 2;
         __mmask16 mk = (__mmask16)((1u << (rows * j->tw)) - 1);

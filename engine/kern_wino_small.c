@@ -110,7 +110,7 @@ void kern_wino_small_output(const wino_job_t *j, int r0, int r1, size_t t0, size
       __m512 ya[2][2];
       kern_wino_at(mr, stride, mk, ya);
       const __m512 y[4] = {ya[0][0], ya[0][1], ya[1][0], ya[1][1]};
-      size_t o = (img * (size_t)p->cout + (size_t)r) * cols;
+      size_t o = img * j->out_img + (size_t)r * cols;
       const __m512 bias = _mm512_set1_ps(p->bias ? p->bias[r] : 0.0f);
       for (int q = 0; q < 4 && (size_t)(SMALL_VL * q) < cols; q++)
         kern_wino_store_vec(j, kern_wino_pick(y, s.idx[q], s.hi[q], s.valid[q]), bias,
@@ -186,7 +186,7 @@ void kern_wino_rows_output(const wino_job_t *j, int r0, int r1, size_t t0, size_
     size_t img = t / j->tiles_img;
     for (int r = r0; r < r1; r++) {
       const __m512 bias = _mm512_set1_ps(p->bias ? p->bias[r] : 0.0f);
-      size_t o = (img * (size_t)p->cout + (size_t)r) * cols;
+      size_t o = img * j->out_img + (size_t)r * cols;
       for (int ty = 0; ty < th; ty += g) {
         int rows = th - ty < g ? th - ty : g;
         __mmask16 mk = (__mmask16)((1u << (rows * j->tw)) - 1);

@@ -517,7 +517,7 @@ static void wino__output(const wino_job_t *j, int r0, int r1, size_t t0, size_t 
 #if defined(__AVX512F__)
     (void)y;
     for (int r = r0; r < r1; r++) {
-      size_t o = (img * (size_t)p->cout + (size_t)r) * cols + (size_t)(2 * ty) * (size_t)j->ow +
+      size_t o = img * j->out_img + (size_t)r * cols + (size_t)(2 * ty) * (size_t)j->ow +
                  (size_t)(2 * tx);
       float b = p->bias ? p->bias[r] : 0.0f;
       for (int k = 0; k < cnt; k += WINO_VL)
@@ -529,7 +529,7 @@ static void wino__output(const wino_job_t *j, int r0, int r1, size_t t0, size_t 
     int pitch = (cnt + WINO_VL - 1) / WINO_VL * WINO_VL;
     for (int r = r0; r < r1; r++) {
       wino__at_row(m + (size_t)(r - r0) * nb + (t - t0), stride, cnt, y, pitch);
-      size_t o = (img * (size_t)p->cout + (size_t)r) * cols + (size_t)(2 * ty) * (size_t)j->ow +
+      size_t o = img * j->out_img + (size_t)r * cols + (size_t)(2 * ty) * (size_t)j->ow +
                  (size_t)(2 * tx);
       float b = p->bias ? p->bias[r] : 0.0f;
       wino__store(j, y, y + pitch, cnt, b, o, 2 * tx);
@@ -649,6 +649,7 @@ void kern_wino_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *i
   j.tiles_img = (size_t)((oh + j.m - 1) / j.m) * (size_t)j.tw;
   j.tiles = (size_t)n * j.tiles_img;
   j.tb = wino__tb(p);
+  j.out_img = kern_conv_out_img(p, (size_t)oh * (size_t)ow);
   if (j.tiles == 0) return;
   int nt = kern_threads(kc);
   int rows = nt > 1 && (j.tiles / (size_t)nt < WINO_ROWSPLIT_TILES || j.tiles_img <= 16) && p->cout >= nt * WINO_ROW_ALIGN;

@@ -27,6 +27,7 @@ typedef struct {
   int m, xi;                 /* output tile side, transform positions */
   int s2;                    /* the stride-2 variant (kern_wino_s2.c) */
   int h, w, oh, ow, tw;      /* tw: tiles per tile row */
+  size_t out_img;            /* floats between images' outputs (kern_conv_out_img) */
   size_t tiles_img, tiles, tb;
   size_t chunk, chunks;      /* tile split: chunks of `chunk` tiles, */
   kern_claim_t claim;        /* claimed by the threads as they go (kern_claim.h) */
@@ -460,7 +461,7 @@ kern_wino_output_vectors8(const wino_job_t *j, int r0, int r1, size_t t0, size_t
     wino_run_t run = kern_wino_run(j, t, t1);
     for (int r = r0; r < r1; r++) {
       const __m256 bias = _mm256_set1_ps(p->bias ? p->bias[r] : 0.0f);
-      size_t o = (run.img * (size_t)p->cout + (size_t)r) * cols;
+      size_t o = run.img * j->out_img + (size_t)r * cols;
       for (int k = 0; k < run.cnt; k += 8)
         vec(j, m + (t - t0) + (size_t)k, (size_t)(r - r0), nb, rows, aux, bias, o,
             step * (run.tx + k), run.ty, run.cnt - k < 8 ? run.cnt - k : 8);
@@ -503,7 +504,7 @@ kern_wino_output_rows8(const wino_job_t *j, int r0, int r1, size_t t0, size_t t1
   for (size_t t = t0; t < t1; t += j->tiles_img)
     for (int r = r0; r < r1; r++) {
       const __m256 bias = _mm256_set1_ps(p->bias ? p->bias[r] : 0.0f);
-      size_t o = (t / j->tiles_img * (size_t)p->cout + (size_t)r) * cols;
+      size_t o = t / j->tiles_img * j->out_img + (size_t)r * cols;
       for (int ty = 0; ty < th; ty += 2)
         vec(j, m + (t - t0) + (size_t)(4 * ty), (size_t)(r - r0), nb, rows, aux, bias, o, 0, ty,
             th - ty >= 2 ? 8 : 4);

@@ -39,6 +39,9 @@ typedef struct {
   int wino_m;          /* set by kern_conv_prepare: Winograd output tile 2 or 4, else 0 */
   int poly;            /* set by kern_conv_prepare: 3x3/2 from phase planes (gemm_a tap-major) */
   int s2rows;          /* set by kern_conv_prepare: wide stride-2 kernels row by row (gemm_a) */
+  size_t out_img;      /* floats from one image's output to the next, and the residual's
+                        * (0: cout*oh*ow, dense). Larger when the output is a channel slice
+                        * of a wider map (a Concat written in place, graph_concat.c). */
 } kern_conv_t;
 
 /* At model load: prepare weights (e.g. pack or transform). Returns 0 or CNN_ENOMEM. */

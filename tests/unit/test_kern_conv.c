@@ -4,7 +4,10 @@
  * values of all terms of that output (|w*x|, |bias|, |residual|). A float32 sum of K
  * terms has a worst-case error of about K * 6e-8 * mag and a typical one far below
  * (sgemm's blocked sums); 1e-5 is ~170 ulps of mag, loose enough for any order of
- * summation yet far below the O(mag) error of a wrong index, tap or padding. */
+ * summation yet far below the O(mag) error of a wrong index, tap or padding.
+ * Every case also runs with its output (and residual) a channel slice of a wider map
+ * (kern_conv_t.out_img, a Concat written in place): the slice must hold the same
+ * values, bit for bit, and the channels around it must keep their bytes. */
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +19,38 @@
 typedef struct {
   int n, cin, cout, h, w, kh, kw, sh, sw, pt, pl, pb, pr, bias, relu, residual, threads;
 } conv_case_t;
+
+enum { VIEW_BEFORE = 3, VIEW_AFTER = 2 }; /* channels around the slice */
+
+/* The conv again with out_img set: image i's output (and residual) at wide + i * out_img
+ * + VIEW_BEFORE planes, in a map of VIEW_BEFORE + cout + VIEW_AFTER channels. */
+static void conv_check_view(const ref_kctx_t *t, kern_conv_t *p, const conv_case_t *c,
+                            const float *in, const float *res, const float *dense, int oh,
+                            int ow) {
+  size_t cols = (size_t)oh * (size_t)ow, img = (size_t)c->cout * cols;
+  size_t wide_img = (size_t)(VIEW_BEFORE + c->cout + VIEW_AFTER) * cols, nw = (size_t)c->n * wide_img;
+  float *out = malloc(nw * sizeof *out), *before = malloc(nw * sizeof *before);
+  float *wres = res ? malloc(nw * sizeof *wres) : NULL;
+  cr_assert(out && before && (!res || wres));
+  for (size_t i = 0; i < nw; i++) out[i] = before[i] = (float)(i % 977) + 0.5f;
+  for (int q = 0; res && q < c->n; q++)
+    memcpy(wres + (size_t)q * wide_img + VIEW_BEFORE * cols, res + (size_t)q * img,
+           img * sizeof *wres);
+  p->out_img = wide_img;
+  kern_conv2d(&t->kc, p, in, c->n, c->h, c->w, out + VIEW_BEFORE * cols, oh, ow,
+              wres ? wres + VIEW_BEFORE * cols : NULL);
+  p->out_img = 0;
+  for (int q = 0; q < c->n; q++) {
+    const float *w = out + (size_t)q * wide_img, *b = before + (size_t)q * wide_img;
+    cr_assert_eq(memcmp(w + VIEW_BEFORE * cols, dense + (size_t)q * img, img * sizeof *w), 0,
+                 "n%d %d->%d k%dx%d s%d t%d: image %d's slice differs from the dense output",
+                 c->n, c->cin, c->cout, c->kh, c->kw, c->sh, c->threads, q);
+    cr_assert_eq(memcmp(w, b, VIEW_BEFORE * cols * sizeof *w), 0, "image %d: channels before written", q);
+    cr_assert_eq(memcmp(w + VIEW_BEFORE * cols + img, b + VIEW_BEFORE * cols + img,
+                        VIEW_AFTER * cols * sizeof *w), 0, "image %d: channels after written", q);
+  }
+  free(out), free(before), free(wres);
+}
 
 static void conv_check(ref_rng_t *rng, const conv_case_t *c) {
   int oh = (c->h + c->pt + c->pb - c->kh) / c->sh + 1;
@@ -29,7 +64,7 @@ static void conv_check(ref_rng_t *rng, const conv_case_t *c) {
   float *out = ref_random(rng, nout, 100, 200); /* garbage the kernel must overwrite */
   double *want = malloc(nout * sizeof *want), *mag = malloc(nout * sizeof *mag);
   kern_conv_t p = {c->cin, c->cout, c->kh, c->kw, c->sh, c->sw, c->pt, c->pl, c->pb, c->pr,
-                   wt, bias, c->relu, NULL, NULL, oh, ow, 0, 0, 0};
+                   wt, bias, c->relu, NULL, NULL, oh, ow, 0, 0, 0, 0};
   cr_assert_eq(kern_conv_prepare(&p), 0);
   int s2 = 0, s2pad = c->kh == 3 && c->kw == 3 && c->sh == 2 && c->sw == 2 && c->pt == 1 &&
                      c->pl == 1 && c->pb == 1 && c->pr == 1;
@@ -72,6 +107,7 @@ static void conv_check(ref_rng_t *rng, const conv_case_t *c) {
                c->n, c->cin, c->cout, c->h, c->w, c->kh, c->kw, c->sh, c->sw, c->pt, c->pl,
                c->pb, c->pr, c->bias, c->relu, c->residual, c->threads, bad,
                bad >= 0 ? out[bad] : 0.0, bad >= 0 ? want[bad] : 0.0);
+  conv_check_view(&t, &p, c, in, res, out, oh, ow);
   kern_conv_release(&p);
   ref_kctx_deinit(&t);
   free(in), free(wt), free(bias), free(res), free(out), free(want), free(mag);
@@ -284,7 +320,7 @@ Test(kern_conv, grouped_image_same_bits_alone_and_batched) {
   float *bias = ref_random(&rng, COUT, -1, 1);
   float *batch = malloc(N * out_img * sizeof *batch), *one = malloc(out_img * sizeof *one);
   cr_assert(batch && one);
-  kern_conv_t p = {CIN, COUT, 3, 3, 2, 2, 1, 1, 1, 1, wt, bias, 1, NULL, NULL, OH, OH, 0, 0, 0};
+  kern_conv_t p = {CIN, COUT, 3, 3, 2, 2, 1, 1, 1, 1, wt, bias, 1, NULL, NULL, OH, OH, 0, 0, 0, 0};
   cr_assert_eq(kern_conv_prepare(&p), 0);
   cr_assert(!p.packed && !p.poly, "expected the grouped im2col path");
   for (int threads = 2; threads <= 3; threads++) {
