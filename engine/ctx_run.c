@@ -72,6 +72,13 @@ void ctx_run_node(const ctx_env_t *c, const graph_node_t *nd, int n) {
   const kern_ctx_t *kc = c->kc;
   switch (nd->op) {
   case OP_CONV:
+    if (nd->a.conv.k.ngroups > 0) {
+      float *outs[KERN_CONV_GROUPS];
+      for (int g = 0; g < nd->a.conv.k.ngroups; g++) outs[g] = c->ptr[nd->a.conv.gout[g]];
+      kern_conv2d_groups(kc, &nd->a.conv.k, in, n, nd->a.conv.h, nd->a.conv.w, outs,
+                         nd->a.conv.oh, nd->a.conv.ow);
+      break;
+    }
     kern_conv2d(kc, &nd->a.conv.k, in, n, nd->a.conv.h, nd->a.conv.w, out, nd->a.conv.oh,
                 nd->a.conv.ow, nd->a.conv.residual >= 0 ? c->ptr[nd->a.conv.residual] : NULL);
     break;

@@ -87,6 +87,15 @@ int64_t graph_view_off(const cnn_model_t *m, int v) {
   return off;
 }
 
+int graph_node_outputs(const graph_node_t *n, int *outs) {
+  if (n->op != OP_CONV || n->a.conv.k.ngroups <= 0) {
+    outs[0] = n->out;
+    return 1;
+  }
+  for (int g = 0; g < n->a.conv.k.ngroups; g++) outs[g] = n->a.conv.gout[g];
+  return n->a.conv.k.ngroups;
+}
+
 int graph_node_error(cnn_error_t *err, int code, const graph_node_t *n, const char *fmt, ...) {
   char detail[240];
   va_list ap;

@@ -32,6 +32,7 @@
 
 #define GRAPH_MAX_DIMS 8
 #define GRAPH_MAX_INPUTS 64
+#define GRAPH_MAX_OUTPUTS KERN_CONV_GROUPS /* a conv with row groups writes one per group */
 /* Most elements any value may have (per image for runtime values): 2^28, 1 GiB of
  * floats, far above any real classifier (ResNet's largest is 0.8 M) and small enough
  * that a product of two bounded sizes never overflows int64. A hostile file cannot
@@ -91,6 +92,7 @@ typedef struct {
     struct {
       kern_conv_t k;
       int residual; /* value fused as the residual, or -1 */
+      int gout[KERN_CONV_GROUPS]; /* k.ngroups > 0: each group's output value (gout[0] == out) */
       int h, w, oh, ow;
     } conv;
     struct {
@@ -164,6 +166,9 @@ int graph_fuse(cnn_model_t *m, cnn_error_t *err);          /* graph_fuse.c */
 /* graph_concat.c: channel Concats whose inputs are lone convs' outputs, written in place
  * by those convs; readers[v] counts the live readers of each value. */
 int graph_concat_inplace(cnn_model_t *m, const int *readers, cnn_error_t *err);
+/* graph_siblings.c: direct 1x1 convs reading one value merged into one conv with row
+ * groups, in place of the earliest; after graph_concat_inplace. */
+int graph_merge_siblings(cnn_model_t *m, cnn_error_t *err);
 struct pool;
 /* Every live conv's weights prepared for its kernel on the pool's threads (NULL: the
  * caller's alone), then the plain copies no kernel reads freed (graph_prepare.c). */
@@ -176,6 +181,9 @@ int graph_plan_serial(cnn_model_t *m, cnn_error_t *err);   /* after graph_plan *
 const char *graph_op_name(int op);                        /* ONNX op type; onnx_node.c */
 int graph_root(const cnn_model_t *m, int v);               /* follow alias_of */
 int64_t graph_view_off(const cnn_model_t *m, int v);       /* view_off summed to the root */
+/* The values node n writes into outs (GRAPH_MAX_OUTPUTS room): its output, or each row
+ * group's of a conv with groups (graph_siblings.c). Returns how many. */
+int graph_node_outputs(const graph_node_t *n, int *outs);
 
 /* Error helper naming the node: "node 'conv1' (Conv): <msg>". */
 int graph_node_error(cnn_error_t *err, int code, const graph_node_t *n, const char *fmt, ...)

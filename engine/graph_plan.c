@@ -59,10 +59,22 @@ static void first_writes(const cnn_model_t *m, int *first) {
   for (int v = 0; v < m->nvals; v++) first[v] = m->nnodes;
   for (int i = m->nnodes - 1; i >= 0; i--) {
     const graph_node_t *n = &m->nodes[i];
-    if (n->dead) continue;
-    int r = graph_root(m, n->out);
-    if (r == n->out || n->op == OP_CONV) first[r] = i;
+    int outs[GRAPH_MAX_OUTPUTS], no = n->dead ? 0 : graph_node_outputs(n, outs);
+    for (int k = 0; k < no; k++) {
+      int r = graph_root(m, outs[k]);
+      if (r == outs[k] || n->op == OP_CONV) first[r] = i;
+    }
   }
+}
+
+/* Node i's outputs that need storage of their own (roots, not aliases) into outs;
+ * returns how many (none for a dead node). */
+static int root_outs(const cnn_model_t *m, int i, int *outs) {
+  const graph_node_t *n = &m->nodes[i];
+  int all[GRAPH_MAX_OUTPUTS], na = n->dead ? 0 : graph_node_outputs(n, all), no = 0;
+  for (int k = 0; k < na; k++)
+    if (m->vals[all[k]].alias_of < 0) outs[no++] = all[k];
+  return no;
 }
 
 static int by_size_desc(const void *a, const void *b) {
@@ -96,8 +108,8 @@ static int64_t place_all(slot_t *s, int count, int64_t *off) {
 
 int graph_plan(cnn_model_t *m, cnn_error_t *err) {
   compute_liveness(m);
-  slot_t *s = calloc((size_t)m->nnodes + 1, sizeof *s);
-  int64_t *off = calloc((size_t)m->nnodes + 1, sizeof *off);
+  slot_t *s = calloc((size_t)m->nvals + 1, sizeof *s); /* a slot per root output */
+  int64_t *off = calloc((size_t)m->nvals + 1, sizeof *off);
   int *first = calloc((size_t)m->nvals, sizeof *first);
   if (!s || !off || !first) {
     free(s), free(off), free(first);
@@ -106,11 +118,12 @@ int graph_plan(cnn_model_t *m, cnn_error_t *err) {
   first_writes(m, first);
   int count = 0;
   for (int i = 0; i < m->nnodes; i++) {
-    const graph_node_t *n = &m->nodes[i];
-    if (n->dead || m->vals[n->out].alias_of >= 0) continue;
-    graph_value_t *v = &m->vals[n->out];
-    int64_t end = v->last_use < i ? i : v->last_use;
-    s[count++] = (slot_t){n->out, (graph_numel(v) + 15) / 16 * 16, first[n->out], end};
+    int outs[GRAPH_MAX_OUTPUTS], no = root_outs(m, i, outs);
+    for (int k = 0; k < no; k++) {
+      graph_value_t *v = &m->vals[outs[k]];
+      int64_t end = v->last_use < i ? i : v->last_use;
+      s[count++] = (slot_t){outs[k], (graph_numel(v) + 15) / 16 * 16, first[outs[k]], end};
+    }
   }
   m->plan_floats = place_all(s, count, off);
   for (int i = 0; i < count; i++) m->vals[s[i].v].offset = off[i];
@@ -144,12 +157,6 @@ static int64_t serial_all_bytes(void) {
   return l3 / 8 * 7;
 }
 
-/* Node i's output, when it needs storage of its own (a root, not a constant). */
-static const graph_value_t *root_out(const cnn_model_t *m, int i) {
-  const graph_node_t *n = &m->nodes[i];
-  if (n->dead || m->vals[n->out].alias_of >= 0) return NULL;
-  return &m->vals[n->out];
-}
 
 /* Stage boundaries of the prefix [0, cut): near each multiple of 1/stages of its
  * MACs, the node within half a stage of it where one value alone crosses (written
@@ -165,9 +172,12 @@ static void plan_stages(cnn_model_t *m, const int *first, int cut, int stages) {
   for (int i = 0; stages > 1 && i < cut; i++) {
     before[i] = total;
     if (!m->nodes[i].dead) total += m->nodes[i].macs;
-    const graph_value_t *v = root_out(m, i);
-    int f = v ? first[m->nodes[i].out] : i;
-    if (v && v->last_use > f && v->last_use < cut) cross[f + 1]++, cross[v->last_use + 1]--;
+    int outs[GRAPH_MAX_OUTPUTS], no = root_outs(m, i, outs);
+    for (int k = 0; k < no; k++) {
+      const graph_value_t *v = &m->vals[outs[k]];
+      int f = first[outs[k]];
+      if (v->last_use > f && v->last_use < cut) cross[f + 1]++, cross[v->last_use + 1]--;
+    }
   }
   for (int i = 1; stages > 1 && i < cut; i++) cross[i] += cross[i - 1];
   for (int s = 1; s < stages; s++) {
@@ -208,23 +218,25 @@ int graph_plan_serial(cnn_model_t *m, cnn_error_t *err) {
   /* s[0, count): values one stage alone reads, for the serial arena; t[0, tcount):
    * values a later stage reads, for the stage slot (an image's stages run in node
    * order, so the two plans overlap values by node intervals as the main plan does) */
-  slot_t *s = calloc((size_t)cut + 1, sizeof *s), *t = calloc((size_t)cut + 1, sizeof *t);
-  int64_t *off = calloc((size_t)cut + 1, sizeof *off);
+  slot_t *s = calloc((size_t)m->nvals + 1, sizeof *s), *t = calloc((size_t)m->nvals + 1, sizeof *t);
+  int64_t *off = calloc((size_t)m->nvals + 1, sizeof *off);
   if (!s || !t || !off) {
     free(s), free(t), free(off), free(first);
     return cnn_error_set(err, CNN_ENOMEM, "out of memory planning activations");
   }
   int count = 0, tcount = 0;
   for (int i = 0; i < cut; i++) {
-    const graph_value_t *v = root_out(m, i);
-    if (!v) continue;
-    int f = first[m->nodes[i].out], st = 1; /* st: the stage after the first write's */
-    while (st < m->serial_stages && m->serial_cut[st] <= f) st++;
-    int64_t end = v->last_use < i ? i : v->last_use;
-    slot_t slot = {m->nodes[i].out, (graph_numel(v) + 15) / 16 * 16, f, end};
-    if (end >= cut) continue; /* crossing: keeps its batch slot in the main arena */
-    if (st < m->serial_stages && end >= m->serial_cut[st]) t[tcount++] = slot;
-    else s[count++] = slot;
+    int outs[GRAPH_MAX_OUTPUTS], no = root_outs(m, i, outs);
+    for (int k = 0; k < no; k++) {
+      const graph_value_t *v = &m->vals[outs[k]];
+      int f = first[outs[k]], st = 1; /* st: the stage after the first write's */
+      while (st < m->serial_stages && m->serial_cut[st] <= f) st++;
+      int64_t end = v->last_use < i ? i : v->last_use;
+      slot_t slot = {outs[k], (graph_numel(v) + 15) / 16 * 16, f, end};
+      if (end >= cut) continue; /* crossing: keeps its batch slot in the main arena */
+      if (st < m->serial_stages && end >= m->serial_cut[st]) t[tcount++] = slot;
+      else s[count++] = slot;
+    }
   }
   m->serial_floats = place_all(s, count, off);
   for (int i = 0; i < count; i++) m->vals[s[i].v].soffset = off[i];

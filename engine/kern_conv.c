@@ -34,7 +34,10 @@
  *    halves of the input channels, added at the end. From batch 2 x threads
  *    the threads take whole images (conv__by_images); at batch 1 on two threads each
  *    takes one half-sum (conv__by_khalf); otherwise they take output channels.
- * A 1x1, stride-1, unpadded conv multiplies the input directly (no lowering).
+ * A 1x1, stride-1, unpadded conv multiplies the input directly (no lowering). Such a
+ * conv may carry row groups (kern_conv2d_groups: siblings merged, graph_siblings.c):
+ * each block's product is then cut at the groups' boundaries, each part written to its
+ * group's output (conv__block_run).
  * Column blocks are capped so that K x block stays a few MB (CONV_COL_FLOATS);
  * kern_conv2d_scratch_floats returns exactly that K x block.
  *
@@ -78,6 +81,7 @@ typedef struct {
   const kern_conv_t *p;
   const float *in, *residual;
   float *out;
+  float *const *outs; /* p->ngroups > 0: each row group's output (kern_conv2d_groups) */
   int n, h, w, ow;
   size_t cols, kdim, block, block_max, in_img, out_img; /* block_max: with an absorbed tail */
   int direct;
@@ -265,7 +269,24 @@ static void conv__epilogue(const kern_conv_t *p, float *c, const float *res, int
     kern_conv_epi_row(c, res, p->bias ? p->bias[r] : 0.0f, nc, p->relu);
 }
 
-/* Output channels [r0, r1) x columns [c0, c1) of image img. */
+/* Rows [r0, r1) of W times nc columns of B into c (row r0's first column; rows cols
+ * apart), with the epilogue; res likewise, or NULL. */
+static void conv__product(const conv_job_t *j, int r0, int r1, size_t nc, const float *b,
+                          size_t ldb, float *c, const float *res) {
+  const kern_conv_t *p = j->p;
+  if (p->gemm_a) {
+    kern_sgemm_epi_t epi = {.bias = p->bias, .res = res, .ldr = j->cols, .relu = p->relu};
+    kern_sgemm_run(p->gemm_a, r0, r1, (int)j->kdim, b, ldb, nc, c, j->cols, &epi);
+    return;
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, (int)nc, (int)j->kdim, 1.0f,
+              p->weight + (size_t)r0 * j->kdim, (int)j->kdim, b, (int)ldb, 0.0f, c,
+              (int)j->cols);
+  if (p->bias || res || p->relu) conv__epilogue(p, c, res, r0, r1, nc, j->cols);
+}
+
+/* Output channels [r0, r1) x columns [c0, c1) of image img (split among the row groups'
+ * outputs when there are groups). */
 static void conv__block_run(const conv_job_t *j, int img, int r0, int r1, size_t c0,
                             size_t c1, float *scratch) {
   const kern_conv_t *p = j->p;
@@ -284,19 +305,20 @@ static void conv__block_run(const conv_job_t *j, int img, int r0, int r1, size_t
     b = scratch;
     ldb = c1 - c0;
   }
-  size_t off = (size_t)img * j->out_img + (size_t)r0 * j->cols + c0;
-  float *c = j->out + off;
-  if (p->gemm_a) {
-    kern_sgemm_epi_t epi = {.bias = p->bias, .res = j->residual ? j->residual + off : NULL,
-                            .ldr = j->cols, .relu = p->relu};
-    kern_sgemm_run(p->gemm_a, r0, r1, (int)j->kdim, b, ldb, c1 - c0, c, j->cols, &epi);
+  if (!p->ngroups) {
+    size_t off = (size_t)img * j->out_img + (size_t)r0 * j->cols + c0;
+    conv__product(j, r0, r1, c1 - c0, b, ldb, j->out + off,
+                  j->residual ? j->residual + off : NULL);
     return;
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, (int)(c1 - c0), (int)j->kdim,
-              1.0f, p->weight + (size_t)r0 * j->kdim, (int)j->kdim, b, (int)ldb, 0.0f, c,
-              (int)j->cols);
-  if (p->bias || j->residual || p->relu)
-    conv__epilogue(p, c, j->residual ? j->residual + off : NULL, r0, r1, c1 - c0, j->cols);
+  for (int g = 0; g < p->ngroups; g++) { /* the rows of each output this block holds */
+    int g0 = p->group_row[g], g1 = p->group_row[g + 1];
+    int a = r0 > g0 ? r0 : g0, e = r1 < g1 ? r1 : g1;
+    size_t gimg = p->group_out_img[g] ? p->group_out_img[g] : (size_t)(g1 - g0) * j->cols;
+    if (a < e)
+      conv__product(j, a, e, c1 - c0, b, ldb,
+                    j->outs[g] + (size_t)img * gimg + (size_t)(a - g0) * j->cols + c0, NULL);
+  }
 }
 
 /* Column split, claimed chunk by chunk: a thread that is descheduled on a busy
@@ -491,8 +513,9 @@ static void conv__by_images(void *arg, int tid, int nt) {
   }
 }
 
-void kern_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *in, int n, int h,
-                 int w, float *out, int oh, int ow, const float *residual) {
+static void conv__run(const kern_ctx_t *kc, const kern_conv_t *p, const float *in, int n, int h,
+                      int w, float *out, float *const *outs, int oh, int ow,
+                      const float *residual) {
   if (p->packed) {
     kern_wino_conv2d(kc, p, in, n, h, w, out, oh, ow, residual);
     return;
@@ -508,8 +531,8 @@ void kern_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *in, in
       return;
     }
   }
-  conv_job_t j = {.kc = kc, .p = p, .in = in, .residual = residual, .out = out, .n = n,
-                  .h = h, .w = w, .ow = ow};
+  conv_job_t j = {.kc = kc, .p = p, .in = in, .residual = residual, .out = out, .outs = outs,
+                  .n = n, .h = h, .w = w, .ow = ow};
   j.cols = (size_t)oh * (size_t)ow;
   j.kdim = (size_t)p->cin * (size_t)p->kh * (size_t)p->kw;
   j.block = conv__block(j.kdim, j.cols);
@@ -557,4 +580,16 @@ void kern_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *in, in
                    j.group == 0 || j.shared);
   pool_run(kc->pool, rows ? conv__by_rows : conv__by_cols, &j);
   if (rows) kern_rows_learn(&j.rows, kc);
+}
+
+void kern_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *in, int n, int h,
+                 int w, float *out, int oh, int ow, const float *residual) {
+  conv__run(kc, p, in, n, h, w, out, NULL, oh, ow, residual);
+}
+
+/* Only direct 1x1 convs have groups (kernels.h): they take the column or row split,
+ * whose blocks (conv__block_run) write each group's rows to its own output. */
+void kern_conv2d_groups(const kern_ctx_t *kc, const kern_conv_t *p, const float *in, int n,
+                        int h, int w, float *const *outs, int oh, int ow) {
+  conv__run(kc, p, in, n, h, w, outs[0], outs, oh, ow, NULL);
 }

@@ -26,6 +26,8 @@ typedef struct {
 
 /* 2-D convolution, group 1, dilation 1; BatchNorm already folded in by the loader.
  * Epilogue fused in one pass over the output: y = act(conv + bias + residual). */
+enum { KERN_CONV_GROUPS = 4 }; /* most outputs one conv writes (kern_conv2d_groups) */
+
 typedef struct {
   int cin, cout, kh, kw;
   int stride_h, stride_w;
@@ -42,6 +44,12 @@ typedef struct {
   size_t out_img;      /* floats from one image's output to the next, and the residual's
                         * (0: cout*oh*ow, dense). Larger when the output is a channel slice
                         * of a wider map (a Concat written in place, graph_concat.c). */
+  int ngroups;         /* 0: one output. Else (direct 1x1 convs only: 1x1, stride 1, no
+                        * padding) output rows [group_row[g], group_row[g + 1]) are output g
+                        * of kern_conv2d_groups, each boundary a multiple of 8 (siblings
+                        * reading one input merged into one product, graph_siblings.c) */
+  int group_row[KERN_CONV_GROUPS + 1];
+  size_t group_out_img[KERN_CONV_GROUPS]; /* output g's image stride (0: dense) */
 } kern_conv_t;
 
 /* At model load: prepare weights (e.g. pack or transform). Returns 0 or CNN_ENOMEM. */
@@ -53,6 +61,12 @@ size_t kern_conv2d_scratch_floats(const kern_conv_t *p, int h, int w, int oh, in
 /* in: n x cin x h x w; out: n x cout x oh x ow; residual: NULL or shaped like out. */
 void kern_conv2d(const kern_ctx_t *kc, const kern_conv_t *p, const float *in, int n, int h,
                  int w, float *out, int oh, int ow, const float *residual);
+/* A conv with row groups (p->ngroups > 0): outs[g] receives rows [group_row[g],
+ * group_row[g + 1]) as an n x rows x oh x ow map (images group_out_img[g] apart when
+ * set). No residual. With the engine's sgemm (kern_sgemm_available) each output holds the
+ * same bits as that row range of kern_conv2d. */
+void kern_conv2d_groups(const kern_ctx_t *kc, const kern_conv_t *p, const float *in, int n,
+                        int h, int w, float *const *outs, int oh, int ow);
 
 /* ---- pooling -------------------------------------------------------------------- */
 

@@ -124,7 +124,7 @@ static double flops(const shape_t *s, int n) {
 static double time_conv(const shape_t *s, int n, int threads, int reps) {
   int o = out_side(s);
   kern_conv_t p = {s->cin, s->cout, s->k, s->k, s->s, s->s, s->pad, s->pad, s->pad, s->pad,
-                   NULL, NULL, 1, NULL, NULL, o, o, 0, 0, 0, 0};
+                   NULL, NULL, 1, NULL, NULL, o, o, 0, 0, 0, 0, 0, {0}, {0}};
   float *w = rnd((size_t)s->cout * s->cin * s->k * s->k), *bias = rnd((size_t)s->cout);
   float *in = rnd((size_t)n * s->cin * s->h * s->h), *out = rnd((size_t)n * s->cout * o * o);
   float *res = s->residual ? rnd((size_t)n * s->cout * o * o) : NULL;

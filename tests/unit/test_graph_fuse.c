@@ -60,7 +60,11 @@ Test(graph_fuse, googlenet_concats_written_in_place) {
       cr_assert_eq(x->view_off, off, "%s input %d at %lld, expected %lld", n->name, j,
                    (long long)x->view_off, (long long)off);
       const graph_node_t *c = &m->nodes[x->producer];
-      cr_assert(c->op == OP_CONV && c->a.conv.residual < 0 && c->a.conv.k.out_img == (size_t)graph_numel(o));
+      cr_assert(c->op == OP_CONV && c->a.conv.residual < 0);
+      size_t stride = c->a.conv.k.out_img; /* or its row group's, when merged */
+      for (int g = 0; g < c->a.conv.k.ngroups; g++)
+        if (c->a.conv.gout[g] == n->in[j]) stride = c->a.conv.k.group_out_img[g];
+      cr_assert_eq(stride, (size_t)graph_numel(o), "%s input %d: images %zu apart", n->name, j, stride);
       off += x->dims[1] * plane;
     }
     cr_assert_eq(off, graph_numel(o), "%s: the views do not tile its output", n->name);
@@ -89,18 +93,23 @@ static void plan_check_no_clobber(const char *file) {
   for (int i = 0; i < m->nnodes; i++) {
     const graph_node_t *n = &m->nodes[i];
     if (n->dead || ctx_is_alias_op(n->op) || n->inplace) continue;
-    int ro = graph_root(m, n->out);
-    int64_t w0 = m->vals[ro].offset + graph_view_off(m, n->out), w1 = w0 + graph_numel(&m->vals[n->out]);
-    for (int x = 0; x < m->nvals; x++) {
-      const graph_value_t *v = &m->vals[x];
-      int rx = graph_root(m, x);
-      if (x == n->out || v->kind != VAL_RUNTIME || rx == m->input || v->producer < 0 ||
-          v->producer >= i || last[x] <= i)
-        continue;
-      int64_t r0 = m->vals[rx].offset + graph_view_off(m, x), r1 = r0 + graph_numel(v);
-      cr_assert(w1 <= r0 || r1 <= w0, "%s: node %s writes [%lld, %lld) over %s [%lld, %lld), read at node %d",
-                file, n->name, (long long)w0, (long long)w1, v->name, (long long)r0, (long long)r1, last[x]);
-      checked++;
+    int outs[GRAPH_MAX_OUTPUTS], no = graph_node_outputs(n, outs);
+    for (int k = 0; k < no; k++) {
+      int o = outs[k], ro = graph_root(m, o);
+      int64_t w0 = m->vals[ro].offset + graph_view_off(m, o), w1 = w0 + graph_numel(&m->vals[o]);
+      for (int x = 0; x < m->nvals; x++) {
+        const graph_value_t *v = &m->vals[x];
+        int rx = graph_root(m, x);
+        if (x == o || v->kind != VAL_RUNTIME || rx == m->input || v->producer < 0 ||
+            v->producer > i || last[x] <= i)
+          continue;
+        int64_t r0 = m->vals[rx].offset + graph_view_off(m, x), r1 = r0 + graph_numel(v);
+        cr_assert(w1 <= r0 || r1 <= w0,
+                  "%s: node %s writes [%lld, %lld) over %s [%lld, %lld), read at node %d", file,
+                  n->name, (long long)w0, (long long)w1, v->name, (long long)r0, (long long)r1,
+                  last[x]);
+        checked++;
+      }
     }
   }
   cr_assert_gt(checked, 0);
@@ -111,4 +120,33 @@ static void plan_check_no_clobber(const char *file) {
 Test(graph_fuse, plan_never_overwrites_a_value_still_read) {
   plan_check_no_clobber("googlenet.onnx");
   plan_check_no_clobber("resnet18.onnx");
+}
+
+/* Each inception module's three 1x1 convs on its input (branch 1, and the bottlenecks
+ * of branches 2 and 3) load as one conv with three row groups (graph_siblings.c), which
+ * writes the three outputs; the other two convs are dead. */
+Test(graph_fuse, googlenet_sibling_1x1_convs_merged) {
+  cnn_model_t *m = ref_load_test_model("googlenet.onnx");
+  int merged = 0;
+  for (int i = 0; i < m->nnodes; i++) {
+    const graph_node_t *n = &m->nodes[i];
+    if (n->dead || n->op != OP_CONV || n->a.conv.k.ngroups == 0) continue;
+    const kern_conv_t *k = &n->a.conv.k;
+    merged++;
+    cr_assert_eq(k->ngroups, 3, "%s: %d groups", n->name, k->ngroups);
+    cr_assert_eq(n->a.conv.gout[0], n->out);
+    cr_assert(k->kh == 1 && k->kw == 1 && k->group_row[0] == 0 && k->group_row[3] == k->cout);
+    for (int g = 0; g < k->ngroups; g++) {
+      const graph_value_t *o = &m->vals[n->a.conv.gout[g]];
+      cr_assert_eq(o->producer, i, "%s: group %d's output made elsewhere", n->name, g);
+      cr_assert_eq(o->dims[1], k->group_row[g + 1] - k->group_row[g], "%s: group %d rows", n->name, g);
+      cr_assert_eq(k->group_row[g] % 8, 0);
+    }
+    for (int j = 0; j < m->nnodes; j++) /* no live conv left reading the same input 1x1 */
+      cr_assert(j == i || m->nodes[j].dead || m->nodes[j].op != OP_CONV ||
+                m->nodes[j].in[0] != n->in[0] || m->nodes[j].a.conv.k.kh != 1,
+                "%s and %s both read %s", n->name, m->nodes[j].name, m->vals[n->in[0]].name);
+  }
+  cr_assert_eq(merged, 9, "%d merged convs, expected one per inception module", merged);
+  cnn_model_destroy(m);
 }

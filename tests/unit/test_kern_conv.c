@@ -9,6 +9,7 @@
  * (kern_conv_t.out_img, a Concat written in place): the slice must hold the same
  * values, bit for bit, and the channels around it must keep their bytes. */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -64,7 +65,7 @@ static void conv_check(ref_rng_t *rng, const conv_case_t *c) {
   float *out = ref_random(rng, nout, 100, 200); /* garbage the kernel must overwrite */
   double *want = malloc(nout * sizeof *want), *mag = malloc(nout * sizeof *mag);
   kern_conv_t p = {c->cin, c->cout, c->kh, c->kw, c->sh, c->sw, c->pt, c->pl, c->pb, c->pr,
-                   wt, bias, c->relu, NULL, NULL, oh, ow, 0, 0, 0, 0};
+                   wt, bias, c->relu, NULL, NULL, oh, ow, 0, 0, 0, 0, 0, {0}, {0}};
   cr_assert_eq(kern_conv_prepare(&p), 0);
   int s2 = 0, s2pad = c->kh == 3 && c->kw == 3 && c->sh == 2 && c->sw == 2 && c->pt == 1 &&
                      c->pl == 1 && c->pb == 1 && c->pr == 1;
@@ -320,7 +321,7 @@ Test(kern_conv, grouped_image_same_bits_alone_and_batched) {
   float *bias = ref_random(&rng, COUT, -1, 1);
   float *batch = malloc(N * out_img * sizeof *batch), *one = malloc(out_img * sizeof *one);
   cr_assert(batch && one);
-  kern_conv_t p = {CIN, COUT, 3, 3, 2, 2, 1, 1, 1, 1, wt, bias, 1, NULL, NULL, OH, OH, 0, 0, 0, 0};
+  kern_conv_t p = {CIN, COUT, 3, 3, 2, 2, 1, 1, 1, 1, wt, bias, 1, NULL, NULL, OH, OH, 0, 0, 0, 0, 0, {0}, {0}};
   cr_assert_eq(kern_conv_prepare(&p), 0);
   cr_assert(!p.packed && !p.poly, "expected the grouped im2col path");
   for (int threads = 2; threads <= 3; threads++) {
@@ -342,4 +343,65 @@ Test(kern_conv, grouped_image_same_bits_alone_and_batched) {
   }
   kern_conv_release(&p);
   free(in), free(res), free(wt), free(bias), free(batch), free(one);
+}
+
+/* Row groups (kern_conv2d_groups; siblings merged by graph_siblings.c): each output
+ * holds, bit for bit (with the engine's sgemm; OpenBLAS's blocking follows the matrix
+ * size), its rows of the whole conv, in its own buffer, at its own image stride, and
+ * nothing around it is written. Direct 1x1 convs, column and row splits
+ * (small maps), batches, 1 to 3 threads. */
+Test(kern_conv, row_groups_write_each_output_its_rows) {
+  ref_rng_t rng = {4242};
+  cnn_blas_single_thread();
+  for (int i = 0; i < 40; i++) {
+    int ng = ref_randint(&rng, 2, KERN_CONV_GROUPS), rows[KERN_CONV_GROUPS + 1] = {0};
+    for (int g = 0; g < ng; g++) rows[g + 1] = rows[g] + 8 * ref_randint(&rng, 1, 6);
+    int n = ref_randint(&rng, 1, 3), cin = ref_randint(&rng, 1, 70), hw = ref_randint(&rng, 1, 30);
+    int threads = ref_randint(&rng, 1, 3), cout = rows[ng];
+    size_t cols = (size_t)hw * (size_t)hw;
+    float *in = ref_random(&rng, (size_t)n * cin * cols, -1, 1);
+    float *wt = ref_random(&rng, (size_t)cout * cin, -1, 1), *bias = ref_random(&rng, cout, -1, 1);
+    float *dense = malloc((size_t)n * cout * cols * sizeof *dense), *outs[KERN_CONV_GROUPS];
+    float *bufs[KERN_CONV_GROUPS], *orig[KERN_CONV_GROUPS];
+    size_t len[KERN_CONV_GROUPS], pre[KERN_CONV_GROUPS];
+    kern_conv_t p = {cin, cout, 1, 1, 1, 1, 0, 0, 0, 0, wt, bias, (int)(i & 1), NULL, NULL, hw, hw,
+                     0, 0, 0, 0, 0, {0}, {0}};
+    cr_assert_eq(kern_conv_prepare(&p), 0);
+    ref_kctx_t t;
+    ref_kctx_init(&t, threads, kern_conv2d_scratch_floats(&p, hw, hw, hw, hw, threads));
+    kern_conv2d(&t.kc, &p, in, n, hw, hw, dense, hw, hw, NULL);
+    p.ngroups = ng;
+    for (int g = 0; g <= ng; g++) p.group_row[g] = rows[g];
+    for (int g = 0; g < ng; g++) { /* every other output a slice of a wider map */
+      size_t gr = (size_t)(rows[g + 1] - rows[g]);
+      pre[g] = g % 2 ? 2 * cols : 0;
+      p.group_out_img[g] = g % 2 ? (gr + 3) * cols : 0;
+      size_t img = g % 2 ? p.group_out_img[g] : gr * cols;
+      len[g] = (size_t)n * img;
+      bufs[g] = ref_random(&rng, len[g], 100, 200), orig[g] = malloc(len[g] * sizeof(float));
+      cr_assert(orig[g]);
+      memcpy(orig[g], bufs[g], len[g] * sizeof(float));
+      outs[g] = bufs[g] + pre[g];
+    }
+    kern_conv2d_groups(&t.kc, &p, in, n, hw, hw, outs, hw, hw);
+    for (int g = 0; g < ng; g++) {
+      size_t gr = (size_t)(rows[g + 1] - rows[g]), img = p.group_out_img[g] ? p.group_out_img[g] : gr * cols;
+      for (int q = 0; q < n; q++) {
+        const float *got = outs[g] + (size_t)q * img;
+        const float *want = dense + ((size_t)q * cout + (size_t)rows[g]) * cols;
+        for (size_t e = 0; e < gr * cols; e++) /* OpenBLAS's blocking follows M: ulps */
+          cr_assert(kern_sgemm_available() ? got[e] == want[e]
+                                           : fabsf(got[e] - want[e]) <= 1e-5f * (1.0f + fabsf(want[e])),
+                    "case %d: output %d of %d, image %d differs at %zu: %g, %g (n%d %d->%d %dx%d t%d)",
+                    i, g, ng, q, e, (double)got[e], (double)want[e], n, cin, cout, hw, hw, threads);
+        memcpy(orig[g] + pre[g] + (size_t)q * img, got, gr * cols * sizeof *got);
+      }
+      cr_assert_eq(memcmp(bufs[g], orig[g], len[g] * sizeof(float)), 0,
+                   "case %d: output %d written outside its rows", i, g);
+      free(bufs[g]), free(orig[g]);
+    }
+    kern_conv_release(&p);
+    ref_kctx_deinit(&t);
+    free(in), free(wt), free(bias), free(dense);
+  }
 }

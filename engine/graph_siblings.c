@@ -1,0 +1,139 @@
+/*
+ * graph_siblings.c — sibling 1x1 convs on one input merged into one product.
+ *
+ * Each GoogLeNet inception module opens with three 1x1 convs on its input: branch 1's,
+ * and the bottlenecks before branch 2's 3x3 and branch 3's. Run one by one they are
+ * three tasks on the pool, each ending with the threads meeting, and each packing and
+ * streaming the same input. Merged, their weights are stacked into one conv of
+ * cout = the sum, whose output rows are split into row groups (kern_conv_t.ngroups),
+ * each written to its own conv's output value at that output's own image stride (a
+ * Concat's slice for branch 1, graph_concat.c); kern_conv2d_groups gives every group
+ * the same bits as its conv alone (each output row is the same sum over K).
+ * The merged conv takes the place of the earliest sibling (the leader); the others are
+ * marked dead and their outputs are now produced by the leader, i.e. earlier than
+ * before, which is safe: the input is ready then, and nothing reads those outputs
+ * before their own conv's old position. The plan keeps each group's output live from
+ * the leader on (graph_plan.c, graph_node_outputs).
+ * Siblings: live direct 1x1 convs (1x1, stride 1, no padding) reading the same value,
+ * without a residual and with the same ReLU, each cout a multiple of KERN_SGEMM_MR
+ * (group boundaries start micro-kernel tiles), up to KERN_CONV_GROUPS of them. The
+ * merged weights and bias are new constants owned by the model; the siblings' own are
+ * freed when nothing else reads them.
+ * GoogLeNet (9 merges of 3): session 34, Zen 5, 2 threads, forwards alternating in
+ * blocks between a model loaded with and one without (Concats in place in both):
+ * batch 1 p50 6.843 -> 6.707 and 6.859 -> 6.726 ms (p10 6.690 -> 6.575, 6.690 ->
+ * 6.579), batch 8 p50 42.66 -> 42.45 ms.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "graph.h"
+#include "kern_sgemm.h"
+
+static int direct_1x1(const graph_node_t *n) {
+  const kern_conv_t *k = &n->a.conv.k;
+  return !n->dead && n->op == OP_CONV && k->kh == 1 && k->kw == 1 && k->stride_h == 1 &&
+         k->stride_w == 1 && !k->pad_t && !k->pad_l && !k->pad_b && !k->pad_r &&
+         n->a.conv.residual < 0 && k->ngroups == 0 && k->cout % KERN_SGEMM_MR == 0 &&
+         k->weight;
+}
+
+static int new_floats(cnn_model_t *m, const graph_node_t *lead, const char *what,
+                      int64_t count, cnn_error_t *err) {
+  char name[300];
+  snprintf(name, sizeof name, "%s/%s", lead->name, what);
+  int vi = graph_add_value(m, name, err);
+  if (vi < 0) return vi;
+  graph_value_t *v = &m->vals[vi];
+  v->kind = VAL_CONST, v->dtype = DT_FLOAT, v->known = 1, v->ndim = 1, v->dims[0] = count;
+  if (!(v->f = malloc(sizeof(float) * (size_t)count)))
+    return cnn_error_set(err, CNN_ENOMEM, "out of memory merging '%s'", lead->name);
+  return vi;
+}
+
+/* Frees constant value v's data unless a live node reads it (as an input, or as a
+ * conv's weights or bias). */
+static void drop_value(cnn_model_t *m, int v) {
+  graph_value_t *x = v >= 0 ? &m->vals[v] : NULL;
+  if (!x || x->kind != VAL_CONST || !x->f) return;
+  for (int i = 0; i < m->nnodes; i++) {
+    const graph_node_t *n = &m->nodes[i];
+    if (n->dead) continue;
+    for (int j = 0; j < n->nin; j++)
+      if (n->in[j] == v) return;
+    if (n->op == OP_CONV && (n->a.conv.k.weight == x->f || n->a.conv.k.bias == x->f)) return;
+  }
+  free(x->f);
+  x->f = NULL;
+}
+
+/* The same for the constant holding data f (a conv's weights or bias), if any. */
+static void drop_data(cnn_model_t *m, const float *f) {
+  for (int v = 0; f && v < m->nvals; v++)
+    if (m->vals[v].kind == VAL_CONST && m->vals[v].f == f) {
+      drop_value(m, v);
+      return;
+    }
+}
+
+/* Merges the convs sib[0 .. count) (node indices, in order) into sib[0]. */
+static int merge(cnn_model_t *m, const int *sib, int count, cnn_error_t *err) {
+  int cin = m->nodes[sib[0]].a.conv.k.cin, cout = 0;
+  for (int g = 0; g < count; g++) cout += m->nodes[sib[g]].a.conv.k.cout;
+  int wv = new_floats(m, &m->nodes[sib[0]], "merged_weight", (int64_t)cout * cin, err);
+  if (wv < 0) return wv;
+  int bv = new_floats(m, &m->nodes[sib[0]], "merged_bias", cout, err);
+  if (bv < 0) return bv;
+  float *w = m->vals[wv].f, *b = m->vals[bv].f;
+  const float *old_w[KERN_CONV_GROUPS], *old_b[KERN_CONV_GROUPS];
+  graph_node_t *lead = &m->nodes[sib[0]];
+  int row = 0;
+  int64_t macs = 0;
+  for (int g = 0; g < count; g++) {
+    graph_node_t *s = &m->nodes[sib[g]];
+    const kern_conv_t *k = &s->a.conv.k;
+    memcpy(w + (size_t)row * (size_t)cin, k->weight, sizeof(float) * (size_t)k->cout * (size_t)cin);
+    for (int r = 0; r < k->cout; r++) b[row + r] = k->bias ? k->bias[r] : 0.0f;
+    old_w[g] = k->weight, old_b[g] = k->bias;
+    lead->a.conv.k.group_row[g] = row;
+    lead->a.conv.k.group_out_img[g] = k->out_img;
+    lead->a.conv.gout[g] = s->out;
+    m->vals[s->out].producer = sib[0];
+    macs += s->macs;
+    row += k->cout;
+    if (g > 0) s->dead = 1;
+  }
+  kern_conv_t *k = &lead->a.conv.k;
+  k->group_row[count] = row;
+  k->ngroups = count;
+  k->cout = cout;
+  k->weight = w, k->bias = b;
+  k->out_img = 0;
+  lead->macs = macs;
+  for (int g = 0; g < count; g++) {
+    drop_data(m, old_w[g]), drop_data(m, old_b[g]);
+    const graph_node_t *s = &m->nodes[sib[g]];
+    for (int j = 1; g > 0 && j < s->nin; j++) drop_value(m, s->in[j]); /* ONNX initializers */
+  }
+  return 0;
+}
+
+int graph_merge_siblings(cnn_model_t *m, cnn_error_t *err) {
+  for (int i = 0; i < m->nnodes; i++) {
+    if (!direct_1x1(&m->nodes[i])) continue;
+    int sib[KERN_CONV_GROUPS] = {i}, count = 1;
+    const graph_node_t *lead = &m->nodes[i];
+    for (int j = i + 1; j < m->nnodes && count < KERN_CONV_GROUPS; j++) {
+      const graph_node_t *n = &m->nodes[j];
+      if (direct_1x1(n) && n->in[0] == lead->in[0] && n->a.conv.k.cin == lead->a.conv.k.cin &&
+          n->a.conv.k.relu == lead->a.conv.k.relu)
+        sib[count++] = j;
+    }
+    if (count < 2) continue;
+    int rc = merge(m, sib, count, err);
+    if (rc) return rc;
+  }
+  return 0;
+}
