@@ -87,6 +87,19 @@ int64_t graph_view_off(const cnn_model_t *m, int v) {
   return off;
 }
 
+int graph_new_floats(cnn_model_t *m, const graph_node_t *n, const char *what, int64_t count,
+                     cnn_error_t *err) {
+  char name[300];
+  snprintf(name, sizeof name, "%s/%s", n->name, what);
+  int vi = graph_add_value(m, name, err);
+  if (vi < 0) return vi;
+  graph_value_t *v = &m->vals[vi];
+  v->kind = VAL_CONST, v->dtype = DT_FLOAT, v->known = 1, v->ndim = 1, v->dims[0] = count;
+  v->f = malloc(sizeof(float) * (size_t)count);
+  if (!v->f) return cnn_error_set(err, CNN_ENOMEM, "out of memory rewriting '%s'", n->name);
+  return vi;
+}
+
 int graph_node_outputs(const graph_node_t *n, int *outs) {
   if (n->op != OP_CONV || n->a.conv.k.ngroups <= 0) {
     outs[0] = n->out;

@@ -152,6 +152,11 @@ struct cnn_model {
 int graph_add_value(cnn_model_t *m, const char *name, cnn_error_t *err);
 int graph_find_value(const cnn_model_t *m, const char *name);
 int graph_add_node(cnn_model_t *m, cnn_error_t *err);
+/* A new float constant of `count` elements named "<node n's name>/<what>", its data
+ * allocated (uninitialized) and owned by the model (rewrites' new weights). Returns
+ * its index or a negative error. */
+int graph_new_floats(cnn_model_t *m, const graph_node_t *n, const char *what, int64_t count,
+                     cnn_error_t *err);
 int64_t graph_numel(const graph_value_t *v);
 /* 1 when every dim is >= 0 and the product of the nonzero dims is at most `limit`
  * (so no partial product overflows, even when another dim is 0). */

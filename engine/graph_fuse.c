@@ -54,25 +54,12 @@ static void take_output(cnn_model_t *m, graph_node_t *conv, graph_node_t *gone) 
   gone->dead = 1;
 }
 
-static int new_const(cnn_model_t *m, const graph_node_t *conv, const char *what, int64_t count,
-                     cnn_error_t *err) {
-  char name[300];
-  snprintf(name, sizeof name, "%s/%s", conv->name, what);
-  int vi = graph_add_value(m, name, err);
-  if (vi < 0) return vi;
-  graph_value_t *v = &m->vals[vi];
-  v->kind = VAL_CONST, v->dtype = DT_FLOAT, v->known = 1, v->ndim = 1, v->dims[0] = count;
-  v->f = malloc(sizeof(float) * (size_t)count);
-  if (!v->f) return cnn_error_set(err, CNN_ENOMEM, "out of memory folding '%s'", conv->name);
-  return vi;
-}
-
 static int fold_bn(cnn_model_t *m, int ci, int bi, cnn_error_t *err) {
   kern_conv_t k = m->nodes[ci].a.conv.k;
   int64_t per = (int64_t)k.cin * k.kh * k.kw;
-  int wv = new_const(m, &m->nodes[ci], "folded_weight", k.cout * per, err);
+  int wv = graph_new_floats(m, &m->nodes[ci], "folded_weight", k.cout * per, err);
   if (wv < 0) return wv;
-  int bv = new_const(m, &m->nodes[ci], "folded_bias", k.cout, err);
+  int bv = graph_new_floats(m, &m->nodes[ci], "folded_bias", k.cout, err);
   if (bv < 0) return bv;
   const graph_node_t *bn = &m->nodes[bi];
   float *w = m->vals[wv].f, *b = m->vals[bv].f;

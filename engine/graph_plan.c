@@ -4,11 +4,12 @@
  * Every runtime value that owns storage (a root: not an alias, not the input) lives
  * from the first node that writes it to the last node that reads it (or forever, for
  * the graph output). The first writer is its producer, or earlier a conv writing a
- * view of it (a Concat written in place, graph_concat.c). Roots are placed largest first at the lowest arena offset that does
- * not overlap, in memory, any already placed root whose lifetime overlaps its own
- * ("greedy by size"). A node's inputs and output always overlap in time, so a kernel
- * never sees its output alias an input. Offsets and sizes are per image, rounded to
- * 16 floats (64 bytes); a context scales them by its max batch.
+ * view of it (a Concat written in place, graph_concat.c); a conv with row groups
+ * writes several roots at once (graph_node_outputs). Roots are placed largest first at
+ * the lowest arena offset that does not overlap, in memory, any already placed root
+ * whose lifetime overlaps its own ("greedy by size"). A node's inputs and output always
+ * overlap in time, so a kernel never sees its output alias an input. Offsets and sizes
+ * are per image, rounded to 16 floats (64 bytes); a context scales them by its max batch.
  *
  * Image-serial prefix (graph_plan_serial): a batch runs the early layers, whose
  * maps are large and weights small, one image at a time per thread (ctx.c), so each
@@ -218,7 +219,8 @@ int graph_plan_serial(cnn_model_t *m, cnn_error_t *err) {
   /* s[0, count): values one stage alone reads, for the serial arena; t[0, tcount):
    * values a later stage reads, for the stage slot (an image's stages run in node
    * order, so the two plans overlap values by node intervals as the main plan does) */
-  slot_t *s = calloc((size_t)m->nvals + 1, sizeof *s), *t = calloc((size_t)m->nvals + 1, sizeof *t);
+  slot_t *s = calloc((size_t)m->nvals + 1, sizeof *s);
+  slot_t *t = calloc((size_t)m->nvals + 1, sizeof *t);
   int64_t *off = calloc((size_t)m->nvals + 1, sizeof *off);
   if (!s || !t || !off) {
     free(s), free(t), free(off), free(first);

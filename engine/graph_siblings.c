@@ -24,11 +24,9 @@
  * batch 1 p50 6.843 -> 6.707 and 6.859 -> 6.726 ms (p10 6.690 -> 6.575, 6.690 ->
  * 6.579), batch 8 p50 42.66 -> 42.45 ms.
  */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "error.h"
 #include "graph.h"
 #include "kern_sgemm.h"
 
@@ -38,19 +36,6 @@ static int direct_1x1(const graph_node_t *n) {
          k->stride_w == 1 && !k->pad_t && !k->pad_l && !k->pad_b && !k->pad_r &&
          n->a.conv.residual < 0 && k->ngroups == 0 && k->cout % KERN_SGEMM_MR == 0 &&
          k->weight;
-}
-
-static int new_floats(cnn_model_t *m, const graph_node_t *lead, const char *what,
-                      int64_t count, cnn_error_t *err) {
-  char name[300];
-  snprintf(name, sizeof name, "%s/%s", lead->name, what);
-  int vi = graph_add_value(m, name, err);
-  if (vi < 0) return vi;
-  graph_value_t *v = &m->vals[vi];
-  v->kind = VAL_CONST, v->dtype = DT_FLOAT, v->known = 1, v->ndim = 1, v->dims[0] = count;
-  if (!(v->f = malloc(sizeof(float) * (size_t)count)))
-    return cnn_error_set(err, CNN_ENOMEM, "out of memory merging '%s'", lead->name);
-  return vi;
 }
 
 /* Frees constant value v's data unless a live node reads it (as an input, or as a
@@ -82,9 +67,9 @@ static void drop_data(cnn_model_t *m, const float *f) {
 static int merge(cnn_model_t *m, const int *sib, int count, cnn_error_t *err) {
   int cin = m->nodes[sib[0]].a.conv.k.cin, cout = 0;
   for (int g = 0; g < count; g++) cout += m->nodes[sib[g]].a.conv.k.cout;
-  int wv = new_floats(m, &m->nodes[sib[0]], "merged_weight", (int64_t)cout * cin, err);
+  int wv = graph_new_floats(m, &m->nodes[sib[0]], "merged_weight", (int64_t)cout * cin, err);
   if (wv < 0) return wv;
-  int bv = new_floats(m, &m->nodes[sib[0]], "merged_bias", cout, err);
+  int bv = graph_new_floats(m, &m->nodes[sib[0]], "merged_bias", cout, err);
   if (bv < 0) return bv;
   float *w = m->vals[wv].f, *b = m->vals[bv].f;
   const float *old_w[KERN_CONV_GROUPS], *old_b[KERN_CONV_GROUPS];
