@@ -32,10 +32,8 @@
 
 static int direct_1x1(const graph_node_t *n) {
   const kern_conv_t *k = &n->a.conv.k;
-  return !n->dead && n->op == OP_CONV && k->kh == 1 && k->kw == 1 && k->stride_h == 1 &&
-         k->stride_w == 1 && !k->pad_t && !k->pad_l && !k->pad_b && !k->pad_r &&
-         n->a.conv.residual < 0 && k->ngroups == 0 && k->cout % KERN_SGEMM_MR == 0 &&
-         k->weight;
+  return !n->dead && n->op == OP_CONV && kern_conv_direct(k) && n->a.conv.residual < 0 &&
+         k->ngroups == 0 && k->cout % KERN_SGEMM_MR == 0 && k->weight;
 }
 
 /* Frees constant value v's data unless a live node reads it (as an input, or as a

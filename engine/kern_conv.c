@@ -95,7 +95,7 @@ typedef struct {
   atomic_size_t next_chunk;            /* conv__by_images: groups claimed in order */
 } conv_job_t;
 
-static int conv__direct(const kern_conv_t *p) {
+int kern_conv_direct(const kern_conv_t *p) {
   return p->kh == 1 && p->kw == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_t == 0 &&
          p->pad_l == 0 && p->pad_b == 0 && p->pad_r == 0;
 }
@@ -539,7 +539,7 @@ static void conv__run(const kern_ctx_t *kc, const kern_conv_t *p, const float *i
   j.block_max = j.block < j.cols ? j.block + CONV_TAIL_ABSORB : j.block;
   j.in_img = (size_t)p->cin * (size_t)h * (size_t)w;
   j.out_img = kern_conv_out_img(p, j.cols);
-  j.direct = conv__direct(p);
+  j.direct = kern_conv_direct(p);
   j.split_rows = kern_im2col_tmp_floats(p, h, ow) > 0;
   if (j.cols == 0 || n <= 0 || p->cout <= 0) return;
   int nt = kern_threads(kc);

@@ -52,6 +52,9 @@ typedef struct {
   size_t group_out_img[KERN_CONV_GROUPS]; /* output g's image stride (0: dense) */
 } kern_conv_t;
 
+/* 1 for a 1x1, stride-1, unpadded conv: it multiplies its input directly (no lowering),
+ * and only such convs may have row groups. */
+int kern_conv_direct(const kern_conv_t *p);
 /* At model load: prepare weights (e.g. pack or transform). Returns 0 or CNN_ENOMEM. */
 int kern_conv_prepare(kern_conv_t *p);
 void kern_conv_release(kern_conv_t *p);
