@@ -189,10 +189,10 @@ $(TEST_IMAGES)/.stamp: tests/image/make_inputs.py | $(DEPS_TEST_STAMP)
 UNIT_ENV = CNN_TEST_IMAGES=$(abspath $(TEST_IMAGES)) CNN_TEST_MODELS=$(abspath $(TEST_MODELS_DIR))
 
 unit: $(BUILD)/tests/unit $(TEST_IMAGES)/.stamp $(TEST_MODELS_DIR)/resnet18.onnx \
-      $(TEST_MODELS_DIR)/googlenet.onnx
+      $(TEST_MODELS_DIR)/resnet50.onnx $(TEST_MODELS_DIR)/googlenet.onnx
 	$(UNIT_ENV) $(BUILD)/tests/unit --jobs 2
 unit-asan: $(ASAN)/tests/unit $(TEST_IMAGES)/.stamp $(TEST_MODELS_DIR)/resnet18.onnx \
-           $(TEST_MODELS_DIR)/googlenet.onnx
+           $(TEST_MODELS_DIR)/resnet50.onnx $(TEST_MODELS_DIR)/googlenet.onnx
 	$(UNIT_ENV) ASAN_OPTIONS=detect_leaks=1 $(ASAN)/tests/unit --jobs 2
 check-asan: unit-asan
 

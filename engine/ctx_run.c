@@ -126,6 +126,11 @@ void ctx_run_node(const ctx_env_t *c, const graph_node_t *nd, int n) {
     break;
   }
   case OP_SLICE: run_slice(c, nd, n); break;
+  case OP_SUBSAMPLE:
+    kern_subsample(kc, in, n, nd->a.sub.c, nd->a.sub.h, nd->a.sub.w, nd->a.sub.stride,
+                   out + nd->a.sub.off, nd->a.sub.oh, nd->a.sub.ow,
+                   (size_t)graph_numel(&m->vals[nd->out]));
+    break;
   default: break; /* aliases and folded constants: nothing to run */
   }
 }

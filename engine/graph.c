@@ -100,6 +100,31 @@ int graph_new_floats(cnn_model_t *m, const graph_node_t *n, const char *what, in
   return vi;
 }
 
+/* Frees constant value v's data unless a live node reads it (as an input, or as a
+ * conv's weights or bias). */
+void graph_drop_value(cnn_model_t *m, int v) {
+  graph_value_t *x = v >= 0 ? &m->vals[v] : NULL;
+  if (!x || x->kind != VAL_CONST || !x->f) return;
+  for (int i = 0; i < m->nnodes; i++) {
+    const graph_node_t *n = &m->nodes[i];
+    if (n->dead) continue;
+    for (int j = 0; j < n->nin; j++)
+      if (n->in[j] == v) return;
+    if (n->op == OP_CONV && (n->a.conv.k.weight == x->f || n->a.conv.k.bias == x->f)) return;
+  }
+  free(x->f);
+  x->f = NULL;
+}
+
+/* The same for the constant holding data f (a conv's weights or bias), if any. */
+void graph_drop_data(cnn_model_t *m, const float *f) {
+  for (int v = 0; f && v < m->nvals; v++)
+    if (m->vals[v].kind == VAL_CONST && m->vals[v].f == f) {
+      graph_drop_value(m, v);
+      return;
+    }
+}
+
 int graph_node_outputs(const graph_node_t *n, int *outs) {
   if (n->op != OP_CONV || n->a.conv.k.ngroups <= 0) {
     outs[0] = n->out;

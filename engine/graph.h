@@ -4,7 +4,9 @@
  * Loading goes ONNX protobuf -> graph (onnx_load.c, onnx_tensor.c) -> per-op checks
  * and shape inference (graph_ops.c) -> rewrites (graph_fuse.c: BatchNorm folded into
  * Conv, residual Add and Relu fused into the Conv epilogue; graph_concat.c: channel
- * Concats written in place by the convs feeding them) -> memory plan
+ * Concats written in place by the convs feeding them; graph_siblings.c: sibling 1x1
+ * convs merged; graph_shortcut.c: projection shortcuts merged into their blocks' last
+ * convs) -> memory plan
  * (graph_plan.c). After that the graph is read-only and shared by every context
  * (ctx.c), which owns only the arena, the scratch and the thread pool.
  *
@@ -17,7 +19,8 @@
  * Storage: a runtime value either owns a slot in the arena (root) or aliases its
  * root (Reshape, Flatten, Unsqueeze, Identity, Dropout: same bytes, new shape), or is
  * a view of it: the channel slice of a Concat output that a conv writes in place,
- * view_off floats into each image's part of the root (graph_concat.c).
+ * view_off floats into each image's part of the root (graph_concat.c), or the first
+ * channels of a merged shortcut conv's input (graph_shortcut.c).
  * Plan offsets are per image, in floats; a context for max_batch B multiplies them
  * by B, which keeps the plan valid because every runtime size scales by B.
  */
@@ -76,7 +79,9 @@ typedef struct {
 typedef enum {
   OP_CONV, OP_BATCHNORM, OP_RELU, OP_MAXPOOL, OP_AVGPOOL, OP_GLOBALAVGPOOL, OP_ADD, OP_MUL,
   OP_CONCAT, OP_FLATTEN, OP_RESHAPE, OP_GEMM, OP_MATMUL, OP_SOFTMAX, OP_LRN, OP_IDENTITY,
-  OP_DROPOUT, OP_CONSTANT, OP_GATHER, OP_UNSQUEEZE, OP_SLICE, OP__COUNT
+  OP_DROPOUT, OP_CONSTANT, OP_GATHER, OP_UNSQUEEZE, OP_SLICE,
+  OP_SUBSAMPLE, /* no ONNX op: a shortcut's input copied beside its block's (graph_shortcut.c) */
+  OP__COUNT
 } graph_op_t;
 
 typedef struct {
@@ -118,6 +123,10 @@ typedef struct {
     struct {
       int64_t starts[GRAPH_MAX_DIMS], steps[GRAPH_MAX_DIMS];
     } slice;
+    struct {
+      int stride, c, h, w, oh, ow;
+      int64_t off; /* floats before the copy in each image of the output */
+    } sub;
   } a;
   int softmax_coerce; /* opset < 13: Softmax over the flattened dims from axis on */
   int auto_pad;       /* Conv/pools: 0 NOTSET, 1 VALID, 2 SAME_UPPER, 3 SAME_LOWER */
@@ -174,6 +183,13 @@ int graph_concat_inplace(cnn_model_t *m, const int *readers, cnn_error_t *err);
 /* graph_siblings.c: direct 1x1 convs reading one value merged into one conv with row
  * groups, in place of the earliest; after graph_concat_inplace. */
 int graph_merge_siblings(cnn_model_t *m, cnn_error_t *err);
+/* graph_shortcut.c: a residual block's projection shortcut (a 1x1 conv) merged into the
+ * block's last 1x1 conv, one product over both inputs side by side; last of the rewrites. */
+int graph_merge_shortcuts(cnn_model_t *m, cnn_error_t *err);
+/* Rewrites' clean-up: frees constant value v's data (or the constant holding data f)
+ * unless a live node reads it, as an input or as a conv's weights or bias. */
+void graph_drop_value(cnn_model_t *m, int v);
+void graph_drop_data(cnn_model_t *m, const float *f);
 struct pool;
 /* Every live conv's weights prepared for its kernel on the pool's threads (NULL: the
  * caller's alone), then the plain copies no kernel reads freed (graph_prepare.c). */

@@ -10,6 +10,8 @@
  *  4. Concat on channels of such convs' outputs: the convs write their slices of the
  *     Concat's output in place (graph_concat.c).
  *  5. Sibling 1x1 convs reading one value: one conv with row groups (graph_siblings.c).
+ *  6. A residual block's 1x1 projection shortcut and its last 1x1 conv: one conv over
+ *     both inputs side by side (graph_shortcut.c).
  * Before them, a per-channel affine map written channel by channel (GoogLeNet's input
  * re-normalization) becomes one scale-and-shift node (graph_fuse_affine.c).
  * A fused-away node is marked dead and the conv takes over its output value. The
@@ -136,5 +138,6 @@ int graph_fuse(cnn_model_t *m, cnn_error_t *err) {
   if (!(readers = count_readers(m))) return cnn_error_set(err, CNN_ENOMEM, "out of memory");
   rc = graph_concat_inplace(m, readers, err);
   free(readers);
-  return rc ? rc : graph_merge_siblings(m, err);
+  if (!rc) rc = graph_merge_siblings(m, err);
+  return rc ? rc : graph_merge_shortcuts(m, err);
 }

@@ -36,31 +36,6 @@ static int direct_1x1(const graph_node_t *n) {
          k->ngroups == 0 && k->cout % KERN_SGEMM_MR == 0 && k->weight;
 }
 
-/* Frees constant value v's data unless a live node reads it (as an input, or as a
- * conv's weights or bias). */
-static void drop_value(cnn_model_t *m, int v) {
-  graph_value_t *x = v >= 0 ? &m->vals[v] : NULL;
-  if (!x || x->kind != VAL_CONST || !x->f) return;
-  for (int i = 0; i < m->nnodes; i++) {
-    const graph_node_t *n = &m->nodes[i];
-    if (n->dead) continue;
-    for (int j = 0; j < n->nin; j++)
-      if (n->in[j] == v) return;
-    if (n->op == OP_CONV && (n->a.conv.k.weight == x->f || n->a.conv.k.bias == x->f)) return;
-  }
-  free(x->f);
-  x->f = NULL;
-}
-
-/* The same for the constant holding data f (a conv's weights or bias), if any. */
-static void drop_data(cnn_model_t *m, const float *f) {
-  for (int v = 0; f && v < m->nvals; v++)
-    if (m->vals[v].kind == VAL_CONST && m->vals[v].f == f) {
-      drop_value(m, v);
-      return;
-    }
-}
-
 /* Merges the convs sib[0 .. count) (node indices, in order) into sib[0]. */
 static int merge(cnn_model_t *m, const int *sib, int count, cnn_error_t *err) {
   int cin = m->nodes[sib[0]].a.conv.k.cin, cout = 0;
@@ -96,9 +71,9 @@ static int merge(cnn_model_t *m, const int *sib, int count, cnn_error_t *err) {
   k->out_img = 0;
   lead->macs = macs;
   for (int g = 0; g < count; g++) {
-    drop_data(m, old_w[g]), drop_data(m, old_b[g]);
+    graph_drop_data(m, old_w[g]), graph_drop_data(m, old_b[g]);
     const graph_node_t *s = &m->nodes[sib[g]];
-    for (int j = 1; g > 0 && j < s->nin; j++) drop_value(m, s->in[j]); /* ONNX initializers */
+    for (int j = 1; g > 0 && j < s->nin; j++) graph_drop_value(m, s->in[j]); /* ONNX initializers */
   }
   return 0;
 }

@@ -1,5 +1,6 @@
 /*
- * kern_data.c — data movement: Concat, Gather (constant indices) and Slice.
+ * kern_data.c — data movement: Concat, Gather (constant indices), Slice and the
+ * subsampled copy of a shortcut's input (graph_shortcut.c).
  *
  * Pure copies, split across threads by contiguous ranges of the output so each
  * thread writes its own bytes; the only arithmetic is index bookkeeping, done
@@ -124,4 +125,40 @@ void kern_slice(const kern_ctx_t *kc, const float *in, const int64_t *in_shape, 
   for (int k = 0; k < ndim - 1; k++) j.rows *= j.dim[k];
   j.inner = j.dim[ndim - 1];
   if (j.rows && j.inner) pool_run(kc->pool, slice__task, &j);
+}
+
+/* ---- subsampled copy ------------------------------------------------------------ */
+
+typedef struct {
+  const float *in;
+  int c, h, w, stride, oh, ow;
+  size_t out_img;
+  float *out;
+  int n_images;
+} subsample_job_t;
+
+static void subsample__task(void *arg, int tid, int nt) {
+  const subsample_job_t *j = arg;
+  size_t b, e, plane = (size_t)j->h * (size_t)j->w, oplane = (size_t)j->oh * (size_t)j->ow;
+  pool_split((size_t)j->c * (size_t)j->n_images, tid, nt, &b, &e);
+  for (size_t p = b; p < e; p++) {
+    size_t img = p / (size_t)j->c, ch = p % (size_t)j->c;
+    const float *src = j->in + p * plane;
+    float *dst = j->out + img * j->out_img + ch * oplane;
+    if (j->stride == 1) {
+      memcpy(dst, src, oplane * sizeof(float));
+      continue;
+    }
+    for (int y = 0; y < j->oh; y++) {
+      const float *r = src + (size_t)y * (size_t)j->stride * (size_t)j->w;
+      float *o = dst + (size_t)y * (size_t)j->ow;
+      for (int x = 0; x < j->ow; x++) o[x] = r[(size_t)x * (size_t)j->stride];
+    }
+  }
+}
+
+void kern_subsample(const kern_ctx_t *kc, const float *in, int n, int c, int h, int w,
+                    int stride, float *out, int oh, int ow, size_t out_img) {
+  subsample_job_t j = {in, c, h, w, stride, oh, ow, out_img, out, n};
+  if (n > 0 && c > 0 && oh > 0 && ow > 0) pool_run(kc->pool, subsample__task, &j);
 }

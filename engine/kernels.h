@@ -148,4 +148,10 @@ void kern_slice(const kern_ctx_t *kc, const float *in, const int64_t *in_shape, 
                 const int64_t *starts, const int64_t *steps, const int64_t *out_shape,
                 float *out);
 
+/* out[i][ch][y][x] = in[i][ch][y * stride][x * stride] for n images of c channels: the
+ * input of a 1x1 conv of that stride, copied so that another conv's output can sit
+ * beside it (graph_shortcut.c). Images are out_img floats apart in out (in is dense). */
+void kern_subsample(const kern_ctx_t *kc, const float *in, int n, int c, int h, int w,
+                    int stride, float *out, int oh, int ow, size_t out_img);
+
 #endif

@@ -332,6 +332,7 @@ static const op_desc_t op_table[] = {
 };
 
 const char *graph_op_name(int op) {
+  if (op == OP_SUBSAMPLE) return "Subsample"; /* made by a rewrite, never parsed */
   for (size_t i = 0; i < sizeof op_table / sizeof op_table[0]; i++)
     if ((int)op_table[i].op == op) return op_table[i].type;
   return "?";

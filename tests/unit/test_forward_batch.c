@@ -11,8 +11,8 @@
  * 57 convs drifted to 1.1e-5): for batches that divide
  * among the threads and batches
  * that leave images over, at 1 to 3 threads, and across repeated forwards on the
- * same context (arenas reused). Uses the ResNet-18 and GoogLeNet test models
- * (CNN_TEST_MODELS).
+ * same context (arenas reused). Uses the ResNet-18, ResNet-50 and GoogLeNet test
+ * models (CNN_TEST_MODELS).
  */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -84,6 +84,12 @@ Test(forward_batch, rows_match_single_image_forwards) { batch_rows_check("resnet
 Test(forward_batch, googlenet_rows_match_single_image_forwards) {
   batch_rows_check("googlenet.onnx", 0);
   batch_rows_check("googlenet.onnx", 1);
+}
+
+/* ResNet-50's merged shortcuts (graph_shortcut.c) read a map that conv2 writes in part
+ * at the merged input's image stride and a subsample node fills at a channel offset. */
+Test(forward_batch, resnet50_rows_match_single_image_forwards) {
+  batch_rows_check("resnet50.onnx", 0);
 }
 
 /* The prefix's stages: cut in node order, each boundary crossed by one value alone,

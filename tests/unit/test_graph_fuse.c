@@ -7,8 +7,9 @@
  * results are checked against PyTorch by make test-diff and, with near misses that must
  * stay unfolded, by tests/diff/test_ops.py. Its inception Concats must be written in
  * place by the convs feeding them (graph_concat.c), and the activation plan must never
- * let a node overwrite a value a later node reads. Uses the GoogLeNet and ResNet-18 test
- * models (CNN_TEST_MODELS).
+ * let a node overwrite a value a later node reads. ResNet-50's projection shortcuts must
+ * be merged into their blocks' last convs (graph_shortcut.c). Uses the GoogLeNet,
+ * ResNet-18 and ResNet-50 test models (CNN_TEST_MODELS).
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -149,4 +150,60 @@ Test(graph_fuse, googlenet_sibling_1x1_convs_merged) {
   }
   cr_assert_eq(merged, 9, "%d merged convs, expected one per inception module", merged);
   cnn_model_destroy(m);
+}
+
+/* Each ResNet-50 stage's first block ends in one conv over [x2 ; xs] (graph_shortcut.c):
+ * conv2 writes x2 as the first channels of the merged conv's input Z, a subsample node
+ * copies the block input at the shortcut's stride into the rest, and the merged conv
+ * reads Z with stride 1 and no residual. No residual is left that a shortcut (a 1x1 conv
+ * without ReLU) makes. */
+Test(graph_fuse, resnet50_projection_shortcuts_merged) {
+  cnn_model_t *m = ref_load_test_model("resnet50.onnx");
+  static const int strides[4] = {1, 2, 2, 2};
+  int merged = 0;
+  for (int i = 0; i < m->nnodes; i++) {
+    const graph_node_t *n = &m->nodes[i];
+    if (n->dead) continue;
+    if (n->op == OP_CONV && n->a.conv.residual >= 0) {
+      const graph_node_t *p = &m->nodes[m->vals[n->a.conv.residual].producer];
+      cr_assert(p->op != OP_CONV || p->a.conv.k.kh != 1 || p->a.conv.k.relu,
+                "%s: residual from the 1x1 conv %s, a shortcut left unmerged", n->name, p->name);
+    }
+    if (n->op != OP_SUBSAMPLE) continue;
+    cr_assert_lt(merged, 4, "more than 4 merged shortcuts");
+    const graph_value_t *z = &m->vals[n->out];
+    cr_assert_eq(z->alias_of, -1);
+    cr_assert_eq(n->a.sub.stride, strides[merged], "%s: stride %d", n->name, n->a.sub.stride);
+    cr_assert_eq(n->a.sub.c, m->vals[n->in[0]].dims[1]);
+    cr_assert_eq(n->a.sub.oh, z->dims[2]);
+    cr_assert_eq((n->a.sub.h - 1) / n->a.sub.stride + 1, n->a.sub.oh);
+    int64_t plane = z->dims[2] * z->dims[3], c2 = z->dims[1] - n->a.sub.c;
+    cr_assert_eq(n->a.sub.off, c2 * plane, "%s: the copy at %lld", n->name, (long long)n->a.sub.off);
+    int readers = 0, views = 0;
+    for (int j = i + 1; j < m->nnodes; j++) {
+      const graph_node_t *c = &m->nodes[j];
+      if (c->dead || c->op != OP_CONV || c->in[0] != n->out) continue;
+      readers++;
+      cr_assert_eq(c->a.conv.k.cin, z->dims[1]);
+      cr_assert(c->a.conv.k.kh == 1 && c->a.conv.k.stride_h == 1 && c->a.conv.residual < 0 &&
+                c->a.conv.k.relu);
+      cr_assert_eq(c->a.conv.h, z->dims[2]);
+    }
+    for (int v = 0; v < m->nvals; v++) {
+      const graph_value_t *x = &m->vals[v];
+      if (x->alias_of != n->out) continue;
+      views++;
+      cr_assert_eq(x->view_off, 0);
+      cr_assert_eq(x->dims[1], c2);
+      const graph_node_t *w = &m->nodes[x->producer];
+      cr_assert(w->op == OP_CONV && w->out == v && w->a.conv.k.kh == 3 && w->a.conv.k.out_img ==
+                (size_t)graph_numel(z), "%s: x2 not written in place by conv2", n->name);
+    }
+    cr_assert_eq(readers, 1, "%s: %d convs read its output", n->name, readers);
+    cr_assert_eq(views, 1, "%s: %d views of its output", n->name, views);
+    merged++;
+  }
+  cr_assert_eq(merged, 4, "%d merged shortcuts, expected one per stage", merged);
+  cnn_model_destroy(m);
+  plan_check_no_clobber("resnet50.onnx");
 }

@@ -1,5 +1,5 @@
-/* test_kern_data.c — concat, gather and slice (negative steps too) against plain
- * index arithmetic; these are copies, so results must match exactly. */
+/* test_kern_data.c — concat, gather, slice (negative steps too) and the subsampled copy
+ * against plain index arithmetic; these are copies, so results must match exactly. */
 #include <criterion/criterion.h>
 #include <stdlib.h>
 
@@ -77,4 +77,35 @@ Test(kern_data, slice_steps) {
       free(out), free(want);
     }
   free(in);
+}
+
+/* The shortcut's subsampled copy (graph_shortcut.c): every stride-th pixel of every
+ * row stride apart, each image's copy out_img floats after the last, at a channel
+ * offset inside a wider map; nothing around the copy written. */
+Test(kern_data, subsample_into_a_wider_map) {
+  ref_rng_t rng = {24};
+  static const int cases[][4] = {{1, 5, 7, 7}, {2, 9, 7, 7}, {2, 56, 56, 3}, {2, 14, 13, 2}, {3, 1, 1, 1}};
+  for (size_t cs = 0; cs < sizeof cases / sizeof cases[0]; cs++)
+    for (int thr = 1; thr <= 3; thr++) {
+      int s = cases[cs][0], h = cases[cs][1], w = cases[cs][2], c = cases[cs][3], n = 3;
+      int oh = (h - 1) / s + 1, ow = (w - 1) / s + 1;
+      size_t before = 5, out_img = before + (size_t)c * oh * ow + 4; /* channels around it */
+      float *in = ref_random(&rng, (size_t)n * c * h * w, -1, 1);
+      float *out = malloc((size_t)n * out_img * sizeof *out);
+      for (size_t i = 0; i < (size_t)n * out_img; i++) out[i] = 1234.5f;
+      ref_kctx_t t;
+      ref_kctx_init(&t, thr, 0);
+      kern_subsample(&t.kc, in, n, c, h, w, s, out + before, oh, ow, out_img);
+      for (int img = 0; img < n; img++)
+        for (size_t i = 0; i < out_img; i++) {
+          float got = out[(size_t)img * out_img + i], want = 1234.5f;
+          if (i >= before && i < before + (size_t)c * oh * ow) {
+            size_t q = i - before, ch = q / ((size_t)oh * ow), y = q / ow % oh, x = q % ow;
+            want = in[(((size_t)img * c + ch) * h + y * s) * w + x * s];
+          }
+          cr_assert_eq(got, want, "case %zu, %d threads: image %d float %zu", cs, thr, img, i);
+        }
+      ref_kctx_deinit(&t);
+      free(in), free(out);
+    }
 }
