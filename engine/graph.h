@@ -184,8 +184,12 @@ int graph_concat_inplace(cnn_model_t *m, const int *readers, cnn_error_t *err);
  * groups, in place of the earliest; after graph_concat_inplace. */
 int graph_merge_siblings(cnn_model_t *m, cnn_error_t *err);
 /* graph_shortcut.c: a residual block's projection shortcut (a 1x1 conv) merged into the
- * block's last 1x1 conv, one product over both inputs side by side; last of the rewrites. */
-int graph_merge_shortcuts(cnn_model_t *m, cnn_error_t *err);
+ * block's last 1x1 conv, one product over both inputs side by side; last of the rewrites.
+ * readers[v] counts the live readers of each value (a merge changes only its own). */
+int graph_merge_shortcuts(cnn_model_t *m, const int *readers, cnn_error_t *err);
+/* Rewrites' checks: a new array, 1 for each value another value aliases or views (the
+ * caller frees it); NULL when out of memory. */
+int *graph_aliased(const cnn_model_t *m);
 /* Rewrites' clean-up: frees constant value v's data (or the constant holding data f)
  * unless a live node reads it, as an input or as a conv's weights or bias. */
 void graph_drop_value(cnn_model_t *m, int v);

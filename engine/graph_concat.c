@@ -61,10 +61,8 @@ static int concat_in_place(cnn_model_t *m, graph_node_t *cat, const int *readers
 }
 
 int graph_concat_inplace(cnn_model_t *m, const int *readers, cnn_error_t *err) {
-  int *aliased = calloc((size_t)m->nvals, sizeof *aliased);
+  int *aliased = graph_aliased(m);
   if (!aliased) return cnn_error_set(err, CNN_ENOMEM, "out of memory");
-  for (int v = 0; v < m->nvals; v++)
-    if (m->vals[v].alias_of >= 0) aliased[m->vals[v].alias_of] = 1;
   for (int i = 0; i < m->nnodes; i++) {
     graph_node_t *n = &m->nodes[i];
     if (!n->dead && n->op == OP_CONCAT) concat_in_place(m, n, readers, aliased);

@@ -139,5 +139,9 @@ int graph_fuse(cnn_model_t *m, cnn_error_t *err) {
   rc = graph_concat_inplace(m, readers, err);
   free(readers);
   if (!rc) rc = graph_merge_siblings(m, err);
-  return rc ? rc : graph_merge_shortcuts(m, err);
+  if (rc) return rc;
+  if (!(readers = count_readers(m))) return cnn_error_set(err, CNN_ENOMEM, "out of memory");
+  rc = graph_merge_shortcuts(m, readers, err);
+  free(readers);
+  return rc;
 }

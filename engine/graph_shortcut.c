@@ -160,27 +160,13 @@ static int try_block(cnn_model_t *m, graph_node_t *late, const int *readers, con
   return 0;
 }
 
-int graph_merge_shortcuts(cnn_model_t *m, cnn_error_t *err) {
-  int *readers = calloc((size_t)m->nvals, sizeof *readers);
-  int *aliased = calloc((size_t)m->nvals, sizeof *aliased);
-  if (!readers || !aliased) {
-    free(readers), free(aliased);
-    return cnn_error_set(err, CNN_ENOMEM, "out of memory");
-  }
-  for (int i = 0; i < m->nnodes; i++) {
-    const graph_node_t *n = &m->nodes[i];
-    if (n->dead) continue;
-    for (int j = 0; j < n->nin; j++)
-      if (n->in[j] >= 0) readers[n->in[j]]++;
-    if (n->op == OP_CONV && n->a.conv.residual >= 0) readers[n->a.conv.residual]++;
-  }
-  readers[m->output]++;
-  for (int v = 0; v < m->nvals; v++)
-    if (m->vals[v].alias_of >= 0) aliased[m->vals[v].alias_of] = 1;
+int graph_merge_shortcuts(cnn_model_t *m, const int *readers, cnn_error_t *err) {
+  int *aliased = graph_aliased(m);
+  if (!aliased) return cnn_error_set(err, CNN_ENOMEM, "out of memory");
   int nnodes = m->nnodes, rc = 0;
   for (int i = 0; i < nnodes && rc >= 0; i++)
     if (m->nodes[i].op == OP_CONV && !m->nodes[i].dead && m->nodes[i].a.conv.residual >= 0)
       rc = try_block(m, &m->nodes[i], readers, aliased, err);
-  free(readers), free(aliased);
+  free(aliased);
   return rc < 0 ? rc : 0;
 }
