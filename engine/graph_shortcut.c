@@ -129,11 +129,12 @@ static int merge(cnn_model_t *m, graph_node_t *late, graph_node_t *early, graph_
 }
 
 /* Whether late (the conv with the residual) and early (the residual's producer) form a
- * block end to merge; if so merges them. Returns 1 merged, 0 not, < 0 an error. */
+ * block end to merge; if so merges them. readers and aliased cover the values [0, nvals)
+ * that existed before the first merge. Returns 1 merged, 0 not, < 0 an error. */
 static int try_block(cnn_model_t *m, graph_node_t *late, const int *readers, const int *aliased,
-                     cnn_error_t *err) {
+                     int nvals, cnn_error_t *err) {
   int r = late->a.conv.residual;
-  if (!plain_1x1(m, late) || r < 0 || r == m->output || readers[r] != 1 ||
+  if (!plain_1x1(m, late) || r < 0 || r >= nvals || r == m->output || readers[r] != 1 ||
       !lone_root(m, aliased, r) || m->vals[r].producer < 0)
     return 0;
   graph_node_t *early = &m->nodes[m->vals[r].producer];
@@ -148,7 +149,7 @@ static int try_block(cnn_model_t *m, graph_node_t *late, const int *readers, con
         main_c->a.conv.h != main_c->a.conv.oh || main_c->a.conv.w != main_c->a.conv.ow)
       continue;
     int x = short_c->in[0], x2 = main_c->in[0];
-    if (x < 0 || x == x2 || !graph_is_runtime(&m->vals[x]) || m->vals[x].alias_of >= 0 ||
+    if (x < 0 || x2 < 0 || x >= nvals || x2 >= nvals || x == x2 || /* no earlier merge's Z */ !graph_is_runtime(&m->vals[x]) || m->vals[x].alias_of >= 0 ||
         m->vals[x].ndim != 4 || m->vals[x].dims[1] != ks->cin ||
         m->vals[x].producer >= (int)(early - m->nodes)) /* x ready where the copy runs */
       continue;
@@ -163,10 +164,10 @@ static int try_block(cnn_model_t *m, graph_node_t *late, const int *readers, con
 int graph_merge_shortcuts(cnn_model_t *m, const int *readers, cnn_error_t *err) {
   int *aliased = graph_aliased(m);
   if (!aliased) return cnn_error_set(err, CNN_ENOMEM, "out of memory");
-  int nnodes = m->nnodes, rc = 0;
+  int nnodes = m->nnodes, nvals = m->nvals, rc = 0;
   for (int i = 0; i < nnodes && rc >= 0; i++)
     if (m->nodes[i].op == OP_CONV && !m->nodes[i].dead && m->nodes[i].a.conv.residual >= 0)
-      rc = try_block(m, &m->nodes[i], readers, aliased, err);
+      rc = try_block(m, &m->nodes[i], readers, aliased, nvals, err);
   free(aliased);
   return rc < 0 ? rc : 0;
 }
