@@ -100,8 +100,6 @@ int graph_new_floats(cnn_model_t *m, const graph_node_t *n, const char *what, in
   return vi;
 }
 
-/* Frees constant value v's data unless a live node reads it (as an input, or as a
- * conv's weights or bias). */
 int *graph_aliased(const cnn_model_t *m) {
   int *aliased = calloc((size_t)m->nvals + 1, sizeof *aliased);
   for (int v = 0; aliased && v < m->nvals; v++)
@@ -109,6 +107,8 @@ int *graph_aliased(const cnn_model_t *m) {
   return aliased;
 }
 
+/* Frees constant value v's data unless a live node reads it (as an input, or as a
+ * conv's weights or bias). */
 void graph_drop_value(cnn_model_t *m, int v) {
   graph_value_t *x = v >= 0 ? &m->vals[v] : NULL;
   if (!x || x->kind != VAL_CONST || !x->f) return;
