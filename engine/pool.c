@@ -100,6 +100,7 @@ struct pool {
   pool_slot_t *slots;  /* one per tid */
   float *weight;       /* one per tid, mean 1: pool_split_weighted; caller-only writes */
   atomic_int done;     /* tids finished in this generation */
+  double idle;         /* thread-seconds idle inside tasks (pool_idle_seconds); caller-only */
   atomic_int quit;
 };
 
@@ -279,7 +280,17 @@ void pool_run(pool_t *p, pool_task_cb fn, void *arg) {
   unsigned g = pool__publish(p);
   pool__work(p, g, 0);
   pool__await_done(p);
+  double first = p->slots[0].t0, last = p->slots[0].t1, busy = 0.0;
+  for (int t = 0; t < p->n; t++) {
+    const pool_slot_t *sl = &p->slots[t];
+    first = sl->t0 < first ? sl->t0 : first;
+    last = sl->t1 > last ? sl->t1 : last;
+    busy += sl->t1 - sl->t0;
+  }
+  p->idle += p->n * (last - first) - busy;
 }
+
+double pool_idle_seconds(const pool_t *p) { return p ? p->idle : 0.0; }
 
 /* ---- speed-weighted splits (pool.h) ------------------------------------------------- */
 

@@ -45,6 +45,13 @@ enum { POOL_LEARN_MAX = 64 };
 int pool_weights_learn(float *weight, int n, const size_t *items, const double *seconds);
 size_t pool_split_max(size_t total, int n);
 
+/* The team's idle time since pool_create, in thread-seconds: per task, from its first
+ * tid's start to its last one's end, the time each thread was not running a tid (waiting
+ * for the others at the end, or woken late), from the run times the pool takes anyway.
+ * 0 for a one-thread pool. ctx.c's profiler reports it per node. Read by the thread that
+ * drives the pool. */
+double pool_idle_seconds(const pool_t *p);
+
 /* One step of a busy wait: a CPU pause, or on every 64th step a sched_yield, so that
  * other runnable threads still get the CPU. For waits that
  * may last milliseconds but should not halt the vCPU (pool.c's waits, ctx.c's stages). */

@@ -1,8 +1,10 @@
 /* test_pool.c — the thread pool: every tid runs exactly once per run, for many runs
- * and 1..4 threads, across the spin and the sleep paths; destroy joins cleanly. */
+ * and 1..4 threads, across the spin and the sleep paths; destroy joins cleanly; the
+ * idle time it counts. */
 #include <criterion/criterion.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "pool.h"
@@ -63,6 +65,33 @@ Test(pool, run_waits_for_slow_worker, .timeout = 60) {
     pool_run(p, slow_task, &j);
     cr_assert_eq(atomic_load(&j.sum), 6);
   }
+  pool_destroy(p);
+}
+
+/* pool_idle_seconds: while the last tid sleeps 3 ms the other two threads have nothing
+ * to do: each run counts 3 x its span less the three runs, at least 2 x 3 ms less the
+ * two quick tids' runs, so about 30 ms in 5 runs; the bound leaves 10 ms for quick tids
+ * that a descheduled thread stretched. (Counting n - 1 threads x the span would give
+ * 15.) It never exceeds the threads x the wall time, and a one-thread pool counts none. */
+Test(pool, idle_time_counts_threads_waiting_inside_tasks, .timeout = 60) {
+  pool_t *p;
+  cr_assert_eq(pool_create(3, &p), 0);
+  cr_assert_eq(pool_idle_seconds(p), 0.0);
+  struct timespec a, b;
+  clock_gettime(CLOCK_MONOTONIC, &a);
+  for (int r = 0; r < 5; r++) {
+    slow_job_t j = {0};
+    pool_run(p, slow_task, &j);
+  }
+  clock_gettime(CLOCK_MONOTONIC, &b);
+  double wall = (double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec);
+  double idle = pool_idle_seconds(p);
+  cr_assert(idle >= 0.020 && idle <= 3 * wall, "idle %g s over %g s of 5 runs", idle, wall);
+  pool_destroy(p);
+  cr_assert_eq(pool_create(1, &p), 0);
+  slow_job_t j = {0};
+  pool_run(p, slow_task, &j);
+  cr_assert_eq(pool_idle_seconds(p), 0.0);
   pool_destroy(p);
 }
 
