@@ -212,9 +212,10 @@ static int ctx_cmp_desc(const void *a, const void *b) {
 }
 
 /* The threads' idle time inside the nodes' tasks (pool_idle_seconds: waiting for each
- * other at the end, or woken late), per forward and at the nodes that wait most. On the Zen 5 host,
- * ResNet-50 batch 1 on 2 threads: about 2 thread-ms a forward of 2 x 19, spread over
- * every kind of split (a tenth of a node's time at most), not at a few nodes. */
+ * other at the end, or woken late), per forward and at the nodes that wait most. On the
+ * Zen 5 host, ResNet-50 batch 1 on 2 threads: 1.3-1.4 thread-ms a forward of 2 x 18.5 in
+ * calm minutes, about 2 in noisy ones, spread over every kind of split (no node above
+ * 0.08 ms), not at a few nodes. */
 static void ctx_prof_idle_print(const cnn_ctx_t *c, FILE *f, double fwd_ms) {
   const cnn_model_t *m = c->m;
   double idle = 0;
@@ -406,7 +407,8 @@ int cnn_forward(cnn_ctx_t *c, const float *input, int n, float *output, cnn_erro
   for (int i = start; i < m->nnodes; i++) {
     const graph_node_t *nd = &m->nodes[i];
     if (nd->dead || ctx_is_alias_op(nd->op)) continue;
-    double t0 = c->prof_ms ? ctx_now_ms(c) : 0.0, idle0 = pool_idle_seconds(c->pool);
+    double t0 = c->prof_ms ? ctx_now_ms(c) : 0.0;
+    double idle0 = c->prof_ms ? pool_idle_seconds(c->pool) : 0.0;
     ctx_run_node(&env, nd, n);
     if (c->prof_ms) {
       double dt = ctx_now_ms(c) - t0;
